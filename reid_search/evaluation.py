@@ -1,0 +1,307 @@
+"""Evaluate a model on a dataset folder, or a built gallery, under a re-ID protocol.
+
+``evaluate`` picks the protocol from what the source holds (``protocol="auto"``):
+MARS ``info/`` files -> ``mars-official``; Market-1501 ``query/`` -> ``market1501``;
+otherwise ``cross-camera`` (``cross-tracklet`` when no cameras are known). See
+:mod:`reid_search.protocols` for the matching rule and :mod:`reid_search.metrics` for the
+metric definitions.
+
+Usage::
+
+    >>> from reid_search import evaluate
+    >>> report = evaluate("../shared/data/cuhk03-mars/bbox_test")   # doctest: +SKIP
+    >>> round(report.rank(1), 3), round(report.summary.mean_ap, 3)  # doctest: +SKIP
+    (0.123, 0.101)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .gallery import DEFAULT_FRAMES_PER_TRACKLET, MANIFEST_FILE, Gallery, make_units, resolve_gallery_path
+from .layouts import DatasetScan, default_gallery_splits, scan_dataset
+from .metrics import MetricSummary, QueryScore, score_query, summarise
+from .protocols import (
+    EvalItems,
+    Protocol,
+    ProtocolError,
+    cross_camera,
+    load_mars_official,
+    market1501,
+    mars_info_dir,
+    mars_official,
+    mars_tracklet_key,
+    matching_masks,
+)
+
+AP_DEFINITION = (
+    "non-interpolated average precision as torchreid: mean over the query's true matches of "
+    "precision at each match's rank, junk removed first; CMC(k) = share of queries whose first "
+    "true match is within rank k; INP = matches / rank of the last match; ties in similarity "
+    "keep gallery order (stable sort)"
+)
+PROTOCOLS = ("auto", "cross-camera", "market1501", "mars-official")
+REPORTED_RANKS = (1, 5, 10, 20)
+
+
+@dataclass
+class EvaluationReport:
+    """Metrics of one evaluation and everything needed to trust or redo them."""
+
+    protocol: Protocol
+    items: EvalItems
+    scores: list[QueryScore]
+    summary: MetricSummary
+    source: str
+    level: str
+    model: dict[str, Any]
+    seconds: float
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def rank(self, k: int) -> float:
+        return self.summary.rank(k)
+
+    def to_dict(self) -> dict[str, Any]:
+        unmatched = [self.items.paths[self.protocol.query[i]] for i in self.summary.unmatched]
+        return {
+            "format": "reid-search/evaluation/v1",
+            "tool_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "source": self.source,
+            "level": self.level,
+            "protocol": self.protocol.name,
+            "protocol_description": self.protocol.description,
+            "ap_definition": AP_DEFINITION,
+            "model": self.model,
+            "n_queries": len(self.protocol.query),
+            "n_queries_scored": self.summary.n_scored,
+            "n_queries_without_match": len(unmatched),
+            "queries_without_match": unmatched[:100],
+            "n_gallery": len(self.protocol.gallery),
+            **{f"rank{k}": round(self.rank(k), 6) for k in REPORTED_RANKS},
+            "mAP": round(self.summary.mean_ap, 6),
+            "mINP": round(self.summary.mean_inp, 6),
+            "cmc": [round(float(v), 6) for v in self.summary.cmc],
+            "n_skipped_files": len(self.skipped),
+            "skipped_files": self.skipped[:100],
+            "notes": self.notes,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def score_protocol(items: EvalItems, protocol: Protocol, block: int = 256) -> list[QueryScore]:
+    """Score every query of ``protocol``, a block of queries at a time (memory stays bounded)."""
+    gallery_vectors = items.vectors[protocol.gallery]
+    scores: list[QueryScore] = []
+    for start in range(0, len(protocol.query), block):
+        q = protocol.query[start : start + block]
+        sims = items.vectors[q] @ gallery_vectors.T
+        positive, junk = matching_masks(items, q, protocol.gallery)
+        scores.extend(score_query(sims[i], positive[i], junk[i]) for i in range(len(q)))
+    return scores
+
+
+# ---------------------------------------------------------------------- items
+def _embed_groups(embedder, groups: list[list[str]], progress: bool, label: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Pooled vectors of each group, a mask of groups that had a readable file, failure lines."""
+    from tqdm import tqdm
+
+    vectors = np.zeros((len(groups), embedder.dim), np.float32)
+    ok = np.zeros(len(groups), bool)
+    failures: list[str] = []
+    with tqdm(total=sum(map(len, groups)), unit="img", desc=label, disable=not progress,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        for batch in embedder.iter_pooled(groups):
+            for g in batch.groups:
+                if g.vector is not None:
+                    vectors[g.index], ok[g.index] = g.vector, True
+            failures.extend(str(f) for f in batch.failures)
+            bar.update(batch.n_files)
+    return vectors, ok, failures
+
+
+def items_from_scan(scan: DatasetScan, embedder, level: str, frames_per_tracklet: int | None,
+                    progress: bool) -> tuple[EvalItems, list[str]]:
+    """Embed a scanned dataset into evaluation items (one per image or per tracklet)."""
+    units = make_units(scan.records, level, frames_per_tracklet)
+    vectors, ok, failures = _embed_groups(embedder, [[r.path for r in u.records] for u in units],
+                                          progress, f"embed {Path(scan.root).name}")
+    units = [u for u, good in zip(units, ok, strict=True) if good]
+    firsts = [u.records[0] for u in units]
+    items = EvalItems.from_labels(
+        vectors[ok],
+        persons=[r.person for r in firsts],
+        cameras=[r.camera for r in firsts],
+        kinds=[r.kind for r in firsts],
+        groups=[f"{Path(r.path).parent}|{r.tracklet_key}" for r in firsts],
+        paths=[r.path for r in firsts],
+        splits=[r.split for r in firsts],
+    )
+    return items, failures
+
+
+def mars_official_items(root: str | Path, embedder, frames_per_tracklet: int | None,
+                        progress: bool) -> tuple[EvalItems, np.ndarray, list[str]]:
+    """Embed the official MARS test tracklets, in ``tracks_test_info`` order."""
+    from .embedder import sample_frames
+
+    tracklets, query_rows = load_mars_official(root)
+    groups = [sample_frames(t.frames, frames_per_tracklet) for t in tracklets]
+    vectors, ok, failures = _embed_groups(embedder, groups, progress, "embed MARS test tracklets")
+    if not ok.all():
+        lost = [tracklets[i].frames[0] for i in np.flatnonzero(~ok)[:5]]
+        raise ProtocolError(f"{int((~ok).sum())} official tracklets have no readable frame, e.g. {lost}")
+    items = EvalItems.from_labels(
+        vectors,
+        persons=[t.person for t in tracklets],
+        cameras=[t.camera for t in tracklets],
+        kinds=[t.kind for t in tracklets],
+        paths=[t.frames[0] for t in tracklets],
+    )
+    return items, query_rows, failures
+
+
+def items_from_gallery(gallery: Gallery) -> EvalItems:
+    """Evaluation items straight from a gallery's FAISS vectors and SQLite rows."""
+    ids, vectors = gallery.vectors()
+    rows = gallery.rows()
+    ordered = [rows[int(i)] for i in ids]
+    return EvalItems.from_labels(
+        vectors,
+        persons=[r["person"] for r in ordered],
+        cameras=[r["camera"] for r in ordered],
+        kinds=[r["kind"] for r in ordered],
+        groups=[r["unit_key"] if gallery.level == "tracklet" else
+                f"{Path(r['path']).parent}|{r['person']}|c{r['camera']}|t{r['tracklet']}" for r in ordered],
+        paths=[r["path"] for r in ordered],
+        splits=[r["split"] for r in ordered],
+    )
+
+
+def _gallery_mars_order(gallery: Gallery, items: EvalItems) -> tuple[np.ndarray, np.ndarray] | None:
+    """For a tracklet gallery of a MARS root with ``info/``: item order of the official tracklets and query rows."""
+    if gallery.level != "tracklet":
+        return None
+    for source in gallery.manifest["sources"]:
+        if source["layout"] == "mars" and mars_info_dir(source["root"]):
+            tracklets, query_rows = load_mars_official(source["root"])
+            by_key = {k: i for i, k in enumerate(items.groups)}
+            order = []
+            for t in tracklets:
+                key = mars_tracklet_key(t.frames[0])
+                if key not in by_key:
+                    raise ProtocolError(f"{gallery.path}: gallery lacks the official tracklet of {t.frames[0]}")
+                order.append(by_key[key])
+            return np.array(order), query_rows
+    return None
+
+
+def _subset(items: EvalItems, order: np.ndarray) -> EvalItems:
+    return EvalItems(
+        items.vectors[order], items.persons[order], items.kinds[order], items.cameras[order],
+        items.groups[order], [items.paths[i] for i in order],
+        None if items.splits is None else items.splits[order],
+    )
+
+
+def choose_protocol(items: EvalItems, protocol: str, query_cameras, gallery_cameras) -> Protocol:
+    """The protocol named, or for ``auto`` Market-1501 when there is a query split, else cross-camera."""
+    has_market = items.splits is not None and {"query", "bounding_box_test"} <= set(items.splits)
+    if protocol == "market1501" or (protocol == "auto" and has_market and not (query_cameras or gallery_cameras)):
+        return market1501(items)
+    if protocol in ("auto", "cross-camera"):
+        return cross_camera(items, query_cameras, gallery_cameras)
+    raise ProtocolError(f"protocol {protocol!r} does not apply here (known: {', '.join(PROTOCOLS)})")
+
+
+def _is_gallery(source: str | Path, indexes_dir) -> Path | None:
+    path = Path(source)
+    if (path / MANIFEST_FILE).is_file():
+        return path
+    if not path.exists():
+        candidate = resolve_gallery_path(str(source), indexes_dir)
+        if (candidate / MANIFEST_FILE).is_file():
+            return candidate
+    return None
+
+
+def evaluate(
+    source: str | Path,
+    embedder=None,
+    *,
+    protocol: str = "auto",
+    layout: str | None = None,
+    camera_pattern: str | None = None,
+    level: str = "image",
+    frames_per_tracklet: int | None = DEFAULT_FRAMES_PER_TRACKLET,
+    query_cameras: list[int] | None = None,
+    gallery_cameras: list[int] | None = None,
+    indexes_dir: str | Path | None = None,
+    max_rank: int = 50,
+    progress: bool = True,
+) -> EvaluationReport:
+    """Evaluate on a dataset folder (embedding it with ``embedder``) or on a built gallery.
+
+    A gallery is evaluated from its stored vectors, with no model needed.
+    """
+    if protocol not in PROTOCOLS:
+        raise ProtocolError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    started = time.perf_counter()
+    notes: list[str] = []
+    failures: list[str] = []
+    gallery_path = _is_gallery(source, indexes_dir)
+    if gallery_path is not None:
+        with Gallery.open(gallery_path) as gallery:
+            items = items_from_gallery(gallery)
+            level = gallery.level
+            model = gallery.manifest["model"]
+            failures = [f"{s['path']}: {s['reason']}" for s in gallery.skipped()]
+            mars = None
+            if protocol in ("auto", "mars-official") and not (query_cameras or gallery_cameras):
+                mars = _gallery_mars_order(gallery, items)
+            if mars is not None:
+                items = _subset(items, mars[0])
+                chosen = mars_official(items, mars[1])
+            elif protocol == "mars-official":
+                raise ProtocolError(f"{gallery_path}: mars-official needs a tracklet gallery of a MARS root with info/")
+            else:
+                chosen = choose_protocol(items, protocol, query_cameras, gallery_cameras)
+        notes.append(f"vectors read from gallery {gallery_path} (FAISS file + SQLite rows)")
+    else:
+        from .embedder import Embedder
+        from .gallery import model_info
+
+        embedder = embedder or Embedder()
+        model = model_info(embedder)
+        scan = scan_dataset(source, layout, camera_pattern)
+        use_mars = scan.layout == "mars" and mars_info_dir(scan.root) is not None
+        if protocol == "mars-official" or (protocol == "auto" and use_mars and not (query_cameras or gallery_cameras)):
+            items, query_rows, failures = mars_official_items(scan.root, embedder, frames_per_tracklet, progress)
+            chosen, level = mars_official(items, query_rows), "tracklet"
+        else:
+            splits = ["query", "bounding_box_test"] if {"query", "bounding_box_test"} <= set(scan.splits) \
+                else default_gallery_splits(scan)
+            scan.records = [r for r in scan.records if r.split in splits]
+            failures = [f"{s.path}: {s.reason}" for s in scan.skipped]
+            items, embed_failures = items_from_scan(scan, embedder, level, frames_per_tracklet, progress)
+            failures += embed_failures
+            chosen = choose_protocol(items, protocol, query_cameras, gallery_cameras)
+        if level == "tracklet":
+            notes.append(f"tracklet vectors: mean of up to {frames_per_tracklet} evenly spaced frames, re-normalised")
+    scores = score_protocol(items, chosen)
+    summary = summarise(scores, max_rank)
+    if summary.unmatched:
+        notes.append(f"{len(summary.unmatched)} queries had no true match in the gallery: "
+                     "they are listed and left out of the averages")
+    return EvaluationReport(chosen, items, scores, summary, str(source), level, model,
+                            time.perf_counter() - started, failures, notes)
+

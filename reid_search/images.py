@@ -1,0 +1,98 @@
+"""Read an image file into the tower's input: RGB, resized, float32 in 0-255.
+
+Every failure (missing, zero-byte, truncated, not an image) is one :class:`ImageError`
+with the file and a short reason, so a gallery build can record it and go on.
+
+Usage::
+
+    >>> from reid_search.images import load_image
+    >>> image = load_image("person.jpg", size=(256, 128))    # doctest: +SKIP
+    >>> image.pixels.shape, image.width, image.height        # doctest: +SKIP
+    ((256, 128, 3), 99, 287)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+Image.MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs, allow real photos
+
+
+class ImageError(Exception):
+    """An image file that cannot be used; ``str()`` is ``'<path>: <reason>'``."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """Pixels ready for the tower and facts about the file they came from."""
+
+    pixels: np.ndarray  # (H, W, 3) float32 RGB 0-255
+    width: int  # original size
+    height: int
+    sha256: str  # of the file's bytes
+
+
+def load_image(path: str | Path, size: tuple[int, int]) -> LoadedImage:
+    """Read ``path`` once, hash its bytes, decode and resize bilinearly to ``size`` (H, W).
+
+    Raises :class:`ImageError` for anything that is not a complete, readable image.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(path, "no such file") from None
+    except OSError as exc:
+        raise ImageError(path, f"cannot read ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageError(path, "empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = int(img.width), int(img.height)
+            img.draft("RGB", (size[1], size[0]))  # JPEG: decode at a reduced scale when it can
+            rgb = img.convert("RGB")
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image PIL can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(path, f"corrupt or truncated image ({exc})") from None
+    resized = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return LoadedImage(
+        pixels=np.asarray(resized, dtype=np.float32),
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def list_images(paths: list[str | Path]) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into image files for a query."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                out.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
+        else:
+            out.append(p)
+    return out

@@ -1,0 +1,367 @@
+"""Dataset layouts: find every image of a re-ID dataset and what its name says.
+
+A layout turns a folder into :class:`ImageRecord` rows (person, camera, tracklet,
+frame) plus :class:`Skipped` rows for files it cannot use. Four layouts are known:
+
+* ``mars``     MARS official: ``bbox_train/``, ``bbox_test/``, ``PPPPCcTttttFfff.jpg``;
+  person ``0000`` is a distractor, ``00-1`` junk. ``info/`` is handled by
+  :mod:`reid_search.protocols`.
+* ``kaggle-mars`` MARS as re-packed on Kaggle: ``categories/PPPP/*.jpg`` (no cameras
+  unless the file names still follow the MARS pattern).
+* ``market1501`` ``bounding_box_train/``, ``bounding_box_test/``, ``query/``,
+  ``PPPP_cCsS_FFFFFF_NN.jpg``; ``-1`` junk, ``0000`` distractor.
+* ``generic``  one folder per identity, any image PIL reads; an optional regular
+  expression with a ``cam`` group reads the camera from the file name.
+
+Usage::
+
+    >>> from reid_search.layouts import scan_dataset
+    >>> scan = scan_dataset("../shared/data/cuhk03-mars/bbox_test")  # doctest: +SKIP
+    >>> scan.layout, len(scan.records), scan.records[0].person       # doctest: +SKIP
+    ('mars', 938, '0744')
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+
+KIND_IDENTITY = "identity"
+KIND_DISTRACTOR = "distractor"
+KIND_JUNK = "junk"
+
+MARS_NAME = re.compile(r"^(?P<person>\d{4}|00-1)C(?P<cam>\d)T(?P<tracklet>\d{4})F(?P<frame>\d{3,})$")
+MARKET_NAME = re.compile(
+    r"^(?P<person>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d)_(?P<frame>\d{6})_(?P<box>\d{2})$"
+)
+
+MARS_SPLITS = ("bbox_train", "bbox_test")
+MARKET_SPLITS = ("bounding_box_train", "bounding_box_test", "query")
+
+
+class LayoutError(ValueError):
+    """A folder does not follow the layout asked for, or no known layout fits it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One image of a dataset and what its location says about it.
+
+    ``person`` is the identity label as written in the dataset (``"0744"``, ``"alice"``);
+    ``kind`` says whether it is a real identity, a distractor or junk.
+    """
+
+    path: str
+    person: str | None
+    camera: int | None = None
+    tracklet: int | None = None
+    frame: int | None = None
+    split: str = ""
+    kind: str = KIND_IDENTITY
+
+    @property
+    def tracklet_key(self) -> str:
+        """The key grouping frames of one tracklet (person, camera, tracklet number)."""
+        return f"{self.person}|c{self.camera}|t{self.tracklet}"
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A file that was passed over, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class DatasetScan:
+    """Everything a layout found below ``root``."""
+
+    root: str
+    layout: str
+    records: list[ImageRecord] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def split(self, name: str) -> list[ImageRecord]:
+        """The records of one split (``bbox_test``, ``query``...)."""
+        return [r for r in self.records if r.split == name]
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted({r.split for r in self.records})
+
+
+def _sorted_entries(folder: Path) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+
+
+def _files_below(folder: Path) -> Iterator[Path]:
+    """Every non-hidden file below ``folder``, in sorted (deterministic) order."""
+    for entry in _sorted_entries(folder):
+        if entry.is_dir(follow_symlinks=True):
+            yield from _files_below(Path(entry.path))
+        elif entry.is_file(follow_symlinks=True):
+            yield Path(entry.path)
+
+
+def _looks_like_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+# --------------------------------------------------------------------------- MARS
+def parse_mars_name(path: Path, split: str = "") -> ImageRecord | None:
+    """Read person/camera/tracklet/frame from a MARS frame name, or None if it is not one.
+
+    >>> parse_mars_name(Path("0744C1T0001F003.jpg")).camera
+    1
+    """
+    m = MARS_NAME.match(path.stem)
+    if not m:
+        return None
+    person = m["person"]
+    kind = KIND_JUNK if person == "00-1" else KIND_DISTRACTOR if person == "0000" else KIND_IDENTITY
+    return ImageRecord(
+        path=str(path),
+        person=person,
+        camera=int(m["cam"]),
+        tracklet=int(m["tracklet"]),
+        frame=int(m["frame"]),
+        split=split,
+        kind=kind,
+    )
+
+
+def _scan_mars_split(folder: Path, split: str, scan: DatasetScan) -> None:
+    for path in _files_below(folder):
+        record = parse_mars_name(path, split)
+        if record is None:
+            scan.skipped.append(Skipped(str(path), "name does not follow MARS PPPPCcTttttFfff"))
+        else:
+            scan.records.append(record)
+
+
+def _mars_split_folders(root: Path) -> list[Path]:
+    return [root / s for s in MARS_SPLITS if (root / s).is_dir()]
+
+
+def _is_mars_split_folder(root: Path) -> bool:
+    """A folder of ``PPPP/`` sub-folders whose first image is MARS-named."""
+    for entry in _sorted_entries(root)[:5]:
+        if entry.is_dir():
+            for sub in _sorted_entries(Path(entry.path))[:3]:
+                if sub.is_file() and MARS_NAME.match(Path(sub.name).stem):
+                    return True
+    return False
+
+
+def _match_mars(root: Path) -> bool:
+    return bool(_mars_split_folders(root)) or _is_mars_split_folder(root)
+
+
+def _scan_mars(root: Path, scan: DatasetScan) -> None:
+    folders = _mars_split_folders(root)
+    if folders:
+        for folder in folders:
+            _scan_mars_split(folder, folder.name, scan)
+    elif _is_mars_split_folder(root):
+        _scan_mars_split(root, root.name, scan)
+    else:
+        raise LayoutError(f"{root}: no bbox_train/ or bbox_test/ and no MARS-named frames")
+
+
+# ---------------------------------------------------------------------- Kaggle MARS
+def _match_kaggle(root: Path) -> bool:
+    return (root / "categories").is_dir()
+
+
+def _scan_kaggle(root: Path, scan: DatasetScan) -> None:
+    base = root / "categories"
+    if not base.is_dir():
+        raise LayoutError(f"{root}: no categories/ folder (Kaggle MARS layout)")
+    _scan_identity_folders(base, "categories", scan, camera_pattern=None, parse_mars=True)
+
+
+# ----------------------------------------------------------------------- Market-1501
+def parse_market_name(path: Path, split: str = "") -> ImageRecord | None:
+    """Read a Market-1501 name ``PPPP_cCsS_FFFFFF_NN.jpg``; the sequence is the tracklet.
+
+    >>> r = parse_market_name(Path("0002_c1s1_000451_03.jpg"))
+    >>> (r.person, r.camera, r.tracklet, r.frame)
+    ('0002', 1, 1, 451)
+    """
+    m = MARKET_NAME.match(path.stem)
+    if not m:
+        return None
+    person = m["person"]
+    kind = KIND_JUNK if person == "-1" else KIND_DISTRACTOR if person == "0000" else KIND_IDENTITY
+    return ImageRecord(
+        path=str(path),
+        person=person,
+        camera=int(m["cam"]),
+        tracklet=int(m["seq"]),
+        frame=int(m["frame"]),
+        split=split,
+        kind=kind,
+    )
+
+
+def _market_split_folders(root: Path) -> list[Path]:
+    return [root / s for s in MARKET_SPLITS if (root / s).is_dir()]
+
+
+def _is_market_split_folder(root: Path) -> bool:
+    for entry in _sorted_entries(root)[:5]:
+        if entry.is_file() and MARKET_NAME.match(Path(entry.name).stem):
+            return True
+    return False
+
+
+def _match_market(root: Path) -> bool:
+    return bool(_market_split_folders(root)) or _is_market_split_folder(root)
+
+
+def _scan_market(root: Path, scan: DatasetScan) -> None:
+    folders = _market_split_folders(root) or ([root] if _is_market_split_folder(root) else [])
+    if not folders:
+        raise LayoutError(f"{root}: no bounding_box_test/, query/ or Market-1501-named images")
+    for folder in folders:
+        for path in _files_below(folder):
+            if not _looks_like_image(path):
+                continue  # Market ships Thumbs.db and the like
+            record = parse_market_name(path, folder.name)
+            if record is None:
+                scan.skipped.append(Skipped(str(path), "name does not follow Market-1501 PPPP_cCsS"))
+            else:
+                scan.records.append(record)
+
+
+# --------------------------------------------------------------------------- generic
+def _scan_identity_folders(
+    base: Path,
+    split: str,
+    scan: DatasetScan,
+    camera_pattern: re.Pattern[str] | None,
+    parse_mars: bool = False,
+) -> None:
+    for entry in _sorted_entries(base):
+        if not entry.is_dir():
+            if entry.is_file():
+                scan.skipped.append(Skipped(entry.path, "file outside an identity folder"))
+            continue
+        person = entry.name
+        for path in _files_below(Path(entry.path)):
+            record = parse_mars_name(path, split) if parse_mars else None
+            if record is None:
+                camera = _camera_from_pattern(path, camera_pattern)
+                record = ImageRecord(path=str(path), person=person, camera=camera, split=split)
+            scan.records.append(record)
+
+
+def _camera_from_pattern(path: Path, pattern: re.Pattern[str] | None) -> int | None:
+    if pattern is None:
+        return None
+    m = pattern.search(path.name)
+    if not m:
+        return None
+    value = m.group("cam") if "cam" in pattern.groupindex else m.group(1)
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _match_generic(root: Path) -> bool:
+    return any(e.is_dir() for e in _sorted_entries(root))
+
+
+def _scan_generic(root: Path, scan: DatasetScan, camera_pattern: re.Pattern[str] | None) -> None:
+    if not _match_generic(root):
+        raise LayoutError(f"{root}: expected one sub-folder per identity")
+    _scan_identity_folders(root, root.name, scan, camera_pattern)
+
+
+# --------------------------------------------------------------------------- public
+LAYOUTS = ("mars", "kaggle-mars", "market1501", "generic")
+_MATCHERS = (("mars", _match_mars), ("market1501", _match_market), ("kaggle-mars", _match_kaggle))
+
+
+def detect_layout(root: str | Path) -> str:
+    """Name the layout of ``root``: the first of mars, market1501, kaggle-mars, else generic."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"{root}: not a folder")
+    for name, matches in _MATCHERS:
+        if matches(root):
+            return name
+    if _match_generic(root):
+        return "generic"
+    raise LayoutError(f"{root}: no known layout fits (known: {', '.join(LAYOUTS)})")
+
+
+def compile_camera_pattern(pattern: str | None) -> re.Pattern[str] | None:
+    """Compile ``--camera-pattern``; it needs a ``(?P<cam>...)`` group or one plain group."""
+    if not pattern:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise LayoutError(f"--camera-pattern {pattern!r}: {exc}") from exc
+    if "cam" not in compiled.groupindex and compiled.groups < 1:
+        raise LayoutError(f"--camera-pattern {pattern!r}: needs a group, e.g. 'c(?P<cam>\\d+)'")
+    return compiled
+
+
+def scan_dataset(
+    root: str | Path,
+    layout: str | None = None,
+    camera_pattern: str | None = None,
+    splits: Iterable[str] | None = None,
+) -> DatasetScan:
+    """List every image below ``root`` with what its layout says of it.
+
+    ``layout`` None means auto-detect; ``splits`` keeps only those split folders.
+    """
+    root_path = Path(root).expanduser().resolve()
+    if not root_path.is_dir():
+        raise LayoutError(f"{root}: not a folder")
+    name = layout or detect_layout(root_path)
+    if name not in LAYOUTS:
+        raise LayoutError(f"unknown layout {name!r}; known layouts: {', '.join(LAYOUTS)}")
+    scan = DatasetScan(root=str(root_path), layout=name)
+    if name == "mars":
+        _scan_mars(root_path, scan)
+    elif name == "kaggle-mars":
+        _scan_kaggle(root_path, scan)
+    elif name == "market1501":
+        _scan_market(root_path, scan)
+    else:
+        _scan_generic(root_path, scan, compile_camera_pattern(camera_pattern))
+    if splits is not None:
+        wanted = set(splits)
+        unknown = wanted - set(scan.splits)
+        if unknown:
+            raise LayoutError(
+                f"{root}: no split {', '.join(sorted(unknown))} (has: {', '.join(scan.splits)})"
+            )
+        scan.records = [r for r in scan.records if r.split in wanted]
+    return scan
+
+
+def default_gallery_splits(scan: DatasetScan) -> list[str]:
+    """The splits a gallery is built from when none is named: the test split if any."""
+    for test_split in ("bbox_test", "bounding_box_test"):
+        if test_split in scan.splits:
+            return [test_split]
+    return scan.splits
+
+
+def parse_any_name(path: str | Path) -> ImageRecord | None:
+    """Read identity and camera from a MARS or Market-1501 file name (for query images)."""
+    p = Path(path)
+    return parse_mars_name(p) or parse_market_name(p)

@@ -1,0 +1,85 @@
+"""Re-ID ranking metrics: CMC, mAP and mINP, with junk removal, as torchreid/fast-reid define them.
+
+For each query the gallery is sorted by similarity, highest first (ties keep gallery
+order: a stable sort). Junk entries are removed from the list before anything is counted.
+Of what remains, "positives" are the true matches.
+
+* CMC(k): share of queries whose first positive is at rank <= k.
+* AP: non-interpolated average precision, the mean over positives of the precision at
+  each positive's rank (torchreid's ``evaluate_rank``): ``AP = (1/R) sum_k P@k * rel(k)``.
+* INP: R / (rank of the last positive), so mINP measures the hardest match.
+
+Queries with no positive left after junk removal cannot be scored; they are counted and
+listed in ``MetricSummary.unmatched``, never silently dropped.
+
+Usage::
+
+    >>> import numpy as np
+    >>> sims = np.array([[0.9, 0.8, 0.1]])
+    >>> pos = np.array([[False, True, True]])
+    >>> s = summarise([score_query(sims[0], pos[0], np.zeros(3, bool))])
+    >>> s.cmc[0], round(s.mean_ap, 4), round(s.mean_inp, 4)
+    (0.0, 0.5833, 0.6667)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class QueryScore:
+    """One query's outcome; ``first_hit`` is 1-based, None when it had no positive."""
+
+    first_hit: int | None
+    ap: float | None
+    inp: float | None
+    n_positives: int
+
+
+@dataclass
+class MetricSummary:
+    """CMC curve (``cmc[k-1]`` = CMC at rank k), mAP, mINP and the query counts."""
+
+    cmc: np.ndarray
+    mean_ap: float
+    mean_inp: float
+    n_scored: int
+    unmatched: list[int] = field(default_factory=list)  # positions of queries with no positive
+
+    def rank(self, k: int) -> float:
+        """CMC at rank k (1-based)."""
+        return float(self.cmc[min(k, len(self.cmc)) - 1]) if len(self.cmc) else 0.0
+
+
+def score_query(similarities: np.ndarray, positive: np.ndarray, junk: np.ndarray) -> QueryScore:
+    """Rank one query's gallery and score it; junk entries are removed first."""
+    order = np.argsort(-np.asarray(similarities, dtype=np.float64), kind="stable")
+    keep = ~np.asarray(junk, bool)[order]
+    hits = np.asarray(positive, bool)[order][keep]
+    n_pos = int(hits.sum())
+    if n_pos == 0:
+        return QueryScore(None, None, None, 0)
+    ranks = np.flatnonzero(hits) + 1  # 1-based ranks of the positives
+    precision_at_hits = np.arange(1, n_pos + 1) / ranks
+    return QueryScore(int(ranks[0]), float(precision_at_hits.mean()), float(n_pos / ranks[-1]), n_pos)
+
+
+def summarise(scores: Sequence[QueryScore], max_rank: int = 50) -> MetricSummary:
+    """Average query scores into a CMC curve (to ``max_rank``), mAP and mINP."""
+    scored = [s for s in scores if s.first_hit is not None]
+    unmatched = [i for i, s in enumerate(scores) if s.first_hit is None]
+    if not scored:
+        return MetricSummary(np.zeros(max_rank), 0.0, 0.0, 0, unmatched)
+    first = np.array([s.first_hit for s in scored])
+    cmc = np.array([(first <= k).mean() for k in range(1, max_rank + 1)])
+    return MetricSummary(
+        cmc=cmc,
+        mean_ap=float(np.mean([s.ap for s in scored])),
+        mean_inp=float(np.mean([s.inp for s in scored])),
+        n_scored=len(scored),
+        unmatched=unmatched,
+    )

@@ -1,0 +1,171 @@
+"""Model files: a Keras 3 ``.keras`` tower plus its card (``.card.json``) beside it.
+
+The card says everything a user needs to use or trust the file: architecture, input size,
+preprocessing, embedding size, how it was made (command, data, epochs), its metrics and
+the same/different threshold used by ``compare``. Files are loaded with Keras'
+``safe_mode`` (no code, nothing unpickled) and named by the SHA-256 of their bytes, which
+galleries record so a gallery is never searched with another model.
+
+Usage::
+
+    >>> from reid_search.model_store import load_model
+    >>> model = load_model()            # the package's default model   # doctest: +SKIP
+    >>> model.card.embedding_dim, model.sha256[:12]                     # doctest: +SKIP
+    (256, '3f2a...')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .images import file_sha256
+
+if TYPE_CHECKING:
+    import keras
+
+CARD_FORMAT = "reid-search/model-card/v1"
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default.keras"
+PREPROCESSING = (
+    "RGB; resized bilinearly to (input_height, input_width) without keeping aspect; "
+    "float32 0-255 fed to the model, which divides by 255 and applies ImageNet mean/std itself"
+)
+
+
+class ModelError(ValueError):
+    """A model file that is missing, unreadable or without a valid card."""
+
+
+@dataclass
+class ModelCard:
+    """The self-description saved beside every model file."""
+
+    name: str
+    architecture: str
+    input_height: int
+    input_width: int
+    embedding_dim: int
+    threshold: float | None = None  # cosine similarity at or above which compare says "same"
+    threshold_rule: str = ""
+    preprocessing: str = PREPROCESSING
+    normalised: bool = True
+    trained: bool = False
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    tower_config: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    tool_version: str = __version__
+    format: str = CARD_FORMAT
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (self.input_height, self.input_width)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class LoadedModel:
+    """A tower with its card and the hash of the file it came from."""
+
+    keras_model: keras.Model
+    card: ModelCard
+    path: Path
+    sha256: str
+
+
+def card_path(model_path: str | Path) -> Path:
+    """``foo.keras`` -> ``foo.card.json``."""
+    p = Path(model_path)
+    return p.with_name(p.name.removesuffix(".keras") + ".card.json")
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_card(model_path: str | Path) -> ModelCard:
+    """Read the card beside a model file."""
+    path = card_path(model_path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model card missing (every model file needs its card)") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: model card is not valid JSON ({exc})") from None
+    if data.get("format") != CARD_FORMAT:
+        raise ModelError(f"{path}: not a reid-search model card (format {data.get('format')!r})")
+    return ModelCard.from_dict(data)
+
+
+def save_model(model: keras.Model, card: ModelCard, path: str | Path) -> Path:
+    """Save the tower as ``path`` (.keras) and its card beside it, both atomically."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ModelError(f"{path}: model files end in .keras")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+    write_card(path, card)
+    return path
+
+
+def write_card(model_path: str | Path, card: ModelCard) -> None:
+    """(Re)write the card of an existing model file, recording the file's SHA-256."""
+    card_data = asdict(card)
+    card_data["file_sha256"] = file_sha256(model_path)
+    write_json_atomic(card_path(model_path), card_data)
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """The model file a command should use: ``--model`` if given, else the default."""
+    path = Path(model).expanduser() if model else DEFAULT_MODEL
+    if path.is_dir():
+        candidates = sorted(path.glob("*.keras"))
+        if len(candidates) != 1:
+            raise ModelError(f"{path}: expected exactly one .keras model in the folder")
+        path = candidates[0]
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    return path
+
+
+def load_model(model: str | Path | None = None) -> LoadedModel:
+    """Load a tower and its card; ``None`` loads the package's default model."""
+    import keras
+
+    path = resolve_model_path(model)
+    card = read_card(path)
+    try:
+        keras_model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for a bad archive
+        raise ModelError(f"{path}: cannot load model ({type(exc).__name__}: {exc})") from None
+    expected = (None, card.input_height, card.input_width, 3)
+    if tuple(keras_model.input_shape) != expected:
+        raise ModelError(f"{path}: input {keras_model.input_shape} differs from card {expected}")
+    return LoadedModel(keras_model, card, path, file_sha256(path))

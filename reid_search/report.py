@@ -1,0 +1,91 @@
+"""Write an evaluation to disk: metrics JSON, CMC CSV, per-query CSV and the CMC curve PNG.
+
+Usage::
+
+    >>> from reid_search.report import write_report
+    >>> paths = write_report(report, "runs/eval-cuhk")     # doctest: +SKIP
+    >>> sorted(paths)                                       # doctest: +SKIP
+    ['cmc_csv', 'cmc_png', 'metrics_json', 'per_query_csv']
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from .evaluation import EvaluationReport
+from .model_store import write_json_atomic
+
+
+def plot_cmc(curves: dict[str, list[float]], out: str | Path, title: str = "CMC") -> Path:
+    """Draw one or more CMC curves (label -> values at ranks 1..N) to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+    for label, values in curves.items():
+        ranks = range(1, len(values) + 1)
+        ax.plot(ranks, [100 * v for v in values], marker="o", markersize=2.5, label=label)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("matching rate (%)")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(1, max(len(v) for v in curves.values()))
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def write_report(report: EvaluationReport, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``metrics.json``, ``cmc.csv``, ``per_query.csv`` and ``cmc.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = report.to_dict()
+    paths = {
+        "metrics_json": out / "metrics.json",
+        "cmc_csv": out / "cmc.csv",
+        "per_query_csv": out / "per_query.csv",
+        "cmc_png": out / "cmc.png",
+    }
+    write_json_atomic(paths["metrics_json"], data)
+    with open(paths["cmc_csv"], "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["rank", "cmc"])
+        writer.writerows((k, v) for k, v in enumerate(data["cmc"], start=1))
+    with open(paths["per_query_csv"], "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["query", "person", "camera", "first_match_rank", "ap", "inp", "n_true_matches"])
+        items = report.items
+        for q, score in zip(report.protocol.query, report.scores, strict=True):
+            writer.writerow([items.paths[q], items.persons[q], int(items.cameras[q]),
+                             score.first_hit or "", "" if score.ap is None else f"{score.ap:.6f}",
+                             "" if score.inp is None else f"{score.inp:.6f}", score.n_positives])
+    label = f"{report.model.get('name', 'model')}: R1 {100 * report.rank(1):.1f}%, mAP {100 * report.summary.mean_ap:.1f}%"
+    plot_cmc({label: data["cmc"]}, paths["cmc_png"],
+             title=f"CMC, {report.protocol.name} protocol, {data['n_queries_scored']} queries")
+    return paths
+
+
+def format_summary(report: EvaluationReport) -> str:
+    """A few readable lines for the terminal."""
+    d = report.to_dict()
+    lines = [
+        f"protocol   {d['protocol']} ({d['level']} level)",
+        f"queries    {d['n_queries_scored']} scored of {d['n_queries']}"
+        + (f" ({d['n_queries_without_match']} without a true match, listed in metrics.json)"
+           if d["n_queries_without_match"] else ""),
+        f"gallery    {d['n_gallery']}",
+        "rank-1 {:.2f}%  rank-5 {:.2f}%  rank-10 {:.2f}%  rank-20 {:.2f}%".format(
+            *(100 * d[f"rank{k}"] for k in (1, 5, 10, 20))),
+        f"mAP {100 * d['mAP']:.2f}%  mINP {100 * d['mINP']:.2f}%",
+    ]
+    if d["n_skipped_files"]:
+        lines.append(f"skipped    {d['n_skipped_files']} unreadable files (listed in metrics.json)")
+    return "\n".join(lines)

@@ -1,0 +1,208 @@
+"""Ask a gallery "who is this?": rank identities for one image or a set (a tracklet), compare two images.
+
+An identity's score is its best gallery match (max cosine similarity); each identity
+comes with its best matches. Several query images are embedded, averaged and
+re-normalised into one tracklet query.
+
+Usage::
+
+    >>> from reid_search import Embedder, Gallery, search_gallery
+    >>> result = search_gallery(Gallery.open("cuhk"), Embedder(), ["q.jpg"], top_k=5)  # doctest: +SKIP
+    >>> result.identities[0].person, round(result.identities[0].score, 3)            # doctest: +SKIP
+    ('0744', 0.912)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .embedder import Embedder, pool_tracklet
+from .gallery import Gallery, GalleryError
+from .images import ImageError, list_images
+from .layouts import parse_any_name
+
+QUERY_SCHEMA = "reid-search/query/v1"
+
+
+@dataclass
+class GalleryMatch:
+    faiss_id: int
+    path: str
+    person: str | None
+    camera: int | None
+    tracklet: int | None
+    frame: int | None
+    similarity: float
+
+
+@dataclass
+class IdentityHit:
+    rank: int
+    person: str
+    score: float
+    matches: list[GalleryMatch]
+
+
+@dataclass
+class QueryResult:
+    """Ranked identities for one query, and what went into it."""
+
+    gallery: str
+    model_sha256: str
+    images: list[str]
+    identities: list[IdentityHit]
+    skipped: list[str] = field(default_factory=list)
+    excluded: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON form (``docs/query-json.md``)."""
+        return {
+            "schema": QUERY_SCHEMA,
+            "gallery": self.gallery,
+            "model_sha256": self.model_sha256,
+            "query": {"images": self.images, "skipped": self.skipped, "excluded": self.excluded},
+            "results": [
+                {"rank": h.rank, "person": h.person, "score": round(h.score, 6),
+                 "matches": [{**asdict(m), "similarity": round(m.similarity, 6)} for m in h.matches]}
+                for h in self.identities
+            ],
+        }
+
+
+def rank_identities(
+    gallery: Gallery,
+    query_vector: np.ndarray,
+    top_k: int = 10,
+    matches_per_identity: int = 3,
+    exclude_cameras: Sequence[int] = (),
+    exclude_person_camera: tuple[str, int] | None = None,
+) -> list[IdentityHit]:
+    """The ``top_k`` identities closest to ``query_vector``, searching deeper until enough survive filters."""
+    if gallery.size == 0:
+        return []
+    fetch = min(gallery.size, max(64, top_k * matches_per_identity * 8))
+    while True:
+        sims, ids = gallery.search(query_vector, fetch)
+        hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0]
+        rows = gallery.rows(i for i, _ in hits)
+        grouped: dict[str, list[GalleryMatch]] = {}
+        for faiss_id, sim in hits:
+            row = rows[faiss_id]
+            if row["camera"] in exclude_cameras or (
+                exclude_person_camera and (row["person"], row["camera"]) == exclude_person_camera
+            ):
+                continue
+            key = row["person"] if row["person"] is not None else row["path"]
+            grouped.setdefault(key, []).append(GalleryMatch(
+                faiss_id, row["path"], row["person"], row["camera"], row["tracklet"], row["frame"], sim))
+        if len(grouped) >= top_k or fetch >= gallery.size:
+            break
+        fetch = min(gallery.size, fetch * 4)
+    ranked = sorted(grouped.items(), key=lambda kv: -kv[1][0].similarity)[:top_k]
+    return [IdentityHit(r, person, matches[0].similarity, matches[:matches_per_identity])
+            for r, (person, matches) in enumerate(ranked, start=1)]
+
+
+def _protocol_exclusion(paths: Sequence[Path]) -> tuple[str, int]:
+    """(person, camera) of the query from its file names, for the same-camera junk rule."""
+    parsed = {(r.person, r.camera) for r in map(parse_any_name, paths) if r is not None}
+    if len(parsed) != 1 or any(parse_any_name(p) is None for p in paths):
+        raise GalleryError("--same-camera-rule needs query files named in MARS or Market-1501 "
+                           "style, all of one person and camera")
+    return parsed.pop()
+
+
+def search_gallery(
+    gallery: Gallery,
+    embedder: Embedder,
+    images: Sequence[str | Path],
+    top_k: int = 10,
+    matches_per_identity: int = 3,
+    exclude_cameras: Sequence[int] = (),
+    same_camera_rule: bool = False,
+) -> QueryResult:
+    """Embed the query image(s) (folders expand) and rank the gallery's identities.
+
+    ``same_camera_rule`` drops gallery entries of the query's own person and camera, as
+    the evaluation protocols do (the person and camera are read from the file names).
+    """
+    gallery.check_model(embedder.model_sha256, embedder.model.path)
+    paths = list_images(list(images))
+    if not paths:
+        raise GalleryError("no query image given")
+    vectors, used, failures = embedder.embed_files(paths)
+    if not used:
+        raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
+    query_vector = pool_tracklet(vectors)
+    exclusion = _protocol_exclusion([paths[i] for i in used]) if same_camera_rule else None
+    hits = rank_identities(gallery, query_vector, top_k, matches_per_identity, exclude_cameras, exclusion)
+    excluded: dict[str, Any] = {}
+    if exclude_cameras:
+        excluded["cameras"] = list(exclude_cameras)
+    if exclusion:
+        excluded["person_camera"] = {"person": exclusion[0], "camera": exclusion[1]}
+    return QueryResult(gallery.name, gallery.model_sha256, [str(paths[i]) for i in used], hits,
+                       [str(f) for f in failures], excluded)
+
+
+# ---------------------------------------------------------------------- compare
+@dataclass
+class Comparison:
+    image_a: str
+    image_b: str
+    similarity: float
+    threshold: float | None
+    model: str
+
+    @property
+    def same(self) -> bool | None:
+        return None if self.threshold is None else self.similarity >= self.threshold
+
+    @property
+    def verdict(self) -> str:
+        if self.same is None:
+            return "unknown (the model card has no threshold)"
+        return "same person" if self.same else "different people"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "same": self.same, "verdict": self.verdict}
+
+
+def compare_images(embedder: Embedder, image_a: str | Path, image_b: str | Path) -> Comparison:
+    """Cosine similarity of two images and the verdict at the model card's threshold."""
+    vectors, used, failures = embedder.embed_files([image_a, image_b])
+    if failures:
+        raise failures[0]
+    return Comparison(str(image_a), str(image_b), float(vectors[0] @ vectors[1]),
+                      embedder.card.threshold, embedder.card.name)
+
+
+def plot_comparison(comparison: Comparison, out: str | Path) -> Path:
+    """The two images side by side with the similarity and verdict."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    fig, axes = plt.subplots(1, 2, figsize=(4.4, 4.4), dpi=110)
+    for ax, path in zip(axes, (comparison.image_a, comparison.image_b), strict=True):
+        with Image.open(path) as img:
+            ax.imshow(img.convert("RGB"))
+        ax.set_title(Path(path).name, fontsize=7)
+        ax.axis("off")
+    threshold = "n/a" if comparison.threshold is None else f"{comparison.threshold:.3f}"
+    colour = {True: "green", False: "red", None: "black"}[comparison.same]
+    fig.suptitle(f"similarity {comparison.similarity:.3f} (threshold {threshold})\n{comparison.verdict}",
+                 fontsize=9, color=colour)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

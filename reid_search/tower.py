@@ -1,0 +1,119 @@
+"""The siamese tower: one network that maps a person crop to an L2-normalised embedding.
+
+Two towers with shared weights are one Keras model applied twice, so "the tower" is all
+that is ever saved or loaded. Every tower takes RGB float pixels in 0-255 at
+``(input_height, input_width)`` and does its own normalisation inside, so the only
+preprocessing a user applies is :func:`reid_search.images.load_image`.
+
+Architectures:
+
+* ``mini``        a small 4-block CNN with global pooling (fast; the interim default)
+* ``mobilenetv2`` Keras MobileNetV2 (alpha 1.0), optionally initialised from a local
+  ImageNet weights file or Keras' own ``imagenet`` download
+* ``seed``        the original project's tower: four 3x3 conv blocks of 256/128/64/32
+  filters (max-pool, batch norm, ReLU), flatten, 4096-d sigmoid dense
+
+Usage::
+
+    >>> from reid_search.tower import TowerConfig, build_tower
+    >>> tower = build_tower(TowerConfig(architecture="mini", input_height=128, input_width=64))
+    >>> tower.output_shape
+    (None, 256)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ARCHITECTURES = ("mini", "mobilenetv2", "seed")
+
+
+@dataclass
+class TowerConfig:
+    """Hyper-parameters of a tower; saved in every model card."""
+
+    architecture: str = "mini"
+    input_height: int = 128
+    input_width: int = 64
+    embedding_dim: int = 256
+    backbone_weights: str | None = None  # a .weights.h5 file, "imagenet", or None (random)
+    seed: int = 0
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (self.input_height, self.input_width)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _normalise_pixels(inputs: keras.KerasTensor) -> keras.KerasTensor:
+    """0-255 RGB -> ImageNet mean/std, inside the model (so files carry their preprocessing)."""
+    x = keras.layers.Rescaling(1.0 / 255.0, name="to_unit")(inputs)
+    variance = [s * s for s in IMAGENET_STD]
+    return keras.layers.Normalization(mean=IMAGENET_MEAN, variance=variance, name="imagenet_norm")(x)
+
+
+def _embedding_head(features: keras.KerasTensor, dim: int) -> keras.KerasTensor:
+    """Linear projection, BN-neck, then L2 normalisation (cosine = inner product)."""
+    x = keras.layers.Dense(dim, use_bias=False, name="embedding")(features)
+    x = keras.layers.BatchNormalization(name="bnneck")(x)
+    return keras.layers.UnitNormalization(name="l2norm")(x)
+
+
+def _mini_backbone(x: keras.KerasTensor) -> keras.KerasTensor:
+    for i, filters in enumerate((32, 64, 128, 256)):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+        if i < 3:
+            x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    avg = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    peak = keras.layers.GlobalMaxPooling2D(name="gmp")(x)
+    return keras.layers.Concatenate(name="pooled")([avg, peak])
+
+
+def _mobilenetv2_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.KerasTensor:
+    weights = config.backbone_weights
+    base = keras.applications.MobileNetV2(
+        input_shape=(config.input_height, config.input_width, 3),
+        alpha=1.0,
+        include_top=False,
+        weights="imagenet" if weights == "imagenet" else None,
+    )
+    if weights and weights != "imagenet":
+        base.load_weights(weights)
+    features = base(x)
+    return keras.layers.GlobalAveragePooling2D(name="gap")(features)
+
+
+def _seed_backbone(x: keras.KerasTensor) -> keras.KerasTensor:
+    for i, filters in enumerate((256, 128, 64, 32)):
+        x = keras.layers.Conv2D(filters, 3, padding="same", name=f"seed_conv{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"seed_pool{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"seed_bn{i}")(x)
+        x = keras.layers.ReLU(name=f"seed_relu{i}")(x)
+    x = keras.layers.Flatten(name="seed_flatten")(x)
+    return keras.layers.Dense(4096, activation="sigmoid", name="seed_fc")(x)
+
+
+def build_tower(config: TowerConfig) -> keras.Model:
+    """Build the embedding tower described by ``config`` (weights random unless a backbone)."""
+    if config.architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}"
+        )
+    keras.utils.set_random_seed(config.seed)
+    inputs = keras.Input((config.input_height, config.input_width, 3), name="pixels")
+    x = _normalise_pixels(inputs)
+    if config.architecture == "mini":
+        features = _mini_backbone(x)
+    elif config.architecture == "mobilenetv2":
+        features = _mobilenetv2_backbone(x, config)
+    else:
+        features = _seed_backbone(x)
+    return keras.Model(inputs, _embedding_head(features, config.embedding_dim), name="tower")
