@@ -37,7 +37,9 @@ def equal_error_threshold(same: np.ndarray, different: np.ndarray) -> ThresholdC
     frr = np.searchsorted(same, candidates, side="left") / len(same)
     far = 1.0 - np.searchsorted(different, candidates, side="left") / len(different)
     best = int(np.argmin(np.abs(frr - far)))
-    return ThresholdChoice(float(candidates[best]), float(frr[best]), float(far[best]), len(same), len(different))
+    return ThresholdChoice(
+        float(candidates[best]), float(frr[best]), float(far[best]), len(same), len(different)
+    )
 
 
 def labelled_pairs(

@@ -24,8 +24,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ModelOpt = Annotated[Path | None, typer.Option("--model", "-m", help="A .keras model file (card beside it); default: the package's model.")]
-IndexesOpt = Annotated[Path | None, typer.Option("--indexes-dir", help="Where galleries live [default: $REID_SEARCH_INDEXES or ./indexes].")]
+ModelOpt = Annotated[
+    Path | None,
+    typer.Option("--model", "-m", help="A .keras model file (card beside it); default: the package's model."),
+]
+IndexesOpt = Annotated[
+    Path | None,
+    typer.Option("--indexes-dir", help="Where galleries live [default: $REID_SEARCH_INDEXES or ./indexes]."),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
@@ -64,7 +70,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_callback(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
 ) -> None:
     """reid-search: who is this person, and how well can we tell?"""
 
@@ -72,17 +80,34 @@ def main_callback(
 @app.command()
 @friendly_errors
 def index(
-    data: Annotated[Path, typer.Argument(help="Dataset folder (MARS, Market-1501, Kaggle MARS or one folder per identity).")],
-    name: Annotated[str | None, typer.Option("--name", "-n", help="Gallery name [default: the folder's name].")] = None,
+    data: Annotated[
+        Path,
+        typer.Argument(help="Dataset folder (MARS, Market-1501, Kaggle MARS or one folder per identity)."),
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Gallery name [default: the folder's name].")
+    ] = None,
     model: ModelOpt = None,
-    level: Annotated[str, typer.Option(help="image: a vector per image; tracklet: a mean-pooled vector per tracklet.")] = "image",
-    layout: Annotated[str | None, typer.Option(help="mars, kaggle-mars, market1501 or generic [default: detect].")] = None,
-    split: Annotated[list[str] | None, typer.Option(help="Split folder(s) to index [default: the test split].")] = None,
-    camera_pattern: Annotated[str | None, typer.Option(help="Generic layout: regex with a (?P<cam>...) group read from file names.")] = None,
+    level: Annotated[
+        str, typer.Option(help="image: a vector per image; tracklet: a mean-pooled vector per tracklet.")
+    ] = "image",
+    layout: Annotated[
+        str | None, typer.Option(help="mars, kaggle-mars, market1501 or generic [default: detect].")
+    ] = None,
+    split: Annotated[
+        list[str] | None, typer.Option(help="Split folder(s) to index [default: the test split].")
+    ] = None,
+    camera_pattern: Annotated[
+        str | None, typer.Option(help="Generic layout: regex with a (?P<cam>...) group read from file names.")
+    ] = None,
     rebuild: Annotated[bool, typer.Option(help="Delete the gallery and start over.")] = False,
-    frames_per_tracklet: Annotated[int, typer.Option(help="Tracklet level: at most this many evenly spaced frames.")] = 32,
+    frames_per_tracklet: Annotated[
+        int, typer.Option(help="Tracklet level: at most this many evenly spaced frames.")
+    ] = 32,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
-    checkpoint_seconds: Annotated[float, typer.Option(help="Write the FAISS file at least this often.")] = 30.0,
+    checkpoint_seconds: Annotated[
+        float, typer.Option(help="Write the FAISS file at least this often.")
+    ] = 30.0,
     indexes_dir: IndexesOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -92,20 +117,36 @@ def index(
 
     embedder = Embedder(model, batch_size=batch_size)
     gallery, report = build_gallery(
-        data, name, embedder, level=level, layout=layout, splits=split, camera_pattern=camera_pattern,
-        rebuild=rebuild, indexes_dir=indexes_dir, frames_per_tracklet=frames_per_tracklet,
-        checkpoint_seconds=checkpoint_seconds, progress=not quiet,
+        data,
+        name,
+        embedder,
+        level=level,
+        layout=layout,
+        splits=split,
+        camera_pattern=camera_pattern,
+        rebuild=rebuild,
+        indexes_dir=indexes_dir,
+        frames_per_tracklet=frames_per_tracklet,
+        checkpoint_seconds=checkpoint_seconds,
+        progress=not quiet,
     )
     counts = gallery.manifest["counts"]
-    typer.echo(f"gallery {gallery.path}: {counts['vectors']} vectors ({level} level), "
-               f"{counts['persons']} persons, {counts['cameras']} cameras")
-    typer.echo(f"this run: {report.added} added, {report.already_present} already present, "
-               f"{report.replaced} replaced, {len(report.skipped)} skipped, "
-               f"{report.images_embedded} images in {report.seconds:.1f} s ({report.images_per_second:.0f} images/s)")
+    typer.echo(
+        f"gallery {gallery.path}: {counts['vectors']} vectors ({level} level), "
+        f"{counts['persons']} persons, {counts['cameras']} cameras"
+    )
+    typer.echo(
+        f"this run: {report.added} added, {report.already_present} already present, "
+        f"{report.replaced} replaced, {len(report.skipped)} skipped, "
+        f"{report.images_embedded} images in {report.seconds:.1f} s ({report.images_per_second:.0f} images/s)"
+    )
     for s in report.skipped[:10]:
         typer.echo(f"skipped {s.path}: {s.reason}", err=True)
     if len(report.skipped) > 10:
-        typer.echo(f"... and {len(report.skipped) - 10} more (table 'skipped' in {gallery.path / 'meta.sqlite'})", err=True)
+        typer.echo(
+            f"... and {len(report.skipped) - 10} more (table 'skipped' in {gallery.path / 'meta.sqlite'})",
+            err=True,
+        )
     gallery.close()
 
 
@@ -120,13 +161,26 @@ def _embedder_for_gallery(gallery, model: Path | None):
 @app.command()
 @friendly_errors
 def query(
-    images: Annotated[list[Path], typer.Argument(help="Query image(s) or folder(s); several form one tracklet query.")],
-    index_name: Annotated[str | None, typer.Option("--index", "-i", help="Gallery name or folder [default: the only one].")] = None,
+    images: Annotated[
+        list[Path], typer.Argument(help="Query image(s) or folder(s); several form one tracklet query.")
+    ],
+    index_name: Annotated[
+        str | None, typer.Option("--index", "-i", help="Gallery name or folder [default: the only one].")
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Identities to return.")] = 10,
     matches: Annotated[int, typer.Option(help="Best gallery matches shown per identity.")] = 3,
-    exclude_camera: Annotated[list[int] | None, typer.Option(help="Ignore gallery entries of this camera (repeatable).")] = None,
-    same_camera_rule: Annotated[bool, typer.Option(help="Ignore the query person's own camera, as evaluation does (reads MARS/Market names).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (schema reid-search/query/v1).")] = False,
+    exclude_camera: Annotated[
+        list[int] | None, typer.Option(help="Ignore gallery entries of this camera (repeatable).")
+    ] = None,
+    same_camera_rule: Annotated[
+        bool,
+        typer.Option(
+            help="Ignore the query person's own camera, as evaluation does (reads MARS/Market names)."
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (schema reid-search/query/v1).")
+    ] = False,
     model: ModelOpt = None,
     indexes_dir: IndexesOpt = None,
 ) -> None:
@@ -136,7 +190,9 @@ def query(
 
     with Gallery.open(index_name, indexes_dir) as gallery:
         embedder = _embedder_for_gallery(gallery, model)
-        result = search_gallery(gallery, embedder, images, top_k, matches, exclude_camera or (), same_camera_rule)
+        result = search_gallery(
+            gallery, embedder, images, top_k, matches, exclude_camera or (), same_camera_rule
+        )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -178,15 +234,23 @@ def compare(
 @app.command()
 @friendly_errors
 def evaluate(
-    source: Annotated[str, typer.Argument(help="Dataset folder, or a gallery name/folder (uses its stored vectors).")],
+    source: Annotated[
+        str, typer.Argument(help="Dataset folder, or a gallery name/folder (uses its stored vectors).")
+    ],
     out: Annotated[Path | None, typer.Option(help="Report folder [default: runs/eval-<name>].")] = None,
     protocol: Annotated[str, typer.Option(help="auto, cross-camera, market1501 or mars-official.")] = "auto",
     level: Annotated[str, typer.Option(help="Dataset folders: image or tracklet.")] = "image",
     layout: Annotated[str | None, typer.Option(help="Force a layout [default: detect].")] = None,
     camera_pattern: Annotated[str | None, typer.Option(help="Generic layout: camera regex.")] = None,
-    query_camera: Annotated[list[int] | None, typer.Option(help="Cross-camera: queries only from this camera (repeatable).")] = None,
-    gallery_camera: Annotated[list[int] | None, typer.Option(help="Cross-camera: gallery only from this camera (repeatable).")] = None,
-    frames_per_tracklet: Annotated[int, typer.Option(help="Tracklet level: frames pooled per tracklet at most.")] = 32,
+    query_camera: Annotated[
+        list[int] | None, typer.Option(help="Cross-camera: queries only from this camera (repeatable).")
+    ] = None,
+    gallery_camera: Annotated[
+        list[int] | None, typer.Option(help="Cross-camera: gallery only from this camera (repeatable).")
+    ] = None,
+    frames_per_tracklet: Annotated[
+        int, typer.Option(help="Tracklet level: frames pooled per tracklet at most.")
+    ] = 32,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics JSON.")] = False,
     model: ModelOpt = None,
     indexes_dir: IndexesOpt = None,
@@ -200,9 +264,17 @@ def evaluate(
 
     embedder = None if _is_gallery(source, indexes_dir) else Embedder(model)
     report = run_evaluation(
-        source, embedder, protocol=protocol, layout=layout, camera_pattern=camera_pattern, level=level,
-        frames_per_tracklet=frames_per_tracklet, query_cameras=query_camera, gallery_cameras=gallery_camera,
-        indexes_dir=indexes_dir, progress=not quiet,
+        source,
+        embedder,
+        protocol=protocol,
+        layout=layout,
+        camera_pattern=camera_pattern,
+        level=level,
+        frames_per_tracklet=frames_per_tracklet,
+        query_cameras=query_camera,
+        gallery_cameras=gallery_camera,
+        indexes_dir=indexes_dir,
+        progress=not quiet,
     )
     out = out or Path("runs") / f"eval-{Path(source).name}"
     paths = write_report(report, out)
@@ -242,8 +314,10 @@ def galleries(indexes_dir: IndexesOpt = None) -> None:
     for path in found:
         m = _read_manifest(path / "manifest.json")
         c = m.get("counts", {})
-        typer.echo(f"{path.name:<20} {c.get('vectors', 0):>8} vectors  {m['level']:<8} "
-                   f"model {m['model']['name']} ({m['model']['sha256'][:12]})  updated {m['updated']}")
+        typer.echo(
+            f"{path.name:<20} {c.get('vectors', 0):>8} vectors  {m['level']:<8} "
+            f"model {m['model']['name']} ({m['model']['sha256'][:12]})  updated {m['updated']}"
+        )
 
 
 def main() -> None:

@@ -51,10 +51,13 @@ def run_demo(
     echo(f"1. generated {n_people} synthetic people x {n_cameras} cameras x 4 frames in {data_dir}")
 
     embedder = Embedder(model)
-    gallery, build = build_gallery(data_dir, name="demo", embedder=embedder, rebuild=True,
-                                   indexes_dir=base, progress=progress)
-    echo(f"2. indexed {build.added} images into {gallery.path} "
-         f"({build.images_per_second:.0f} images/s, model {embedder.card.name})")
+    gallery, build = build_gallery(
+        data_dir, name="demo", embedder=embedder, rebuild=True, indexes_dir=base, progress=progress
+    )
+    echo(
+        f"2. indexed {build.added} images into {gallery.path} "
+        f"({build.images_per_second:.0f} images/s, model {embedder.card.name})"
+    )
 
     records = scan_dataset(data_dir).records
     probes = [r for r in records if r.camera == 1 and r.frame == 1][:3]

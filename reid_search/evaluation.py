@@ -111,15 +111,23 @@ def score_protocol(items: EvalItems, protocol: Protocol, block: int = 256) -> li
 
 
 # ---------------------------------------------------------------------- items
-def _embed_groups(embedder, groups: list[list[str]], progress: bool, label: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _embed_groups(
+    embedder, groups: list[list[str]], progress: bool, label: str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Pooled vectors of each group, a mask of groups that had a readable file, failure lines."""
     from tqdm import tqdm
 
     vectors = np.zeros((len(groups), embedder.dim), np.float32)
     ok = np.zeros(len(groups), bool)
     failures: list[str] = []
-    with tqdm(total=sum(map(len, groups)), unit="img", desc=label, disable=not progress,
-              file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=sum(map(len, groups)),
+        unit="img",
+        desc=label,
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
         for batch in embedder.iter_pooled(groups):
             for g in batch.groups:
                 if g.vector is not None:
@@ -129,12 +137,14 @@ def _embed_groups(embedder, groups: list[list[str]], progress: bool, label: str)
     return vectors, ok, failures
 
 
-def items_from_scan(scan: DatasetScan, embedder, level: str, frames_per_tracklet: int | None,
-                    progress: bool) -> tuple[EvalItems, list[str]]:
+def items_from_scan(
+    scan: DatasetScan, embedder, level: str, frames_per_tracklet: int | None, progress: bool
+) -> tuple[EvalItems, list[str]]:
     """Embed a scanned dataset into evaluation items (one per image or per tracklet)."""
     units = make_units(scan.records, level, frames_per_tracklet)
-    vectors, ok, failures = _embed_groups(embedder, [[r.path for r in u.records] for u in units],
-                                          progress, f"embed {Path(scan.root).name}")
+    vectors, ok, failures = _embed_groups(
+        embedder, [[r.path for r in u.records] for u in units], progress, f"embed {Path(scan.root).name}"
+    )
     units = [u for u, good in zip(units, ok, strict=True) if good]
     firsts = [u.records[0] for u in units]
     items = EvalItems.from_labels(
@@ -149,8 +159,9 @@ def items_from_scan(scan: DatasetScan, embedder, level: str, frames_per_tracklet
     return items, failures
 
 
-def mars_official_items(root: str | Path, embedder, frames_per_tracklet: int | None,
-                        progress: bool) -> tuple[EvalItems, np.ndarray, list[str]]:
+def mars_official_items(
+    root: str | Path, embedder, frames_per_tracklet: int | None, progress: bool
+) -> tuple[EvalItems, np.ndarray, list[str]]:
     """Embed the official MARS test tracklets, in ``tracks_test_info`` order."""
     from .embedder import sample_frames
 
@@ -180,15 +191,19 @@ def items_from_gallery(gallery: Gallery) -> EvalItems:
         persons=[r["person"] for r in ordered],
         cameras=[r["camera"] for r in ordered],
         kinds=[r["kind"] for r in ordered],
-        groups=[r["unit_key"] if gallery.level == "tracklet" else
-                f"{Path(r['path']).parent}|{r['person']}|c{r['camera']}|t{r['tracklet']}" for r in ordered],
+        groups=[
+            r["unit_key"]
+            if gallery.level == "tracklet"
+            else f"{Path(r['path']).parent}|{r['person']}|c{r['camera']}|t{r['tracklet']}"
+            for r in ordered
+        ],
         paths=[r["path"] for r in ordered],
         splits=[r["split"] for r in ordered],
     )
 
 
 def _gallery_mars_order(gallery: Gallery, items: EvalItems) -> tuple[np.ndarray, np.ndarray] | None:
-    """For a tracklet gallery of a MARS root with ``info/``: item order of the official tracklets and query rows."""
+    """Tracklet gallery of a MARS root with ``info/``: (item order of official tracklets, query rows)."""
     if gallery.level != "tracklet":
         return None
     for source in gallery.manifest["sources"]:
@@ -199,7 +214,9 @@ def _gallery_mars_order(gallery: Gallery, items: EvalItems) -> tuple[np.ndarray,
             for t in tracklets:
                 key = mars_tracklet_key(t.frames[0])
                 if key not in by_key:
-                    raise ProtocolError(f"{gallery.path}: gallery lacks the official tracklet of {t.frames[0]}")
+                    raise ProtocolError(
+                        f"{gallery.path}: gallery lacks the official tracklet of {t.frames[0]}"
+                    )
                 order.append(by_key[key])
             return np.array(order), query_rows
     return None
@@ -207,8 +224,12 @@ def _gallery_mars_order(gallery: Gallery, items: EvalItems) -> tuple[np.ndarray,
 
 def _subset(items: EvalItems, order: np.ndarray) -> EvalItems:
     return EvalItems(
-        items.vectors[order], items.persons[order], items.kinds[order], items.cameras[order],
-        items.groups[order], [items.paths[i] for i in order],
+        items.vectors[order],
+        items.persons[order],
+        items.kinds[order],
+        items.cameras[order],
+        items.groups[order],
+        [items.paths[i] for i in order],
         None if items.splits is None else items.splits[order],
     )
 
@@ -216,7 +237,9 @@ def _subset(items: EvalItems, order: np.ndarray) -> EvalItems:
 def choose_protocol(items: EvalItems, protocol: str, query_cameras, gallery_cameras) -> Protocol:
     """The protocol named, or for ``auto`` Market-1501 when there is a query split, else cross-camera."""
     has_market = items.splits is not None and {"query", "bounding_box_test"} <= set(items.splits)
-    if protocol == "market1501" or (protocol == "auto" and has_market and not (query_cameras or gallery_cameras)):
+    if protocol == "market1501" or (
+        protocol == "auto" and has_market and not (query_cameras or gallery_cameras)
+    ):
         return market1501(items)
     if protocol in ("auto", "cross-camera"):
         return cross_camera(items, query_cameras, gallery_cameras)
@@ -272,7 +295,9 @@ def evaluate(
                 items = _subset(items, mars[0])
                 chosen = mars_official(items, mars[1])
             elif protocol == "mars-official":
-                raise ProtocolError(f"{gallery_path}: mars-official needs a tracklet gallery of a MARS root with info/")
+                raise ProtocolError(
+                    f"{gallery_path}: mars-official needs a tracklet gallery of a MARS root with info/"
+                )
             else:
                 chosen = choose_protocol(items, protocol, query_cameras, gallery_cameras)
         notes.append(f"vectors read from gallery {gallery_path} (FAISS file + SQLite rows)")
@@ -284,24 +309,44 @@ def evaluate(
         model = model_info(embedder)
         scan = scan_dataset(source, layout, camera_pattern)
         use_mars = scan.layout == "mars" and mars_info_dir(scan.root) is not None
-        if protocol == "mars-official" or (protocol == "auto" and use_mars and not (query_cameras or gallery_cameras)):
-            items, query_rows, failures = mars_official_items(scan.root, embedder, frames_per_tracklet, progress)
+        if protocol == "mars-official" or (
+            protocol == "auto" and use_mars and not (query_cameras or gallery_cameras)
+        ):
+            items, query_rows, failures = mars_official_items(
+                scan.root, embedder, frames_per_tracklet, progress
+            )
             chosen, level = mars_official(items, query_rows), "tracklet"
         else:
-            splits = ["query", "bounding_box_test"] if {"query", "bounding_box_test"} <= set(scan.splits) \
+            splits = (
+                ["query", "bounding_box_test"]
+                if {"query", "bounding_box_test"} <= set(scan.splits)
                 else default_gallery_splits(scan)
+            )
             scan.records = [r for r in scan.records if r.split in splits]
             failures = [f"{s.path}: {s.reason}" for s in scan.skipped]
             items, embed_failures = items_from_scan(scan, embedder, level, frames_per_tracklet, progress)
             failures += embed_failures
             chosen = choose_protocol(items, protocol, query_cameras, gallery_cameras)
         if level == "tracklet":
-            notes.append(f"tracklet vectors: mean of up to {frames_per_tracklet} evenly spaced frames, re-normalised")
+            notes.append(
+                f"tracklet vectors: mean of up to {frames_per_tracklet} evenly spaced frames, re-normalised"
+            )
     scores = score_protocol(items, chosen)
     summary = summarise(scores, max_rank)
     if summary.unmatched:
-        notes.append(f"{len(summary.unmatched)} queries had no true match in the gallery: "
-                     "they are listed and left out of the averages")
-    return EvaluationReport(chosen, items, scores, summary, str(source), level, model,
-                            time.perf_counter() - started, failures, notes)
-
+        notes.append(
+            f"{len(summary.unmatched)} queries had no true match in the gallery: "
+            "they are listed and left out of the averages"
+        )
+    return EvaluationReport(
+        chosen,
+        items,
+        scores,
+        summary,
+        str(source),
+        level,
+        model,
+        time.perf_counter() - started,
+        failures,
+        notes,
+    )

@@ -138,15 +138,23 @@ class Gallery:
             raise GalleryError(f"{path}: not a gallery (no {MANIFEST_FILE}); build it with 'index'")
         manifest = _read_manifest(manifest_path)
         index_path = path / INDEX_FILE
-        index = faiss.read_index(str(index_path)) if index_path.is_file() else _new_index(manifest["embedding_dim"])
+        index = (
+            faiss.read_index(str(index_path))
+            if index_path.is_file()
+            else _new_index(manifest["embedding_dim"])
+        )
         if index.d != manifest["embedding_dim"]:
-            raise GalleryError(f"{index_path}: dimension {index.d}, manifest says {manifest['embedding_dim']}")
+            raise GalleryError(
+                f"{index_path}: dimension {index.d}, manifest says {manifest['embedding_dim']}"
+            )
         db = sqlite_utils.Database(path / DB_FILE)
         _ensure_schema(db)
         return cls(path, index, db, manifest)
 
     @classmethod
-    def create(cls, path: Path, model_info: dict[str, Any], level: str, frames_per_tracklet: int | None) -> Gallery:
+    def create(
+        cls, path: Path, model_info: dict[str, Any], level: str, frames_per_tracklet: int | None
+    ) -> Gallery:
         """Start an empty gallery at ``path`` for vectors of the given model."""
         import sqlite_utils
 
@@ -233,7 +241,10 @@ class Gallery:
             chunk = wanted[start : start + 900]
             marks = ",".join("?" * len(chunk))
             out.update(
-                {r["faiss_id"]: r for r in self.db.query(f"select * from vectors where faiss_id in ({marks})", chunk)}
+                {
+                    r["faiss_id"]: r
+                    for r in self.db.query(f"select * from vectors where faiss_id in ({marks})", chunk)
+                }
             )
         return out
 
@@ -278,7 +289,9 @@ class Gallery:
         orphan_vectors = sorted(faiss_ids - row_ids)
         if orphan_rows:
             with self.db.conn:
-                self.db.conn.executemany("delete from vectors where faiss_id = ?", [(i,) for i in orphan_rows])
+                self.db.conn.executemany(
+                    "delete from vectors where faiss_id = ?", [(i,) for i in orphan_rows]
+                )
                 self.db.conn.executemany("delete from frames where faiss_id = ?", [(i,) for i in orphan_rows])
         if orphan_vectors:
             self.index.remove_ids(np.array(orphan_vectors, dtype=np.int64))
@@ -301,8 +314,14 @@ class Gallery:
         ids = self.ids()
         return int(max(row if row is not None else -1, ids.max() if len(ids) else -1)) + 1
 
-    def add_units(self, rows: list[dict[str, Any]], vectors: np.ndarray, frames: list[tuple[int, str]], skipped: list[Skipped]) -> None:
-        """Commit one batch: rows, tracklet frames and skipped files in one transaction, then vectors to FAISS."""
+    def add_units(
+        self,
+        rows: list[dict[str, Any]],
+        vectors: np.ndarray,
+        frames: list[tuple[int, str]],
+        skipped: list[Skipped],
+    ) -> None:
+        """Commit a batch: rows, frames and skipped files in one transaction, then vectors to FAISS."""
         now = now_iso()
         with self.db.conn:
             if rows:
@@ -494,7 +513,9 @@ def build_gallery(
         gallery = Gallery.open(path)
         gallery.check_model(embedder.model_sha256, embedder.model.path)
         if gallery.level != level:
-            raise GalleryError(f"{path}: a {gallery.level}-level gallery; use --level {gallery.level} or --rebuild")
+            raise GalleryError(
+                f"{path}: a {gallery.level}-level gallery; use --level {gallery.level} or --rebuild"
+            )
         frames_per_tracklet = gallery.manifest.get("frames_per_tracklet")
     else:
         gallery = Gallery.create(path, model_info(embedder), level, frames_per_tracklet)
@@ -532,16 +553,28 @@ def _record_source(gallery: Gallery, scan: DatasetScan) -> None:
         gallery.manifest["sources"].append(source)
 
 
-def _embed_units(gallery: Gallery, embedder, units: list[Unit], report: BuildReport,
-                 checkpoint_seconds: float, progress: bool) -> None:
+def _embed_units(
+    gallery: Gallery,
+    embedder,
+    units: list[Unit],
+    report: BuildReport,
+    checkpoint_seconds: float,
+    progress: bool,
+) -> None:
     """Stream the frames of ``units`` through the embedder; commit each batch's finished units."""
     from tqdm import tqdm
 
     next_id = gallery.next_id()
     last_checkpoint = time.monotonic()
     total = sum(len(u.records) for u in units)
-    bar = tqdm(total=total, unit="img", desc=f"index {gallery.name}", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        unit="img",
+        desc=f"index {gallery.name}",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     try:
         for batch in embedder.iter_pooled([[r.path for r in u.records] for u in units]):
             rows, vectors, members = [], [], []
@@ -555,7 +588,9 @@ def _embed_units(gallery: Gallery, embedder, units: list[Unit], report: BuildRep
                     members.extend((next_id, r.path) for r in unit.records)
                 next_id += 1
             failed = [Skipped(f.path, f.reason) for f in batch.failures]
-            gallery.add_units(rows, np.array(vectors, np.float32).reshape(-1, gallery.index.d), members, failed)
+            gallery.add_units(
+                rows, np.array(vectors, np.float32).reshape(-1, gallery.index.d), members, failed
+            )
             report.added += len(rows)
             report.images_embedded += batch.n_files - len(failed)
             report.skipped.extend(failed)

@@ -36,9 +36,7 @@ KIND_DISTRACTOR = "distractor"
 KIND_JUNK = "junk"
 
 MARS_NAME = re.compile(r"^(?P<person>\d{4}|00-1)C(?P<cam>\d)T(?P<tracklet>\d{4})F(?P<frame>\d{3,})$")
-MARKET_NAME = re.compile(
-    r"^(?P<person>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d)_(?P<frame>\d{6})_(?P<box>\d{2})$"
-)
+MARKET_NAME = re.compile(r"^(?P<person>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d)_(?P<frame>\d{6})_(?P<box>\d{2})$")
 
 MARS_SPLITS = ("bbox_train", "bbox_test")
 MARKET_SPLITS = ("bounding_box_train", "bounding_box_test", "query")

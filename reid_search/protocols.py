@@ -64,15 +64,24 @@ class EvalItems:
     splits: np.ndarray | None = None
 
     @classmethod
-    def from_labels(cls, vectors, persons, cameras=None, kinds=None, groups=None, paths=None, splits=None) -> EvalItems:
+    def from_labels(
+        cls, vectors, persons, cameras=None, kinds=None, groups=None, paths=None, splits=None
+    ) -> EvalItems:
         n = len(persons)
-        cams = np.array([-1 if c is None else int(c) for c in cameras]) if cameras is not None else np.full(n, -1)
+        cams = (
+            np.array([-1 if c is None else int(c) for c in cameras])
+            if cameras is not None
+            else np.full(n, -1)
+        )
         return cls(
             vectors=np.asarray(vectors, np.float32),
             persons=np.array([str(p) for p in persons], dtype=object),
             kinds=np.array(kinds if kinds is not None else [KIND_IDENTITY] * n, dtype=object),
             cameras=cams,
-            groups=np.array(groups if groups is not None else [f"{p}|{c}" for p, c in zip(persons, cams, strict=True)], dtype=object),
+            groups=np.array(
+                groups if groups is not None else [f"{p}|{c}" for p, c in zip(persons, cams, strict=True)],
+                dtype=object,
+            ),
             paths=list(paths) if paths is not None else [str(i) for i in range(n)],
             splits=np.array(splits, dtype=object) if splits is not None else None,
         )
@@ -111,8 +120,9 @@ def _rule(items: EvalItems) -> str:
     return RULE if items.cameras_known else RULE_NO_CAMERA
 
 
-def cross_camera(items: EvalItems, query_cameras: list[int] | None = None,
-                 gallery_cameras: list[int] | None = None) -> Protocol:
+def cross_camera(
+    items: EvalItems, query_cameras: list[int] | None = None, gallery_cameras: list[int] | None = None
+) -> Protocol:
     """Every identity item (of ``query_cameras`` if given) against all items (of ``gallery_cameras``)."""
     if (query_cameras or gallery_cameras) and not items.cameras_known:
         raise ProtocolError("--query-camera/--gallery-camera need camera labels, and these items have none")
@@ -124,7 +134,10 @@ def cross_camera(items: EvalItems, query_cameras: list[int] | None = None,
         gallery = gallery[np.isin(items.cameras[gallery], gallery_cameras)]
     where = ""
     if query_cameras or gallery_cameras:
-        where = f" (queries from cameras {query_cameras or 'all'}, gallery from cameras {gallery_cameras or 'all'})"
+        where = (
+            f" (queries from cameras {query_cameras or 'all'}, "
+            f"gallery from cameras {gallery_cameras or 'all'})"
+        )
     name = "cross-camera" if items.cameras_known else "cross-tracklet"
     return Protocol(name, f"every identity item queries the gallery{where}; {_rule(items)}", query, gallery)
 

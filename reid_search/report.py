@@ -64,12 +64,24 @@ def write_report(report: EvaluationReport, out_dir: str | Path) -> dict[str, Pat
         writer.writerow(["query", "person", "camera", "first_match_rank", "ap", "inp", "n_true_matches"])
         items = report.items
         for q, score in zip(report.protocol.query, report.scores, strict=True):
-            writer.writerow([items.paths[q], items.persons[q], int(items.cameras[q]),
-                             score.first_hit or "", "" if score.ap is None else f"{score.ap:.6f}",
-                             "" if score.inp is None else f"{score.inp:.6f}", score.n_positives])
-    label = f"{report.model.get('name', 'model')}: R1 {100 * report.rank(1):.1f}%, mAP {100 * report.summary.mean_ap:.1f}%"
-    plot_cmc({label: data["cmc"]}, paths["cmc_png"],
-             title=f"CMC, {report.protocol.name} protocol, {data['n_queries_scored']} queries")
+            writer.writerow(
+                [
+                    items.paths[q],
+                    items.persons[q],
+                    int(items.cameras[q]),
+                    score.first_hit or "",
+                    "" if score.ap is None else f"{score.ap:.6f}",
+                    "" if score.inp is None else f"{score.inp:.6f}",
+                    score.n_positives,
+                ]
+            )
+    name = report.model.get("name", "model")
+    label = f"{name}: R1 {100 * report.rank(1):.1f}%, mAP {100 * report.summary.mean_ap:.1f}%"
+    plot_cmc(
+        {label: data["cmc"]},
+        paths["cmc_png"],
+        title=f"CMC, {report.protocol.name} protocol, {data['n_queries_scored']} queries",
+    )
     return paths
 
 
@@ -79,11 +91,15 @@ def format_summary(report: EvaluationReport) -> str:
     lines = [
         f"protocol   {d['protocol']} ({d['level']} level)",
         f"queries    {d['n_queries_scored']} scored of {d['n_queries']}"
-        + (f" ({d['n_queries_without_match']} without a true match, listed in metrics.json)"
-           if d["n_queries_without_match"] else ""),
+        + (
+            f" ({d['n_queries_without_match']} without a true match, listed in metrics.json)"
+            if d["n_queries_without_match"]
+            else ""
+        ),
         f"gallery    {d['n_gallery']}",
         "rank-1 {:.2f}%  rank-5 {:.2f}%  rank-10 {:.2f}%  rank-20 {:.2f}%".format(
-            *(100 * d[f"rank{k}"] for k in (1, 5, 10, 20))),
+            *(100 * d[f"rank{k}"] for k in (1, 5, 10, 20))
+        ),
         f"mAP {100 * d['mAP']:.2f}%  mINP {100 * d['mINP']:.2f}%",
     ]
     if d["n_skipped_files"]:

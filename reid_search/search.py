@@ -67,8 +67,12 @@ class QueryResult:
             "model_sha256": self.model_sha256,
             "query": {"images": self.images, "skipped": self.skipped, "excluded": self.excluded},
             "results": [
-                {"rank": h.rank, "person": h.person, "score": round(h.score, 6),
-                 "matches": [{**asdict(m), "similarity": round(m.similarity, 6)} for m in h.matches]}
+                {
+                    "rank": h.rank,
+                    "person": h.person,
+                    "score": round(h.score, 6),
+                    "matches": [{**asdict(m), "similarity": round(m.similarity, 6)} for m in h.matches],
+                }
                 for h in self.identities
             ],
         }
@@ -98,22 +102,29 @@ def rank_identities(
             ):
                 continue
             key = row["person"] if row["person"] is not None else row["path"]
-            grouped.setdefault(key, []).append(GalleryMatch(
-                faiss_id, row["path"], row["person"], row["camera"], row["tracklet"], row["frame"], sim))
+            grouped.setdefault(key, []).append(
+                GalleryMatch(
+                    faiss_id, row["path"], row["person"], row["camera"], row["tracklet"], row["frame"], sim
+                )
+            )
         if len(grouped) >= top_k or fetch >= gallery.size:
             break
         fetch = min(gallery.size, fetch * 4)
     ranked = sorted(grouped.items(), key=lambda kv: -kv[1][0].similarity)[:top_k]
-    return [IdentityHit(r, person, matches[0].similarity, matches[:matches_per_identity])
-            for r, (person, matches) in enumerate(ranked, start=1)]
+    return [
+        IdentityHit(r, person, matches[0].similarity, matches[:matches_per_identity])
+        for r, (person, matches) in enumerate(ranked, start=1)
+    ]
 
 
 def _protocol_exclusion(paths: Sequence[Path]) -> tuple[str, int]:
     """(person, camera) of the query from its file names, for the same-camera junk rule."""
     parsed = {(r.person, r.camera) for r in map(parse_any_name, paths) if r is not None}
     if len(parsed) != 1 or any(parse_any_name(p) is None for p in paths):
-        raise GalleryError("--same-camera-rule needs query files named in MARS or Market-1501 "
-                           "style, all of one person and camera")
+        raise GalleryError(
+            "--same-camera-rule needs query files named in MARS or Market-1501 "
+            "style, all of one person and camera"
+        )
     return parsed.pop()
 
 
@@ -146,8 +157,14 @@ def search_gallery(
         excluded["cameras"] = list(exclude_cameras)
     if exclusion:
         excluded["person_camera"] = {"person": exclusion[0], "camera": exclusion[1]}
-    return QueryResult(gallery.name, gallery.model_sha256, [str(paths[i]) for i in used], hits,
-                       [str(f) for f in failures], excluded)
+    return QueryResult(
+        gallery.name,
+        gallery.model_sha256,
+        [str(paths[i]) for i in used],
+        hits,
+        [str(f) for f in failures],
+        excluded,
+    )
 
 
 # ---------------------------------------------------------------------- compare
@@ -178,8 +195,13 @@ def compare_images(embedder: Embedder, image_a: str | Path, image_b: str | Path)
     vectors, used, failures = embedder.embed_files([image_a, image_b])
     if failures:
         raise failures[0]
-    return Comparison(str(image_a), str(image_b), float(vectors[0] @ vectors[1]),
-                      embedder.card.threshold, embedder.card.name)
+    return Comparison(
+        str(image_a),
+        str(image_b),
+        float(vectors[0] @ vectors[1]),
+        embedder.card.threshold,
+        embedder.card.name,
+    )
 
 
 def plot_comparison(comparison: Comparison, out: str | Path) -> Path:
@@ -198,8 +220,11 @@ def plot_comparison(comparison: Comparison, out: str | Path) -> Path:
         ax.axis("off")
     threshold = "n/a" if comparison.threshold is None else f"{comparison.threshold:.3f}"
     colour = {True: "green", False: "red", None: "black"}[comparison.same]
-    fig.suptitle(f"similarity {comparison.similarity:.3f} (threshold {threshold})\n{comparison.verdict}",
-                 fontsize=9, color=colour)
+    fig.suptitle(
+        f"similarity {comparison.similarity:.3f} (threshold {threshold})\n{comparison.verdict}",
+        fontsize=9,
+        color=colour,
+    )
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -112,12 +112,16 @@ def _draw_shirt(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], who: 
         for y in range(y0, y1, step):
             for x in range(x0, x1, step):
                 if ((x - x0) // step + (y - y0) // step) % 2:
-                    draw.rectangle((x, y, min(x1, x + step - 1), min(y1, y + step - 1)), fill=who.pattern_colour)
+                    draw.rectangle(
+                        (x, y, min(x1, x + step - 1), min(y1, y + step - 1)), fill=who.pattern_colour
+                    )
     elif who.shirt_pattern == "twotone":
         draw.rectangle((x0, (y0 + y1) // 2, x1, y1), fill=who.pattern_colour)
 
 
-def render_person(who: Identity, cam: Camera, rng: np.random.Generator, size: tuple[int, int] = (128, 64)) -> Image.Image:
+def render_person(
+    who: Identity, cam: Camera, rng: np.random.Generator, size: tuple[int, int] = (128, 64)
+) -> Image.Image:
     """Draw one frame of ``who`` seen by ``cam`` at ``size`` = (height, width)."""
     h, w = size
     img = Image.new("RGB", (w, h), cam.wall)
@@ -145,23 +149,36 @@ def render_person(who: Identity, cam: Camera, rng: np.random.Generator, size: tu
     for side in (-1, 1):
         dx = side * half * 0.45 + side * swing * u * 0.5
         leg_colour = who.lower_colour if who.lower == "trousers" else who.skin
-        draw.line((cx + side * half * 0.45, hip_y, cx + dx, foot_y), fill=leg_colour, width=max(2, int(u * 0.55)))
-        draw.ellipse((cx + dx - u * 0.35, foot_y - u * 0.2, cx + dx + u * 0.35, foot_y + u * 0.2), fill=who.shoes)
+        draw.line(
+            (cx + side * half * 0.45, hip_y, cx + dx, foot_y), fill=leg_colour, width=max(2, int(u * 0.55))
+        )
+        draw.ellipse(
+            (cx + dx - u * 0.35, foot_y - u * 0.2, cx + dx + u * 0.35, foot_y + u * 0.2), fill=who.shoes
+        )
     if who.lower == "shorts":
         draw.rectangle((cx - half, hip_y, cx + half, yy(5.3)), fill=who.lower_colour)
     elif who.lower == "skirt":
-        draw.polygon([(cx - half, hip_y), (cx + half, hip_y), (cx + half * 1.4, yy(6.0)), (cx - half * 1.4, yy(6.0))], fill=who.lower_colour)
+        draw.polygon(
+            [(cx - half, hip_y), (cx + half, hip_y), (cx + half * 1.4, yy(6.0)), (cx - half * 1.4, yy(6.0))],
+            fill=who.lower_colour,
+        )
     else:
         draw.rectangle((cx - half, hip_y, cx + half, yy(4.6)), fill=who.lower_colour)
 
     # torso, arms, bag
     torso = (int(cx - half), yy(1.3), int(cx + half), yy(4.1))
     if who.bag == "backpack":
-        draw.rectangle((torso[0] - int(u * 0.3), yy(1.5), torso[0] + int(u * 0.4), yy(3.6)), fill=who.bag_colour)
+        draw.rectangle(
+            (torso[0] - int(u * 0.3), yy(1.5), torso[0] + int(u * 0.4), yy(3.6)), fill=who.bag_colour
+        )
     _draw_shirt(draw, torso, who)
     for side in (-1, 1):
         sx = cx + side * half
-        draw.line((sx, yy(1.5), sx + side * u * 0.3 - side * swing * u * 0.4, yy(3.9)), fill=who.shirt, width=max(2, int(u * 0.4)))
+        draw.line(
+            (sx, yy(1.5), sx + side * u * 0.3 - side * swing * u * 0.4, yy(3.9)),
+            fill=who.shirt,
+            width=max(2, int(u * 0.4)),
+        )
     if who.bag == "handbag":
         bx = cx + half + u * 0.2
         draw.rectangle((bx, yy(3.4), bx + u * 0.8, yy(4.3)), fill=who.bag_colour)
@@ -203,3 +220,39 @@ def generate_dataset(
                     img = render_person(who, cam, rng, size)
                     img.save(folder / f"{pid:04d}C{c}T{t:04d}F{f:03d}.jpg", quality=90)
     return out
+
+
+def write_mars_info(root: str | Path, query_camera: int = 1) -> Path:
+    """Write MARS-style ``info/`` files for a generated set (``bbox_test`` only).
+
+    ``tracks_test_info.mat`` lists every tracklet as [first, last, person, camera] over the
+    sorted ``bbox_test`` frame listing; ``query_IDX.mat`` takes each person's first tracklet
+    in ``query_camera``. Lets the official MARS protocol run on synthetic data.
+    """
+    from scipy.io import savemat
+
+    from .layouts import parse_mars_name
+
+    root = Path(root)
+    frames = sorted((p for p in (root / "bbox_test").glob("*/*.jpg")), key=lambda p: (p.parent.name, p.name))
+    rows: list[list[int]] = []
+    last_key = None
+    for i, path in enumerate(frames, start=1):
+        rec = parse_mars_name(path)
+        key = (rec.person, rec.camera, rec.tracklet)
+        person = -1 if rec.person == "00-1" else int(rec.person)
+        if key != last_key:
+            rows.append([i, i, person, rec.camera])
+            last_key = key
+        else:
+            rows[-1][1] = i
+    queries, seen = [], set()
+    for idx, (_, _, person, cam) in enumerate(rows, start=1):
+        if cam == query_camera and person > 0 and person not in seen:
+            queries.append(idx)
+            seen.add(person)
+    info = root / "info"
+    info.mkdir(exist_ok=True)
+    savemat(info / "tracks_test_info.mat", {"track_test_info": np.array(rows, dtype=np.int32)})
+    savemat(info / "query_IDX.mat", {"query_IDX": np.array([queries], dtype=np.uint16)})
+    return info

@@ -104,9 +104,7 @@ def _seed_backbone(x: keras.KerasTensor) -> keras.KerasTensor:
 def build_tower(config: TowerConfig) -> keras.Model:
     """Build the embedding tower described by ``config`` (weights random unless a backbone)."""
     if config.architecture not in ARCHITECTURES:
-        raise ValueError(
-            f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}"
-        )
+        raise ValueError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
     keras.utils.set_random_seed(config.seed)
     inputs = keras.Input((config.input_height, config.input_width, 3), name="pixels")
     x = _normalise_pixels(inputs)

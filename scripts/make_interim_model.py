@@ -50,9 +50,12 @@ def main(calibration_root: str, out: Path = DEFAULT_MODEL, max_images: int = 300
         f"(every {step}th file): {choice.n_same} same, {choice.n_different} different pairs; "
         f"FRR {choice.false_reject:.3f}, FAR {choice.false_accept:.3f}"
     )
-    card.training = {"command": "python scripts/make_interim_model.py " + calibration_root,
-                     "data": "none (untrained)", "epochs": 0,
-                     "created_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    card.training = {
+        "command": "python scripts/make_interim_model.py " + calibration_root,
+        "data": "none (untrained)",
+        "epochs": 0,
+        "created_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     write_card(out, card)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), threshold {card.threshold}")
 

@@ -1,0 +1,56 @@
+"""Shared fixtures: the real data beside the repo, a loaded embedder, synthetic datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data() -> Path:
+    """``../shared/data`` beside the repo; a hard failure (never a skip) when it is missing."""
+    if not (SHARED_DATA / "cuhk03-mars" / "bbox_test").is_dir():
+        pytest.fail(f"real test data missing: expected {SHARED_DATA}/cuhk03-mars (see README, Tests)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cuhk_test() -> Path:
+    return shared_data() / "cuhk03-mars" / "bbox_test"
+
+
+@pytest.fixture(scope="session")
+def mars_samples() -> Path:
+    return shared_data() / "mars-samples"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from reid_search import Embedder
+
+    return Embedder(batch_size=32)
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """12 people x 3 cameras x 1 tracklet x 3 frames, MARS-named (108 images)."""
+    from reid_search.synthetic import generate_dataset
+
+    return generate_dataset(
+        tmp_path_factory.mktemp("synth"), n_people=12, n_cameras=3, frames_per_tracklet=3, seed=7
+    )
+
+
+@pytest.fixture()
+def indexes_dir(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "indexes"
+    monkeypatch.setenv("REID_SEARCH_INDEXES", str(path))
+    return path
+
+
+def pytest_configure(config):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,131 @@
+"""The command line: every command end to end on synthetic data, JSON schema, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from reid_search.cli import app
+from tests.conftest import REPO
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+@pytest.fixture()
+def built(synth_root, indexes_dir):
+    result = run("index", synth_root, "--name", "synth", "--quiet")
+    assert result.exit_code == 0, result.output
+    return indexes_dir / "synth"
+
+
+def test_index_reports_counts(built):
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert manifest["counts"]["vectors"] == 108
+
+
+def test_query_table_and_json(built, synth_root):
+    probe = synth_root / "bbox_test" / "0005" / "0005C2T0001F002.jpg"
+    table = run("query", probe, "--top-k", "3")
+    assert table.exit_code == 0, table.output
+    assert "0005" in table.output.splitlines()[2]  # rank 1 is the person itself (same image in gallery)
+    out = run("query", probe, "--index", "synth", "--top-k", "4", "--json", "--exclude-camera", "2")
+    data = json.loads(out.stdout)
+    assert data["schema"] == "reid-search/query/v1"
+    assert [r["rank"] for r in data["results"]] == [1, 2, 3, 4]
+    match = data["results"][0]["matches"][0]
+    assert set(match) == {"faiss_id", "path", "person", "camera", "tracklet", "frame", "similarity"}
+    assert all(m["camera"] != 2 for r in data["results"] for m in r["matches"])
+    assert data["query"]["excluded"] == {"cameras": [2]}
+
+
+def test_query_folder_is_one_tracklet_query(built, synth_root, tmp_path):
+    folder = tmp_path / "q"
+    folder.mkdir()
+    for f in sorted((synth_root / "bbox_test" / "0007").glob("0007C1*"))[:3]:
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"")
+    out = run("query", folder, "--json", "--same-camera-rule")
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert len(data["query"]["images"]) == 3
+    assert data["query"]["skipped"] and "empty file" in data["query"]["skipped"][0]
+
+
+def test_compare_with_plot(synth_root, tmp_path):
+    a = synth_root / "bbox_test" / "0001" / "0001C1T0001F001.jpg"
+    b = synth_root / "bbox_test" / "0001" / "0001C2T0001F001.jpg"
+    png = tmp_path / "cmp.png"
+    out = run("compare", a, b, "--plot", png, "--json")
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert -1 <= data["similarity"] <= 1
+    assert data["verdict"] in ("same person", "different people")
+    assert data["same"] == (data["similarity"] >= data["threshold"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_writes_report(built, tmp_path):
+    out_dir = tmp_path / "eval"
+    out = run("evaluate", "synth", "--out", out_dir, "--quiet")
+    assert out.exit_code == 0, out.output
+    assert "rank-1" in out.output and "mAP" in out.output
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["protocol"] == "cross-camera" and metrics["n_queries"] == 108
+    assert "non-interpolated" in metrics["ap_definition"]
+    cmc_rows = (out_dir / "cmc.csv").read_text().splitlines()
+    assert cmc_rows[0] == "rank,cmc" and len(cmc_rows) == 51
+    assert float(cmc_rows[1].split(",")[1]) == pytest.approx(metrics["rank1"])
+    assert len((out_dir / "per_query.csv").read_text().splitlines()) == 109
+    assert (out_dir / "cmc.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["index", "/no/such/folder"], "not a folder"),
+        (["query", "x.jpg", "--index", "nope"], "not a gallery"),
+        (["compare", "a.jpg", "b.jpg"], "no such file"),
+        (["index", ".", "--layout", "duke"], "known layouts"),
+        (["evaluate", ".", "--protocol", "x"], "unknown protocol"),
+        (["index", ".", "--model", "/no/model.keras"], "no such model file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, indexes_dir):
+    result = run(*args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_query_with_another_model_is_refused(built, synth_root, tmp_path):
+    import shutil
+
+    from reid_search.model_store import DEFAULT_MODEL, ModelCard, card_path, read_card, save_model
+    from reid_search.tower import TowerConfig, build_tower
+
+    other = tmp_path / "other.keras"
+    card: ModelCard = read_card(DEFAULT_MODEL)
+    card.name = "other"
+    save_model(build_tower(TowerConfig(seed=1)), card, other)
+    assert card_path(other).is_file()
+    probe = synth_root / "bbox_test" / "0001" / "0001C1T0001F001.jpg"
+    result = run("query", probe, "--model", other)
+    assert result.exit_code == 2 and "built with model" in result.stderr
+    shutil.rmtree(tmp_path / "indexes", ignore_errors=True)
+
+
+def test_top_level_cli_py_is_the_same_program():
+    via_file = subprocess.run([sys.executable, "cli.py", "--help"], cwd=REPO, capture_output=True, text=True)
+    via_script = subprocess.run(["reid-search", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert via_file.returncode == 0 and via_file.stdout == via_script.stdout
+    for command in ("index", "query", "compare", "evaluate", "demo"):
+        assert command in via_file.stdout

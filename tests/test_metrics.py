@@ -1,0 +1,114 @@
+"""Metric definitions on hand-computed cases and against an independent plain-loop implementation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reid_search.evaluation import score_protocol
+from reid_search.metrics import score_query, summarise
+from reid_search.protocols import EvalItems, cross_camera, matching_masks
+
+
+def test_average_precision_hand_computed():
+    # ranking: neg, pos, neg, pos -> precisions at hits 1/2 and 2/4 -> AP 0.5; INP 2/4
+    s = score_query(np.array([0.9, 0.8, 0.7, 0.6]), np.array([0, 1, 0, 1], bool), np.zeros(4, bool))
+    assert s.first_hit == 2
+    assert s.ap == pytest.approx(0.5)
+    assert s.inp == pytest.approx(0.5)
+
+
+def test_junk_is_removed_before_ranking():
+    # the top item is junk: removing it makes the positive rank 1
+    s = score_query(np.array([0.9, 0.8, 0.1]), np.array([0, 1, 0], bool), np.array([1, 0, 0], bool))
+    assert (s.first_hit, s.ap, s.inp) == (1, 1.0, 1.0)
+
+
+def test_ties_keep_gallery_order():
+    sims = np.array([0.5, 0.5, 0.5])
+    positive_last = score_query(sims, np.array([0, 0, 1], bool), np.zeros(3, bool))
+    positive_first = score_query(sims, np.array([1, 0, 0], bool), np.zeros(3, bool))
+    assert positive_last.first_hit == 3 and positive_last.ap == pytest.approx(1 / 3)
+    assert positive_first.first_hit == 1 and positive_first.ap == 1.0
+
+
+def test_query_without_match_is_reported_not_dropped():
+    scores = [
+        score_query(np.array([0.9, 0.1]), np.array([1, 0], bool), np.zeros(2, bool)),
+        score_query(
+            np.array([0.9, 0.1]), np.array([0, 1], bool), np.array([0, 1], bool)
+        ),  # only match is junk
+    ]
+    summary = summarise(scores, max_rank=2)
+    assert summary.unmatched == [1]
+    assert summary.n_scored == 1
+    assert summary.rank(1) == 1.0 and summary.mean_ap == 1.0
+
+
+def test_cmc_is_cumulative():
+    scores = [
+        score_query(np.array([0.9, 0.8, 0.7]), np.eye(3, dtype=bool)[i], np.zeros(3, bool)) for i in range(3)
+    ]
+    summary = summarise(scores, max_rank=3)
+    assert summary.cmc.tolist() == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert summary.mean_ap == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+
+
+def plain_loop_metrics(sims, persons, cameras, max_rank):
+    """Independent reference: explicit loops, no shared code with reid_search.metrics."""
+    n_q, n_g = sims.shape
+    cmc_hits = [0] * max_rank
+    aps, inps, scored = [], [], 0
+    for q in range(n_q):
+        order = sorted(range(n_g), key=lambda g: (-sims[q][g], g))
+        kept = [g for g in order if not (persons[g] == persons[q] and cameras[g] == cameras[q])]
+        flags = [persons[g] == persons[q] for g in kept]
+        if not any(flags):
+            continue
+        scored += 1
+        first = flags.index(True)
+        for k in range(first, max_rank):
+            cmc_hits[k] += 1
+        hits, precisions, last = 0, [], 0
+        for i, f in enumerate(flags):
+            if f:
+                hits += 1
+                precisions.append(hits / (i + 1))
+                last = i + 1
+        aps.append(sum(precisions) / len(precisions))
+        inps.append(hits / last)
+    return [c / scored for c in cmc_hits], sum(aps) / scored, sum(inps) / scored, scored
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_plain_loop_reference(seed):
+    rng = np.random.default_rng(seed)
+    n, d = 60, 8
+    persons = rng.integers(0, 12, n).astype(str)
+    cameras = rng.integers(1, 4, n)
+    vectors = rng.normal(size=(n, d)).astype(np.float32)
+    vectors[5] = vectors[6]  # exact ties
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    items = EvalItems.from_labels(vectors, persons, cameras)
+    protocol = cross_camera(items)
+    summary = summarise(score_protocol(items, protocol, block=7), max_rank=10)
+    sims = (vectors @ vectors.T).astype(np.float64)
+    cmc, mean_ap, mean_inp, scored = plain_loop_metrics(sims, persons, cameras, 10)
+    assert summary.n_scored == scored
+    assert summary.cmc.tolist() == pytest.approx(cmc)
+    assert summary.mean_ap == pytest.approx(mean_ap)
+    assert summary.mean_inp == pytest.approx(mean_inp)
+
+
+def test_distractors_are_negatives_and_junk_persons_ignored():
+    vectors = np.eye(4, dtype=np.float32)
+    items = EvalItems.from_labels(
+        vectors,
+        ["a", "a", "0000", "00-1"],
+        cameras=[1, 2, 2, 2],
+        kinds=["identity", "identity", "distractor", "junk"],
+    )
+    positive, junk = matching_masks(items, np.array([0]), np.arange(4))
+    assert positive.tolist() == [[False, True, False, False]]
+    assert junk.tolist() == [[True, False, False, True]]
+    assert cross_camera(items).query.tolist() == [0, 1]  # distractors and junk never query
