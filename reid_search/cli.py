@@ -258,11 +258,11 @@ def evaluate(
 ) -> None:
     """Rank-1/5/10/20, mAP, mINP and a CMC curve (PNG, CSV, JSON)."""
     from .embedder import Embedder
-    from .evaluation import _is_gallery
     from .evaluation import evaluate as run_evaluation
+    from .evaluation import gallery_source
     from .report import format_summary, write_report
 
-    embedder = None if _is_gallery(source, indexes_dir) else Embedder(model)
+    embedder = None if gallery_source(source, indexes_dir) else Embedder(model)
     report = run_evaluation(
         source,
         embedder,

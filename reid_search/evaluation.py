@@ -246,7 +246,7 @@ def choose_protocol(items: EvalItems, protocol: str, query_cameras, gallery_came
     raise ProtocolError(f"protocol {protocol!r} does not apply here (known: {', '.join(PROTOCOLS)})")
 
 
-def _is_gallery(source: str | Path, indexes_dir) -> Path | None:
+def gallery_source(source: str | Path, indexes_dir) -> Path | None:
     path = Path(source)
     if (path / MANIFEST_FILE).is_file():
         return path
@@ -281,7 +281,7 @@ def evaluate(
     started = time.perf_counter()
     notes: list[str] = []
     failures: list[str] = []
-    gallery_path = _is_gallery(source, indexes_dir)
+    gallery_path = gallery_source(source, indexes_dir)
     if gallery_path is not None:
         with Gallery.open(gallery_path) as gallery:
             items = items_from_gallery(gallery)

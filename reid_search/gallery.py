@@ -124,6 +124,7 @@ class Gallery:
         self.index = index
         self.db = db
         self.manifest = manifest
+        self.last_checkpoint_seconds = 0.0
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -263,10 +264,12 @@ class Gallery:
     # ------------------------------------------------------------------ writing
     def checkpoint(self) -> None:
         """Persist the FAISS index, then the manifest, each atomically (SQLite is already committed)."""
+        started = time.perf_counter()
         _write_index_atomic(self.index, self.path / INDEX_FILE)
         self.manifest["updated"] = now_iso()
         self.manifest["counts"] = self._counts()
         write_json_atomic(self.path / MANIFEST_FILE, self.manifest)
+        self.last_checkpoint_seconds = time.perf_counter() - started
 
     def _counts(self) -> dict[str, int]:
         one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
@@ -597,7 +600,9 @@ def _embed_units(
             bar.update(batch.n_files)
             for s in failed[:3]:
                 bar.write(f"skipped {s.path}: {s.reason}")
-            if time.monotonic() - last_checkpoint >= checkpoint_seconds:
+            # large galleries: keep checkpoint writes under ~10% of the build time
+            interval = max(checkpoint_seconds, 10 * gallery.last_checkpoint_seconds)
+            if time.monotonic() - last_checkpoint >= interval:
                 gallery.checkpoint()
                 last_checkpoint = time.monotonic()
     finally:
