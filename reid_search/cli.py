@@ -288,6 +288,127 @@ def evaluate(
 
 @app.command()
 @friendly_errors
+def records(
+    data: Annotated[
+        Path, typer.Argument(help="Dataset folder (its train split is used: bbox_train/bounding_box_train).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the shards, label map and summary.")],
+    val_fraction: Annotated[float, typer.Option(help="Share of identities held out for validation.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the identity split.")] = 0,
+    shards: Annotated[int, typer.Option(help="Shards per split.")] = 4,
+    split: Annotated[
+        list[str] | None, typer.Option(help="Split folder(s) to use instead of the train split.")
+    ] = None,
+    layout: Annotated[str | None, typer.Option(help="Force a layout [default: detect].")] = None,
+) -> None:
+    """Write identity-disjoint train/validation TFRecord shards (image, labels, camera, tracklet, path)."""
+    from .records import write_records
+
+    summary = write_records(data, out, val_fraction, seed, shards, split, layout)
+    typer.echo(
+        f"train: {summary['train']['images']} images of {summary['train']['identities']} identities; "
+        f"val: {summary['val']['images']} images of {summary['val']['identities']} identities -> {out}"
+    )
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected HEIGHTxWIDTH, e.g. 128x64") from None
+    return h, w
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: Annotated[Path, typer.Argument(help="Dataset folder or a 'records' folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (config, checkpoints, logs, model).")],
+    architecture: Annotated[str, typer.Option(help="mobilenetv2, seed or mini.")] = "mobilenetv2",
+    input_size: Annotated[str, typer.Option(help="HEIGHTxWIDTH of the tower's input.")] = "128x64",
+    embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 256,
+    backbone_weights: Annotated[
+        str | None, typer.Option(help="MobileNetV2 init: a .weights.h5 file or 'imagenet' (download).")
+    ] = None,
+    loss: Annotated[
+        str,
+        typer.Option(help="Weighted losses: pair, contrastive, triplet, id, distill, e.g. 'triplet=1,id=1'."),
+    ] = "triplet=1,id=1",
+    triplet_margin: Annotated[float, typer.Option(help="Batch-hard triplet margin; 0 = soft margin.")] = 0.3,
+    contrastive_margin: Annotated[float, typer.Option(help="Contrastive margin.")] = 1.0,
+    label_smoothing: Annotated[float, typer.Option(help="ID loss label smoothing.")] = 0.1,
+    teacher_targets: Annotated[
+        Path | None, typer.Option(help="Teacher embeddings .npz (paths, embeddings) for the distill loss.")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 30,
+    p: Annotated[int, typer.Option("--p", help="Identities per batch.")] = 16,
+    k: Annotated[int, typer.Option("--k", help="Images per identity in a batch.")] = 4,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 3.5e-4,
+    warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up epochs before cosine decay.")] = 2.0,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 5e-4,
+    freeze_blocks: Annotated[int, typer.Option(help="MobileNetV2: freeze the stem and blocks 1..N.")] = 0,
+    flip: Annotated[bool, typer.Option(help="Random horizontal flip.")] = True,
+    pad: Annotated[float, typer.Option(help="Pad-and-crop fraction (0 = off).")] = 0.1,
+    colour_jitter: Annotated[float, typer.Option(help="Colour jitter strength (0 = off).")] = 0.2,
+    random_erasing: Annotated[float, typer.Option(help="Random erasing probability.")] = 0.5,
+    randaugment: Annotated[
+        bool, typer.Option(help="Light RandAugment (grey, contrast stretch, blur).")
+    ] = False,
+    val_fraction: Annotated[float, typer.Option(help="Dataset input: share of identities held out.")] = 0.1,
+    steps_per_epoch: Annotated[
+        int | None, typer.Option(help="Batches per epoch [default: images / (P*K)].")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed: weights, sampler, augmentation, split.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    export: Annotated[Path | None, typer.Option(help="Also copy the final model (+ card) here.")] = None,
+) -> None:
+    """Train the siamese tower; writes a checkpoint each epoch and exports model.keras with its card."""
+    from .augment import AugmentConfig
+    from .tower import TowerConfig
+    from .training import TrainConfig, parse_losses
+    from .training import train as run_training
+
+    h, w = _input_size(input_size)
+    config = TrainConfig(
+        data=str(data),
+        out=str(out),
+        tower=TowerConfig(architecture, h, w, embedding_dim, backbone_weights, seed),
+        augment=AugmentConfig(flip, pad, colour_jitter, random_erasing, randaugment),
+        losses=parse_losses(loss),
+        triplet_margin=triplet_margin or None,
+        contrastive_margin=contrastive_margin,
+        label_smoothing=label_smoothing,
+        teacher_targets=str(teacher_targets) if teacher_targets else None,
+        p=p,
+        k=k,
+        epochs=epochs,
+        lr=lr,
+        warmup_epochs=warmup_epochs,
+        weight_decay=weight_decay,
+        freeze_blocks=freeze_blocks,
+        val_fraction=val_fraction,
+        seed=seed,
+        steps_per_epoch=steps_per_epoch,
+    )
+    try:
+        config.validate()
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        result = run_training(config, resume=resume, log=typer.echo)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"model: {result.model_path} (card {result.model_path.with_suffix('').with_suffix('.card.json')})"
+    )
+    if export:
+        from .model_store import copy_model
+
+        typer.echo(f"exported: {copy_model(result.model_path, export)}")
+
+
+@app.command()
+@friendly_errors
 def demo(
     people: Annotated[int, typer.Option(help="Synthetic identities.")] = 40,
     cameras: Annotated[int, typer.Option(help="Synthetic cameras.")] = 3,

@@ -169,3 +169,19 @@ def load_model(model: str | Path | None = None) -> LoadedModel:
     if tuple(keras_model.input_shape) != expected:
         raise ModelError(f"{path}: input {keras_model.input_shape} differs from card {expected}")
     return LoadedModel(keras_model, card, path, file_sha256(path))
+
+
+def copy_model(model_path: str | Path, dest: str | Path) -> Path:
+    """Copy a model file and its card (e.g. a run's model.keras to the package default)."""
+    import shutil
+
+    src, dest = Path(model_path), Path(dest)
+    if dest.suffix != ".keras":
+        raise ModelError(f"{dest}: model files end in .keras")
+    card = read_card(src)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+    write_card(dest, card)
+    return dest

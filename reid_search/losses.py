@@ -1,0 +1,102 @@
+"""Losses that pull the same person together and push different people apart.
+
+All take a batch of embeddings and integer identity labels (a P x K batch from
+:mod:`reid_search.sampler`), so every pair in the batch is used:
+
+* :func:`pair_loss`          the original project's: sigmoid cross-entropy of a dense layer
+  over ``|f1 - f2|`` (same = 1), both pair classes weighted equally
+* :func:`contrastive_loss`   ``y d^2 + (1 - y) max(0, m - d)^2`` on Euclidean distances
+* :func:`batch_hard_triplet_loss` hardest positive vs hardest negative per anchor, with a
+  margin (``max(0, d_ap - d_an + m)``) or soft (``log(1 + exp(d_ap - d_an))``)
+* :func:`id_loss`            softmax cross-entropy over training identities, label smoothing
+* :func:`distillation_loss`  match the student's cosine-similarity matrix to a teacher's
+
+Usage::
+
+    >>> import tensorflow as tf
+    >>> f = tf.math.l2_normalize(tf.random.normal((8, 16)), axis=1)
+    >>> y = tf.constant([0, 0, 1, 1, 2, 2, 3, 3])
+    >>> float(batch_hard_triplet_loss(f, y, margin=0.3)) >= 0
+    True
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def pairwise_distances(embeddings: tf.Tensor) -> tf.Tensor:
+    """Euclidean distance matrix (N, N), numerically safe at zero."""
+    dot = tf.matmul(embeddings, embeddings, transpose_b=True)
+    sq = tf.linalg.diag_part(dot)
+    d2 = tf.maximum(sq[:, None] - 2.0 * dot + sq[None, :], 0.0)
+    zero = tf.cast(tf.equal(d2, 0.0), d2.dtype)
+    return tf.sqrt(d2 + zero * 1e-16) * (1.0 - zero)
+
+
+def _pair_masks(labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(same identity, i != j) and (different identity) boolean matrices."""
+    labels = tf.reshape(labels, (-1,))
+    same = tf.equal(labels[:, None], labels[None, :])
+    not_self = tf.logical_not(tf.eye(tf.shape(labels)[0], dtype=tf.bool))
+    return tf.logical_and(same, not_self), tf.logical_not(same)
+
+
+def batch_hard_triplet_loss(
+    embeddings: tf.Tensor, labels: tf.Tensor, margin: float | None = 0.3
+) -> tf.Tensor:
+    """Batch-hard triplet loss (Hermans et al. 2017); ``margin=None`` is the soft-margin form."""
+    d = pairwise_distances(embeddings)
+    positive, negative = _pair_masks(labels)
+    hardest_pos = tf.reduce_max(tf.where(positive, d, tf.zeros_like(d)), axis=1)
+    big = tf.reduce_max(d) + 1.0
+    hardest_neg = tf.reduce_min(tf.where(negative, d, tf.fill(tf.shape(d), big)), axis=1)
+    gap = hardest_pos - hardest_neg
+    per_anchor = tf.nn.softplus(gap) if margin is None else tf.nn.relu(gap + margin)
+    has_both = tf.logical_and(tf.reduce_any(positive, 1), tf.reduce_any(negative, 1))
+    return _masked_mean(per_anchor, has_both)
+
+
+def contrastive_loss(embeddings: tf.Tensor, labels: tf.Tensor, margin: float = 0.5) -> tf.Tensor:
+    """Contrastive loss over all pairs of the batch, positives and negatives weighted equally."""
+    d = pairwise_distances(embeddings)
+    positive, negative = _pair_masks(labels)
+    pos_term = _masked_mean(tf.square(d), positive)
+    neg_term = _masked_mean(tf.square(tf.nn.relu(margin - d)), negative)
+    return pos_term + neg_term
+
+
+def pair_loss(embeddings: tf.Tensor, labels: tf.Tensor, head: tf.keras.layers.Layer) -> tf.Tensor:
+    """The seed's siamese loss: ``head(|f_i - f_j|)`` is the logit of "same person", for all pairs i < j."""
+    n = tf.shape(embeddings)[0]
+    diff = tf.abs(embeddings[:, None, :] - embeddings[None, :, :])
+    logits = tf.reshape(head(tf.reshape(diff, (n * n, -1))), (n, n))
+    positive, negative = _pair_masks(labels)
+    upper = tf.linalg.band_part(tf.ones((n, n), tf.bool), 0, -1)
+    upper = tf.logical_and(upper, tf.logical_not(tf.eye(n, dtype=tf.bool)))
+    targets = tf.cast(positive, tf.float32)
+    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    return _masked_mean(ce, tf.logical_and(positive, upper)) + _masked_mean(
+        ce, tf.logical_and(negative, upper)
+    )
+
+
+def id_loss(logits: tf.Tensor, labels: tf.Tensor, smoothing: float = 0.1) -> tf.Tensor:
+    """Softmax cross-entropy with label smoothing (Szegedy et al.), as in BoT re-ID baselines."""
+    n_classes = tf.shape(logits)[-1]
+    onehot = tf.one_hot(tf.reshape(labels, (-1,)), n_classes)
+    k = tf.cast(n_classes, logits.dtype)
+    targets = onehot * (1.0 - smoothing) + smoothing / k
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits))
+
+
+def distillation_loss(student: tf.Tensor, teacher: tf.Tensor) -> tf.Tensor:
+    """Mean squared difference of the student's and teacher's cosine-similarity matrices."""
+    s = tf.math.l2_normalize(student, axis=1)
+    t = tf.math.l2_normalize(teacher, axis=1)
+    return tf.reduce_mean(tf.square(tf.matmul(s, s, transpose_b=True) - tf.matmul(t, t, transpose_b=True)))
+
+
+def _masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    mask = tf.cast(mask, values.dtype)
+    return tf.reduce_sum(values * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)

@@ -1,0 +1,113 @@
+"""Sampler, losses (checked against plain numpy) and augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from reid_search import losses as L
+from reid_search.augment import AugmentConfig, Augmenter
+from reid_search.sampler import PKSampler
+from reid_search.training import cosine_schedule, parse_losses
+
+
+def test_pk_sampler_batches_hold_p_identities_of_k_images():
+    labels = np.repeat(np.arange(20), [2 if i % 5 == 0 else 6 for i in range(20)])
+    sampler = PKSampler(labels, p=5, k=4, seed=0)
+    batches = list(sampler.epoch())
+    assert len(batches) == len(labels) // 20
+    for batch in batches:
+        ids, counts = np.unique(labels[batch], return_counts=True)
+        assert len(ids) == 5 and set(counts) == {4}
+    again = PKSampler(labels, p=5, k=4, seed=0)
+    assert all((a == b).all() for a, b in zip(batches, again.epoch(), strict=True))
+
+
+def test_pk_sampler_refuses_too_few_identities():
+    with pytest.raises(ValueError, match="only 2"):
+        PKSampler(np.array([0, 0, 1, 1]), p=4, k=2)
+
+
+def numpy_batch_hard(f, y, margin):
+    n = len(f)
+    d = np.sqrt(np.maximum(((f[:, None, :] - f[None, :, :]) ** 2).sum(-1), 0))
+    losses = []
+    for a in range(n):
+        pos = [d[a, j] for j in range(n) if y[j] == y[a] and j != a]
+        neg = [d[a, j] for j in range(n) if y[j] != y[a]]
+        gap = max(pos) - min(neg)
+        losses.append(np.log1p(np.exp(gap)) if margin is None else max(0.0, gap + margin))
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("margin", [0.3, None])
+def test_batch_hard_triplet_matches_numpy(margin):
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(12, 5)).astype(np.float32)
+    y = np.repeat(np.arange(4), 3)
+    got = float(L.batch_hard_triplet_loss(tf.constant(f), tf.constant(y), margin))
+    assert got == pytest.approx(numpy_batch_hard(f.astype(np.float64), y, margin), rel=1e-4)
+
+
+def test_contrastive_matches_numpy():
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(6, 3)).astype(np.float32)
+    y = np.array([0, 0, 1, 1, 2, 2])
+    d = np.sqrt(((f[:, None] - f[None]) ** 2).sum(-1))
+    same = (y[:, None] == y[None]) & ~np.eye(6, dtype=bool)
+    diff = y[:, None] != y[None]
+    expect = (d[same] ** 2).mean() + (np.maximum(0, 1.0 - d[diff]) ** 2).mean()
+    assert float(L.contrastive_loss(tf.constant(f), tf.constant(y), 1.0)) == pytest.approx(expect, rel=1e-4)
+
+
+def test_id_loss_label_smoothing():
+    logits = tf.constant([[2.0, 0.0, 0.0]])
+    p = np.exp([2.0, 0, 0]) / np.exp([2.0, 0, 0]).sum()
+    target = np.array([0.9 + 0.1 / 3, 0.1 / 3, 0.1 / 3])
+    assert float(L.id_loss(logits, tf.constant([0]), 0.1)) == pytest.approx(
+        -(target * np.log(p)).sum(), rel=1e-5
+    )
+
+
+def test_pair_loss_prefers_separated_identities():
+    head = tf.keras.layers.Dense(
+        1,
+        kernel_initializer=tf.keras.initializers.Constant(-4.0),
+        bias_initializer=tf.keras.initializers.Constant(2.0),
+    )
+    y = tf.constant([0, 0, 1, 1])
+    close_pairs = tf.constant([[1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0]])
+    mixed = tf.constant([[1.0, 0], [0, 1.0], [1.0, 0], [0, 1.0]])
+    assert float(L.pair_loss(close_pairs, y, head)) < float(L.pair_loss(mixed, y, head))
+
+
+def test_distillation_is_zero_for_the_teacher_itself_and_scale_free():
+    t = tf.random.normal((8, 16))
+    assert float(L.distillation_loss(3.0 * t, t)) == pytest.approx(0.0, abs=1e-6)
+    assert float(L.distillation_loss(tf.random.normal((8, 4)), t)) > 0.01
+
+
+def test_augmentation_keeps_shape_range_and_changes_images():
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (8, 32, 16, 3)), tf.float32)
+    out = Augmenter(AugmentConfig(randaugment=True), seed=0)(x)
+    assert out.shape == x.shape
+    assert float(tf.reduce_min(out)) >= 0 and float(tf.reduce_max(out)) <= 255
+    assert float(tf.reduce_mean(tf.abs(out - x))) > 1.0
+    off = Augmenter(AugmentConfig(flip=False, pad=0, colour=0, erase=0), seed=0)(x)
+    np.testing.assert_allclose(off.numpy(), x.numpy())
+
+
+def test_flip_alone_mirrors_or_keeps_each_image():
+    x = tf.constant(np.random.default_rng(1).uniform(0, 255, (16, 8, 4, 3)), tf.float32)
+    out = Augmenter(AugmentConfig(pad=0, colour=0, erase=0), seed=3)(x).numpy()
+    flipped = [np.allclose(o, xi[:, ::-1]) for o, xi in zip(out, x.numpy(), strict=True)]
+    kept = [np.allclose(o, xi) for o, xi in zip(out, x.numpy(), strict=True)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True)) and any(flipped) and any(kept)
+
+
+def test_schedule_and_loss_parsing():
+    assert cosine_schedule(0, 100, 10, 1.0) == pytest.approx(0.1)
+    assert cosine_schedule(10, 100, 10, 1.0) == pytest.approx(1.0)
+    assert cosine_schedule(100, 100, 10, 1.0) == pytest.approx(0.01)
+    assert parse_losses("triplet=2, id") == {"triplet": 2.0, "id": 1.0}

@@ -1,0 +1,184 @@
+"""Records round trip and short training runs on tiny synthetic data (mini tower, 64x32)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from reid_search.cli import app
+from reid_search.layouts import scan_dataset
+from reid_search.model_store import load_model
+from reid_search.records import read_records
+from reid_search.synthetic import generate_dataset
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def train_root(tmp_path_factory):
+    return generate_dataset(
+        tmp_path_factory.mktemp("train"),
+        n_people=20,
+        n_cameras=2,
+        frames_per_tracklet=4,
+        seed=21,
+        split="bbox_train",
+    )
+
+
+def test_records_round_trip_is_identity_disjoint(train_root, tmp_path):
+    out = tmp_path / "rec"
+    result = runner.invoke(
+        app,
+        [
+            "records",
+            str(train_root),
+            "--out",
+            str(out),
+            "--val-fraction",
+            "0.25",
+            "--shards",
+            "3",
+            "--seed",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    train, val = read_records(out, "train"), read_records(out, "val")
+    files = {r.path: r for r in scan_dataset(train_root).records}
+    got = train + val
+    assert sorted(e.path for e in got) == sorted(files)
+    for e in got:
+        r = files[e.path]
+        assert (e.person, e.camera, e.tracklet, e.frame) == (r.person, r.camera, r.tracklet, r.frame)
+        assert e.image == Path(e.path).read_bytes()
+    assert not {e.person for e in train} & {e.person for e in val}
+    label_map = json.loads((out / "label_map.json").read_text())
+    assert sorted({e.label for e in train}) == list(range(15))
+    assert all(label_map[e.person] == e.label for e in got)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train"]["identities"] == 15 and summary["val"]["identities"] == 5
+    assert len(summary["train"]["files"]) == 3
+
+
+def train_args(data, out, *extra):
+    return [
+        "train",
+        str(data),
+        "--out",
+        str(out),
+        "--architecture",
+        "mini",
+        "--input-size",
+        "64x32",
+        "--embedding-dim",
+        "32",
+        "--p",
+        "4",
+        "--k",
+        "4",
+        "--val-fraction",
+        "0.25",
+        "--warmup-epochs",
+        "0",
+        "--lr",
+        "0.003",
+        *extra,
+    ]
+
+
+def test_training_lowers_the_loss_and_exports_a_usable_model(train_root, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, train_args(train_root, out, "--epochs", "4", "--loss", "triplet=1,id=1,contrastive=0.5,pair=0.5")
+    )
+    assert result.exit_code == 0, result.output
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 4
+    assert history[-1]["loss"] < history[0]["loss"]
+    model = load_model(out / "model.keras")
+    card = model.card
+    assert (
+        card.trained
+        and card.training["epochs"] == 4
+        and card.training["command"].startswith("reid-search train")
+    )
+    assert card.threshold is not None and "equal error rate" in card.threshold_rule
+    assert set(card.metrics["validation"]) >= {"rank1", "mAP"}
+    assert json.loads((out / "config.json").read_text())["losses"]["pair"] == 0.5
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert model.keras_model.output_shape == (None, 32)
+
+
+def test_resume_continues_from_the_last_checkpoint(train_root, tmp_path):
+    out = tmp_path / "run"
+    assert (
+        runner.invoke(app, train_args(train_root, out, "--epochs", "2", "--steps-per-epoch", "3")).exit_code
+        == 0
+    )
+    config = json.loads((out / "config.json").read_text())
+    config["epochs"] = 3
+    (out / "config.json").write_text(json.dumps(config))
+    result = runner.invoke(app, ["train", str(train_root), "--out", str(out), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "resumed from" in result.output
+    epochs = [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    assert load_model(out / "model.keras").card.training["steps"] == 9
+
+
+def test_same_seed_same_model(train_root, tmp_path):
+    vectors = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert (
+            runner.invoke(
+                app, train_args(train_root, out, "--epochs", "1", "--steps-per-epoch", "2")
+            ).exit_code
+            == 0
+        )
+        weights = load_model(out / "model.keras").keras_model.get_weights()
+        vectors.append(np.concatenate([w.ravel() for w in weights]))
+    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)
+
+
+def test_distill_without_teacher_and_existing_run_are_clear_errors(train_root, tmp_path):
+    bad = runner.invoke(app, train_args(train_root, tmp_path / "x", "--loss", "distill"))
+    assert bad.exit_code == 2 and "teacher-targets" in bad.stderr
+    out = tmp_path / "run"
+    assert (
+        runner.invoke(app, train_args(train_root, out, "--epochs", "1", "--steps-per-epoch", "1")).exit_code
+        == 0
+    )
+    again = runner.invoke(app, train_args(train_root, out, "--epochs", "1"))
+    assert again.exit_code == 2 and "--resume" in again.stderr
+
+
+def test_distillation_toward_teacher_targets(train_root, tmp_path):
+    paths = sorted(str(p.relative_to(train_root)) for p in train_root.rglob("*.jpg"))
+    rng = np.random.default_rng(0)
+    teacher = tmp_path / "teacher.npz"
+    np.savez(teacher, paths=np.array(paths), embeddings=rng.normal(size=(len(paths), 8)).astype(np.float16))
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        train_args(
+            train_root,
+            out,
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--loss",
+            "triplet=1,distill=1",
+            "--teacher-targets",
+            str(teacher),
+        ),
+    )
+    assert result.exit_code == 0, result.output
+    card = load_model(out / "model.keras").card
+    assert card.training["teacher_targets"] == str(teacher) and "distilled" in card.notes
