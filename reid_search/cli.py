@@ -251,6 +251,9 @@ def evaluate(
     frames_per_tracklet: Annotated[
         int, typer.Option(help="Tracklet level: frames pooled per tracklet at most.")
     ] = 32,
+    single_shot_draws: Annotated[
+        int, typer.Option(help="Single-shot rank-1: draws of one gallery item per person (0 = off).")
+    ] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics JSON.")] = False,
     model: ModelOpt = None,
     indexes_dir: IndexesOpt = None,
@@ -274,6 +277,7 @@ def evaluate(
         query_cameras=query_camera,
         gallery_cameras=gallery_camera,
         indexes_dir=indexes_dir,
+        single_shot_draws=single_shot_draws,
         progress=not quiet,
     )
     out = out or Path("runs") / f"eval-{Path(source).name}"
@@ -347,6 +351,10 @@ def train(
     warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up epochs before cosine decay.")] = 2.0,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 5e-4,
     freeze_blocks: Annotated[int, typer.Option(help="MobileNetV2: freeze the stem and blocks 1..N.")] = 0,
+    cached_views: Annotated[
+        int,
+        typer.Option(help="With --freeze-blocks: precompute the frozen part for V augmented views (fast)."),
+    ] = 0,
     flip: Annotated[bool, typer.Option(help="Random horizontal flip.")] = True,
     pad: Annotated[float, typer.Option(help="Pad-and-crop fraction (0 = off).")] = 0.1,
     colour_jitter: Annotated[float, typer.Option(help="Colour jitter strength (0 = off).")] = 0.2,
@@ -386,6 +394,7 @@ def train(
         warmup_epochs=warmup_epochs,
         weight_decay=weight_decay,
         freeze_blocks=freeze_blocks,
+        cached_views=cached_views,
         val_fraction=val_fraction,
         seed=seed,
         steps_per_epoch=steps_per_epoch,

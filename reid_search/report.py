@@ -102,6 +102,10 @@ def format_summary(report: EvaluationReport) -> str:
         ),
         f"mAP {100 * d['mAP']:.2f}%  mINP {100 * d['mINP']:.2f}%",
     ]
+    if d["single_shot_rank1"] is not None:
+        lines.append(
+            f"single-shot rank-1 {100 * d['single_shot_rank1']:.2f}% (mean of {d['single_shot_draws']} draws)"
+        )
     if d["n_skipped_files"]:
         lines.append(f"skipped    {d['n_skipped_files']} unreadable files (listed in metrics.json)")
     return "\n".join(lines)

@@ -59,6 +59,7 @@ class TrainConfig:
     warmup_epochs: float = 2.0
     weight_decay: float = 5e-4
     freeze_blocks: int = 0  # MobileNetV2: freeze the stem and blocks 1..N
+    cached_views: int = 0  # with freeze_blocks: precompute the frozen part for this many augmented views
     val_fraction: float = 0.1
     seed: int = 0
     steps_per_epoch: int | None = None  # default: images / (P*K)
@@ -80,6 +81,8 @@ class TrainConfig:
             raise ValueError(f"unknown or no loss {sorted(unknown)}; known: {', '.join(LOSSES)}")
         if "distill" in self.losses and not self.teacher_targets:
             raise ValueError("the distill loss needs --teacher-targets FILE.npz")
+        if self.cached_views and (self.freeze_blocks <= 0 or self.tower.architecture != "mobilenetv2"):
+            raise ValueError("--cached-views needs --architecture mobilenetv2 and --freeze-blocks N > 0")
 
 
 def train_command(config: TrainConfig) -> str:
@@ -279,6 +282,26 @@ def _backbone_layers(tower):
             yield from layer.layers
 
 
+def split_at_block(tower, blocks: int):
+    """Split a MobileNetV2 tower after ``block_N``: (frozen part: pixels -> features, trainable view:
+    features -> [BN-neck features, embedding]). Both share the tower's layers and weights."""
+    import keras
+
+    base = next(layer for layer in tower.layers if hasattr(layer, "layers"))
+    names = {layer.name for layer in base.layers}
+    cut_name = f"block_{blocks}_add" if f"block_{blocks}_add" in names else f"block_{blocks}_project_BN"
+    cut = base.get_layer(cut_name).output
+    lower = keras.Model(base.input, cut)
+    upper = keras.Model(cut, base.output)
+    pixels = keras.Input(tower.input_shape[1:])
+    normalised = tower.get_layer("imagenet_norm")(tower.get_layer("to_unit")(pixels))
+    frozen = keras.Model(pixels, lower(normalised))
+    features = keras.Input(cut.shape[1:])
+    bn = tower.get_layer("bnneck")(tower.get_layer("embedding")(tower.get_layer("gap")(upper(features))))
+    view = keras.Model(features, [bn, tower.get_layer("l2norm")(bn)])
+    return frozen, view
+
+
 def cosine_schedule(step: int, total: int, warmup: int, base_lr: float) -> float:
     """Linear warm-up from base/10 to base over ``warmup`` steps, then cosine decay to base/100.
 
@@ -319,14 +342,21 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         self.tower = build_tower(config.tower)
         self.frozen = freeze_backbone_blocks(self.tower, config.freeze_blocks)
-        self.view = keras.Model(self.tower.input, [self.tower.get_layer("bnneck").output, self.tower.output])
+        self.augmenter = Augmenter(config.augment, config.seed)
+        self.cache = None
+        if config.cached_views:
+            frozen_part, self.view = split_at_block(self.tower, config.freeze_blocks)
+            self.cache = self._build_cache(frozen_part)
+        else:
+            self.view = keras.Model(
+                self.tower.input, [self.tower.get_layer("bnneck").output, self.tower.output]
+            )
         self.classifier = keras.layers.Dense(data.n_classes, use_bias=False, name="id_classifier")
         self.classifier.build((None, config.tower.embedding_dim))
         self.pair_head = keras.layers.Dense(1, name="pair_head")
         self.pair_head.build((None, config.tower.embedding_dim))
         self.optimizer = keras.optimizers.AdamW(config.lr, weight_decay=config.weight_decay)
         self.sampler = PKSampler(data.train_labels, config.p, config.k, config.seed)
-        self.augmenter = Augmenter(config.augment, config.seed)
         self.teacher = (
             load_teacher_targets(config.teacher_targets, data.train_paths) if config.teacher_targets else None
         )
@@ -351,6 +381,33 @@ class Trainer:
         self.steps_per_epoch = config.steps_per_epoch or self.sampler.batches_per_epoch()
         self._train_step = self._make_train_step()
 
+    def _build_cache(self, frozen_part) -> np.ndarray:
+        """Frozen-part outputs of ``cached_views`` augmented views of every training image (float16)."""
+        import tensorflow as tf
+
+        started = time.perf_counter()
+        infer = tf.function(lambda x: frozen_part(self.augmenter(x), training=False))
+        n, views = len(self.data.train_pixels), self.config.cached_views
+        cache = None
+        for v in range(views):
+            for i in range(0, n, 128):
+                out = infer(tf.cast(self.data.train_pixels[i : i + 128], tf.float32)).numpy()
+                if cache is None:
+                    cache = np.zeros((views, n, *out.shape[1:]), np.float16)
+                cache[v, i : i + len(out)] = out
+        self.log(
+            f"cached {views} augmented views of {n} images after block {self.config.freeze_blocks} "
+            f"{cache.shape[2:]} in {time.perf_counter() - started:.0f} s"
+        )
+        return cache
+
+    def _inputs(self, batch: np.ndarray, step: int) -> np.ndarray:
+        """Pixels of the batch, or in cached mode one random cached view per image."""
+        if self.cache is None:
+            return self.data.train_pixels[batch]
+        views = np.random.default_rng([self.config.seed, step]).integers(0, len(self.cache), len(batch))
+        return self.cache[views, batch]
+
     # ------------------------------------------------------------------ step
     def _make_train_step(self):
         import tensorflow as tf
@@ -360,10 +417,12 @@ class Trainer:
         c = self.config
         weights = c.losses
 
+        cached = self.cache is not None
+
         @tf.function(reduce_retracing=True)
-        def train_step(pixels, labels, teacher, lr):
+        def train_step(inputs, labels, teacher, lr):
             self.optimizer.learning_rate.assign(lr)
-            x = self.augmenter(tf.cast(pixels, tf.float32))
+            x = tf.cast(inputs, tf.float32) if cached else self.augmenter(tf.cast(inputs, tf.float32))
             with tf.GradientTape() as tape:
                 bn_features, embedding = self.view(x, training=True)
                 terms = {}
@@ -425,7 +484,7 @@ class Trainer:
                         self.teacher[batch] if self.teacher is not None else np.zeros((len(batch), 1), "f4")
                     )
                     total, terms = self._train_step(
-                        self.data.train_pixels[batch], self.data.train_labels[batch], teacher, np.float32(lr)
+                        self._inputs(batch, step), self.data.train_labels[batch], teacher, np.float32(lr)
                     )
                     self.step.assign_add(1)
                     sums["loss"] = sums.get("loss", 0.0) + float(total)

@@ -112,3 +112,15 @@ def test_distractors_are_negatives_and_junk_persons_ignored():
     assert positive.tolist() == [[False, True, False, False]]
     assert junk.tolist() == [[True, False, False, True]]
     assert cross_camera(items).query.tolist() == [0, 1]  # distractors and junk never query
+
+
+def test_single_shot_rank1_draws_one_item_per_person():
+    from reid_search.evaluation import single_shot_rank1
+
+    # query a (cam 1); gallery a@cam2 twice: one identical to the query, one orthogonal; b@cam2 in between
+    vectors = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 1], [0.6, 0.8, 0]], np.float32)
+    items = EvalItems.from_labels(vectors, ["a", "a", "a", "b"], cameras=[1, 2, 2, 2])
+    protocol = cross_camera(items, query_cameras=[1], gallery_cameras=[2])
+    value = single_shot_rank1(items, protocol, draws=400, seed=0)
+    assert value == pytest.approx(0.5, abs=0.08)  # rank-1 exactly when the identical copy is drawn
+    assert single_shot_rank1(items, protocol, draws=0) is None

@@ -182,3 +182,31 @@ def test_distillation_toward_teacher_targets(train_root, tmp_path):
     assert result.exit_code == 0, result.output
     card = load_model(out / "model.keras").card
     assert card.training["teacher_targets"] == str(teacher) and "distilled" in card.notes
+
+
+def test_cached_frozen_blocks_train_only_the_top(train_root, tmp_path):
+    from reid_search.tower import TowerConfig
+    from reid_search.training import TrainConfig, Trainer, load_training_data
+
+    config = TrainConfig(
+        data=str(train_root),
+        out=str(tmp_path / "run"),
+        p=4,
+        k=4,
+        epochs=1,
+        steps_per_epoch=2,
+        tower=TowerConfig("mobilenetv2", 64, 32, 16),
+        freeze_blocks=9,
+        cached_views=2,
+        val_fraction=0.25,
+    )
+    trainer = Trainer(config, load_training_data(config), log=lambda _: None)
+    assert trainer.cache.shape[:2] == (2, len(trainer.data.train_labels))
+    stem = trainer.tower.layers[3].get_layer("block_1_expand")
+    top = trainer.tower.layers[3].get_layer("block_15_expand")
+    stem_before, top_before = stem.get_weights()[0].copy(), top.get_weights()[0].copy()
+    result = trainer.run()
+    assert np.array_equal(stem.get_weights()[0], stem_before)
+    assert not np.array_equal(top.get_weights()[0], top_before)
+    assert result.model_path.is_file()
+    assert load_model(result.model_path).keras_model.output_shape == (None, 16)
