@@ -124,6 +124,8 @@ def train_command(config: TrainConfig) -> str:
         f"{config.weight_decay:g}",
         "--freeze-blocks",
         str(config.freeze_blocks),
+        "--cached-views",
+        str(config.cached_views),
         "--flip" if a.flip else "--no-flip",
         "--pad",
         f"{a.pad:g}",
@@ -386,7 +388,7 @@ class Trainer:
         import tensorflow as tf
 
         started = time.perf_counter()
-        infer = tf.function(lambda x: frozen_part(self.augmenter(x), training=False))
+        infer = tf.function(lambda x: frozen_part(self.augmenter(x), training=False), autograph=False)
         n, views = len(self.data.train_pixels), self.config.cached_views
         cache = None
         for v in range(views):
@@ -419,7 +421,7 @@ class Trainer:
 
         cached = self.cache is not None
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)  # static Python branches only
         def train_step(inputs, labels, teacher, lr):
             self.optimizer.learning_rate.assign(lr)
             x = tf.cast(inputs, tf.float32) if cached else self.augmenter(tf.cast(inputs, tf.float32))

@@ -210,3 +210,48 @@ def test_cached_frozen_blocks_train_only_the_top(train_root, tmp_path):
     assert not np.array_equal(top.get_weights()[0], top_before)
     assert result.model_path.is_file()
     assert load_model(result.model_path).keras_model.output_shape == (None, 16)
+
+
+def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
+    import shlex
+
+    import reid_search.training as training
+    from reid_search.augment import AugmentConfig
+    from reid_search.tower import TowerConfig
+    from reid_search.training import TrainConfig, train_command
+
+    config = TrainConfig(
+        data="some/data",
+        out=str(tmp_path / "o"),
+        tower=TowerConfig("mobilenetv2", 96, 48, 64, "w.h5", 3),
+        augment=AugmentConfig(False, 0.05, 0.1, 0.25, True),
+        losses={"triplet": 2.0, "distill": 5.0},
+        triplet_margin=None,
+        contrastive_margin=0.7,
+        label_smoothing=0.2,
+        teacher_targets="t.npz",
+        p=8,
+        k=2,
+        epochs=7,
+        lr=1e-3,
+        warmup_epochs=1.5,
+        weight_decay=1e-4,
+        freeze_blocks=6,
+        cached_views=3,
+        val_fraction=0.2,
+        seed=3,
+        steps_per_epoch=11,
+    )
+    captured = {}
+
+    def fake_train(cfg, resume=False, log=print):
+        captured["config"] = cfg
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(training, "train", fake_train)
+    args = shlex.split(train_command(config))[1:]
+    runner.invoke(app, args)
+    got = captured["config"].to_dict()
+    want = config.to_dict()
+    got.pop("command"), want.pop("command")
+    assert got == want
