@@ -336,13 +336,15 @@ def train(
     ] = None,
     loss: Annotated[
         str,
-        typer.Option(help="Weighted losses: pair, contrastive, triplet, id, distill, e.g. 'triplet=1,id=1'."),
+        typer.Option(
+            help="Weighted losses: pair, contrastive, triplet, id, distill, regress; e.g. 'triplet=1,id=1'."
+        ),
     ] = "triplet=1,id=1",
     triplet_margin: Annotated[float, typer.Option(help="Batch-hard triplet margin; 0 = soft margin.")] = 0.3,
     contrastive_margin: Annotated[float, typer.Option(help="Contrastive margin.")] = 1.0,
     label_smoothing: Annotated[float, typer.Option(help="ID loss label smoothing.")] = 0.1,
     teacher_targets: Annotated[
-        Path | None, typer.Option(help="Teacher embeddings .npz (paths, embeddings) for the distill loss.")
+        Path | None, typer.Option(help="Teacher embeddings .npz (paths, embeddings) for distill/regress.")
     ] = None,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 30,
     p: Annotated[int, typer.Option("--p", help="Identities per batch.")] = 16,

@@ -10,6 +10,8 @@ All take a batch of embeddings and integer identity labels (a P x K batch from
   margin (``max(0, d_ap - d_an + m)``) or soft (``log(1 + exp(d_ap - d_an))``)
 * :func:`id_loss`            softmax cross-entropy over training identities, label smoothing
 * :func:`distillation_loss`  match the student's cosine-similarity matrix to a teacher's
+* :func:`teacher_regression_loss` a linear head maps the student's features onto the
+  teacher's vectors (1 - cosine)
 
 Usage::
 
@@ -95,6 +97,13 @@ def distillation_loss(student: tf.Tensor, teacher: tf.Tensor) -> tf.Tensor:
     s = tf.math.l2_normalize(student, axis=1)
     t = tf.math.l2_normalize(teacher, axis=1)
     return tf.reduce_mean(tf.square(tf.matmul(s, s, transpose_b=True) - tf.matmul(t, t, transpose_b=True)))
+
+
+def teacher_regression_loss(projected: tf.Tensor, teacher: tf.Tensor) -> tf.Tensor:
+    """1 - cosine between the student's projected features and the teacher's vectors, averaged."""
+    p = tf.math.l2_normalize(projected, axis=1)
+    t = tf.math.l2_normalize(teacher, axis=1)
+    return 1.0 - tf.reduce_mean(tf.reduce_sum(p * t, axis=1))
 
 
 def _masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:

@@ -36,7 +36,7 @@ from .layouts import KIND_IDENTITY, scan_dataset
 from .model_store import ModelCard, write_json_atomic
 from .tower import TowerConfig
 
-LOSSES = ("pair", "contrastive", "triplet", "id", "distill")
+LOSSES = ("pair", "contrastive", "triplet", "id", "distill", "regress")
 
 
 @dataclass
@@ -79,8 +79,8 @@ class TrainConfig:
         unknown = set(self.losses) - set(LOSSES)
         if unknown or not self.losses:
             raise ValueError(f"unknown or no loss {sorted(unknown)}; known: {', '.join(LOSSES)}")
-        if "distill" in self.losses and not self.teacher_targets:
-            raise ValueError("the distill loss needs --teacher-targets FILE.npz")
+        if {"distill", "regress"} & set(self.losses) and not self.teacher_targets:
+            raise ValueError("the distill and regress losses need --teacher-targets FILE.npz")
         if self.cached_views and (self.freeze_blocks <= 0 or self.tower.architecture != "mobilenetv2"):
             raise ValueError("--cached-views needs --architecture mobilenetv2 and --freeze-blocks N > 0")
 
@@ -344,6 +344,9 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         self.tower = build_tower(config.tower)
         self.frozen = freeze_backbone_blocks(self.tower, config.freeze_blocks)
+        self.teacher = (
+            load_teacher_targets(config.teacher_targets, data.train_paths) if config.teacher_targets else None
+        )
         self.augmenter = Augmenter(config.augment, config.seed)
         self.cache = None
         if config.cached_views:
@@ -357,23 +360,24 @@ class Trainer:
         self.classifier.build((None, config.tower.embedding_dim))
         self.pair_head = keras.layers.Dense(1, name="pair_head")
         self.pair_head.build((None, config.tower.embedding_dim))
+        teacher_dim = self.teacher.shape[1] if self.teacher is not None else 1
+        self.teacher_head = keras.layers.Dense(teacher_dim, use_bias=False, name="teacher_head")
+        self.teacher_head.build((None, config.tower.embedding_dim))
         self.optimizer = keras.optimizers.AdamW(config.lr, weight_decay=config.weight_decay)
         self.sampler = PKSampler(data.train_labels, config.p, config.k, config.seed)
-        self.teacher = (
-            load_teacher_targets(config.teacher_targets, data.train_paths) if config.teacher_targets else None
-        )
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.variables = (
-            self.view.trainable_variables
-            + self.classifier.trainable_variables
-            + self.pair_head.trainable_variables
-        )
+        used_heads = {"id": self.classifier, "pair": self.pair_head, "regress": self.teacher_head}
+        self.variables = list(self.view.trainable_variables)
+        for loss_name, head in used_heads.items():
+            if loss_name in config.losses:
+                self.variables += head.trainable_variables
         self.optimizer.build(self.variables)
         self.checkpoint = tf.train.Checkpoint(
             tower=self.tower,
             classifier=self.classifier,
             pair_head=self.pair_head,
+            teacher_head=self.teacher_head,
             optimizer=self.optimizer,
             augmenter=self.augmenter.rng,
             epoch=self.epoch,
@@ -438,6 +442,8 @@ class Trainer:
                     terms["id"] = L.id_loss(self.classifier(bn_features), labels, c.label_smoothing)
                 if "distill" in weights:
                     terms["distill"] = L.distillation_loss(embedding, teacher)
+                if "regress" in weights:
+                    terms["regress"] = L.teacher_regression_loss(self.teacher_head(bn_features), teacher)
                 total = tf.add_n([weights[k] * v for k, v in terms.items()])
             grads = tape.gradient(total, self.variables)
             self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
@@ -613,9 +619,7 @@ class Trainer:
                 "validation": metrics,
                 "validation_protocol": "cross-camera on held-out train identities",
             },
-            notes=("distilled from teacher embeddings " + str(c.teacher_targets))
-            if c.teacher_targets
-            else "",
+            notes=(f"distilled from teacher embeddings {c.teacher_targets}") if c.teacher_targets else "",
         )
         path = save_model(self.tower, card, self.out / "model.keras")
         return path, metrics

@@ -111,3 +111,10 @@ def test_schedule_and_loss_parsing():
     assert cosine_schedule(10, 100, 10, 1.0) == pytest.approx(1.0)
     assert cosine_schedule(100, 100, 10, 1.0) == pytest.approx(0.01)
     assert parse_losses("triplet=2, id") == {"triplet": 2.0, "id": 1.0}
+
+
+def test_teacher_regression_is_one_minus_cosine():
+    p = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)
+    t = np.array([[1.0, 1.0], [0.0, 1.0]], np.float32)
+    expect = 1 - np.mean([1 / np.sqrt(2), 1.0])
+    assert float(L.teacher_regression_loss(tf.constant(p), tf.constant(t))) == pytest.approx(expect, rel=1e-5)
