@@ -180,13 +180,6 @@ class Embedder:
         stacked = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
         return stacked, indices, failures
 
-    def embed_set(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, list[int], list[ImageError]]:
-        """One vector for a set of images of one person (a tracklet): mean, re-normalised."""
-        vectors, indices, failures = self.embed_files(paths)
-        if not indices:
-            return np.zeros(self.dim, np.float32), indices, failures
-        return pool_tracklet(vectors), indices, failures
-
     def iter_pooled(self, groups: Sequence[Sequence[str | Path]]) -> Iterator[PooledBatch]:
         """Embed groups of files (tracklets) as one stream; yield each group once all its frames are done.
 
