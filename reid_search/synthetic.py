@@ -21,26 +21,46 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
-PATTERNS = ("solid", "hstripes", "vstripes", "checks", "twotone")
-LOWER = ("trousers", "shorts", "skirt")
-BAGS = ("none", "none", "backpack", "handbag")
+PATTERNS = ("solid", "solid", "hstripes", "vstripes", "checks", "twotone", "logo")
+LOWER = ("trousers", "trousers", "shorts", "skirt")
+BAGS = ("none", "none", "backpack", "handbag", "shoulder")
+HAIR = ("short", "short", "long", "cap")
+# Everyday clothing: mostly dark and neutral tones, some muted colours, a few bright ones.
+NEUTRALS = (
+    (25, 25, 28),
+    (40, 40, 48),
+    (70, 70, 75),
+    (120, 120, 125),
+    (180, 180, 180),
+    (225, 225, 220),
+    (35, 45, 80),
+    (60, 80, 120),
+    (95, 120, 160),
+    (150, 130, 100),
+    (90, 65, 45),
+    (60, 70, 50),
+)
 
 
 def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    """A saturated-or-neutral clothing colour."""
-    if rng.random() < 0.3:
-        v = int(rng.integers(20, 235))
-        return (v, v, v)
+    """A clothing colour: a neutral (60%) or a hue of random strength."""
+    if rng.random() < 0.6:
+        base = np.array(NEUTRALS[int(rng.integers(len(NEUTRALS)))], dtype=float)
+        return tuple(int(v) for v in np.clip(base * rng.uniform(0.85, 1.15), 0, 255))  # type: ignore[return-value]
     hue = rng.random()
-    sat = rng.uniform(0.4, 1.0)
-    val = rng.uniform(0.3, 1.0)
+    sat = rng.uniform(0.3, 0.9)
+    val = rng.uniform(0.3, 0.95)
     i = int(hue * 6) % 6
     f = hue * 6 - int(hue * 6)
     p, q, t = val * (1 - sat), val * (1 - f * sat), val * (1 - (1 - f) * sat)
     rgb = [(val, t, p), (q, val, p), (p, val, t), (p, q, val), (t, p, val), (val, p, q)][i]
     return tuple(int(255 * c) for c in rgb)  # type: ignore[return-value]
+
+
+def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    return tuple(int(min(255, max(0, c * factor))) for c in colour)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -49,9 +69,11 @@ class Identity:
 
     skin: tuple[int, int, int]
     hair: tuple[int, int, int]
+    hair_style: str
     shirt: tuple[int, int, int]
     shirt_pattern: str
     pattern_colour: tuple[int, int, int]
+    sleeves: float  # 0.45 short sleeves .. 1.0 long
     lower: str
     lower_colour: tuple[int, int, int]
     shoes: tuple[int, int, int]
@@ -62,38 +84,44 @@ class Identity:
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Identity:
-        skin_v = rng.uniform(0.35, 1.0)
+        skin_v = rng.uniform(0.45, 1.0)
+        dark_hair = tuple(int(x) for x in rng.integers(10, 70, 3))
         return cls(
-            skin=(int(230 * skin_v), int(190 * skin_v), int(160 * skin_v)),
-            hair=_colour(rng) if rng.random() < 0.2 else tuple(int(x) for x in rng.integers(10, 120, 3)),
+            skin=(int(235 * skin_v), int(195 * skin_v), int(165 * skin_v)),
+            hair=_colour(rng) if rng.random() < 0.15 else dark_hair,  # type: ignore[arg-type]
+            hair_style=str(rng.choice(HAIR)),
             shirt=_colour(rng),
             shirt_pattern=str(rng.choice(PATTERNS)),
             pattern_colour=_colour(rng),
+            sleeves=float(rng.choice([0.45, 1.0])),
             lower=str(rng.choice(LOWER)),
             lower_colour=_colour(rng),
             shoes=_colour(rng),
             bag=str(rng.choice(BAGS)),
             bag_colour=_colour(rng),
-            height=float(rng.uniform(0.82, 0.95)),
-            girth=float(rng.uniform(0.8, 1.25)),
+            height=float(rng.uniform(0.9, 0.98)),
+            girth=float(rng.uniform(1.0, 1.35)),
         )
 
 
 @dataclass(frozen=True)
 class Camera:
-    """Background and lighting of one synthetic camera."""
+    """Background and lighting of one synthetic camera (a street or corridor view)."""
 
     wall: tuple[int, int, int]
     floor: tuple[int, int, int]
+    pillars: tuple[float, ...]  # x positions (fractions of the width) of vertical structures
     gain: tuple[float, float, float]  # per-channel colour cast and brightness
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Camera:
-        brightness = rng.uniform(0.75, 1.2)
-        cast = rng.uniform(0.88, 1.12, 3)
+        brightness = rng.uniform(0.8, 1.15)
+        cast = rng.uniform(0.9, 1.1, 3)
+        grey = rng.uniform(70, 200)
         return cls(
-            wall=tuple(int(x) for x in rng.integers(60, 200, 3)),
-            floor=tuple(int(x) for x in rng.integers(40, 160, 3)),
+            wall=tuple(int(grey + x) for x in rng.integers(-15, 16, 3)),
+            floor=tuple(int(grey * rng.uniform(0.5, 0.9) + x) for x in rng.integers(-10, 11, 3)),
+            pillars=tuple(float(x) for x in rng.uniform(0, 1, int(rng.integers(1, 4)))),
             gain=tuple(float(brightness * c) for c in cast),
         )
 
@@ -101,7 +129,7 @@ class Camera:
 def _draw_shirt(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], who: Identity) -> None:
     x0, y0, x1, y1 = box
     draw.rectangle(box, fill=who.shirt)
-    step = max(2, (y1 - y0) // 6)
+    step = max(3, (y1 - y0) // 7)
     if who.shirt_pattern == "hstripes":
         for y in range(y0, y1, 2 * step):
             draw.rectangle((x0, y, x1, min(y1, y + step - 1)), fill=who.pattern_colour)
@@ -117,78 +145,102 @@ def _draw_shirt(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], who: 
                     )
     elif who.shirt_pattern == "twotone":
         draw.rectangle((x0, (y0 + y1) // 2, x1, y1), fill=who.pattern_colour)
+    elif who.shirt_pattern == "logo":
+        w, h = x1 - x0, y1 - y0
+        draw.ellipse((x0 + w * 0.3, y0 + h * 0.2, x0 + w * 0.7, y0 + h * 0.5), fill=who.pattern_colour)
+
+
+def _draw_background(
+    draw: ImageDraw.ImageDraw, cam: Camera, w: int, h: int, rng: np.random.Generator
+) -> None:
+    horizon = int(h * rng.uniform(0.45, 0.6))
+    draw.rectangle((0, 0, w, horizon), fill=cam.wall)
+    draw.rectangle((0, horizon, w, h), fill=cam.floor)
+    for x in cam.pillars:  # the camera's fixed structures, seen from slightly different spots
+        px = int((x + rng.uniform(-0.05, 0.05)) * w)
+        draw.rectangle((px, 0, px + w // 10, horizon), fill=_shade(cam.wall, 0.7))
+    for y in range(horizon, h, max(4, h // 16)):  # paving lines
+        draw.line((0, y, w, y + int(rng.integers(-3, 4))), fill=_shade(cam.floor, 0.85), width=1)
 
 
 def render_person(
     who: Identity, cam: Camera, rng: np.random.Generator, size: tuple[int, int] = (128, 64)
 ) -> Image.Image:
-    """Draw one frame of ``who`` seen by ``cam`` at ``size`` = (height, width)."""
-    h, w = size
+    """Draw one frame of ``who`` seen by ``cam`` at ``size`` = (height, width).
+
+    Drawn at twice the size and downsampled (soft edges like a real detection), the figure
+    fills most of the crop, as a detector's box does.
+    """
+    h, w = size[0] * 2, size[1] * 2
     img = Image.new("RGB", (w, h), cam.wall)
     draw = ImageDraw.Draw(img)
-    horizon = int(h * rng.uniform(0.55, 0.7))
-    draw.rectangle((0, horizon, w, h), fill=cam.floor)
-    for _ in range(3):  # background clutter
-        x, y = int(rng.integers(0, w)), int(rng.integers(0, horizon))
-        tone = tuple(int(c * rng.uniform(0.7, 1.3)) for c in cam.wall)
-        draw.rectangle((x, y, x + int(rng.integers(4, w // 2)), y + int(rng.integers(4, h // 4))), fill=tone)
+    _draw_background(draw, cam, w, h, rng)
 
-    scale = who.height * rng.uniform(0.92, 1.04)
-    body_h = h * scale
-    cx = w / 2 + rng.uniform(-0.08, 0.08) * w
-    top = h - body_h - h * rng.uniform(0.0, 0.04)
-    u = body_h / 8.0  # head-height unit
-    half = u * 0.95 * who.girth
+    body_h = h * who.height * rng.uniform(0.95, 1.03)
+    cx = w / 2 + rng.uniform(-0.06, 0.06) * w
+    top = h * rng.uniform(0.0, 0.04)
+    u = body_h / 7.5  # head-height unit
+    half = min(w * 0.36, u * 1.05 * who.girth)
     swing = rng.uniform(-1.0, 1.0)
+    light = rng.uniform(0.9, 1.1)
 
-    def yy(f: float) -> int:
-        return int(top + f * u)
+    def yy(f: float) -> float:
+        return top + f * u
 
     # legs / lower garment
-    hip_y, foot_y = yy(4.0), yy(7.8)
+    hip_y, foot_y = yy(3.9), yy(7.2)
+    leg_w = max(3, int(u * 0.85))
     for side in (-1, 1):
-        dx = side * half * 0.45 + side * swing * u * 0.5
+        dx = side * half * 0.45 + side * swing * u * 0.55
         leg_colour = who.lower_colour if who.lower == "trousers" else who.skin
-        draw.line(
-            (cx + side * half * 0.45, hip_y, cx + dx, foot_y), fill=leg_colour, width=max(2, int(u * 0.55))
-        )
+        draw.line((cx + side * half * 0.45, hip_y, cx + dx, foot_y), fill=leg_colour, width=leg_w)
         draw.ellipse(
-            (cx + dx - u * 0.35, foot_y - u * 0.2, cx + dx + u * 0.35, foot_y + u * 0.2), fill=who.shoes
+            (cx + dx - u * 0.45, foot_y - u * 0.25, cx + dx + u * 0.45, foot_y + u * 0.25), fill=who.shoes
         )
     if who.lower == "shorts":
-        draw.rectangle((cx - half, hip_y, cx + half, yy(5.3)), fill=who.lower_colour)
+        draw.rectangle((cx - half, hip_y, cx + half, yy(5.1)), fill=who.lower_colour)
     elif who.lower == "skirt":
         draw.polygon(
-            [(cx - half, hip_y), (cx + half, hip_y), (cx + half * 1.4, yy(6.0)), (cx - half * 1.4, yy(6.0))],
+            [(cx - half, hip_y), (cx + half, hip_y), (cx + half * 1.3, yy(5.8)), (cx - half * 1.3, yy(5.8))],
             fill=who.lower_colour,
         )
     else:
-        draw.rectangle((cx - half, hip_y, cx + half, yy(4.6)), fill=who.lower_colour)
+        draw.rectangle((cx - half, hip_y, cx + half, yy(4.5)), fill=who.lower_colour)
 
-    # torso, arms, bag
-    torso = (int(cx - half), yy(1.3), int(cx + half), yy(4.1))
+    # torso, arms, bags
+    torso = (int(cx - half), int(yy(1.15)), int(cx + half), int(yy(4.0)))
     if who.bag == "backpack":
         draw.rectangle(
-            (torso[0] - int(u * 0.3), yy(1.5), torso[0] + int(u * 0.4), yy(3.6)), fill=who.bag_colour
+            (torso[0] - int(u * 0.35), yy(1.3), torso[0] + int(u * 0.5), yy(3.4)), fill=who.bag_colour
         )
     _draw_shirt(draw, torso, who)
+    if who.bag == "shoulder":
+        draw.line((cx - half, yy(1.2), cx + half, yy(3.2)), fill=who.bag_colour, width=max(2, int(u * 0.15)))
+    arm_w = max(3, int(u * 0.55))
     for side in (-1, 1):
-        sx = cx + side * half
-        draw.line(
-            (sx, yy(1.5), sx + side * u * 0.3 - side * swing * u * 0.4, yy(3.9)),
-            fill=who.shirt,
-            width=max(2, int(u * 0.4)),
-        )
-    if who.bag == "handbag":
-        bx = cx + half + u * 0.2
-        draw.rectangle((bx, yy(3.4), bx + u * 0.8, yy(4.3)), fill=who.bag_colour)
+        sx = cx + side * (half - arm_w / 2)
+        ex = sx + side * u * 0.25 - side * swing * u * 0.45
+        elbow = (sx + (ex - sx) * who.sleeves, yy(1.3 + 2.6 * who.sleeves))
+        draw.line((sx, yy(1.3), *elbow), fill=_shade(who.shirt, 0.85), width=arm_w)
+        if who.sleeves < 1.0:
+            draw.line((*elbow, ex, yy(3.9)), fill=who.skin, width=max(2, arm_w - 2))
+    if who.bag in ("handbag", "shoulder"):
+        bx = cx + half + u * 0.1
+        draw.rectangle((bx, yy(3.1), bx + u * 0.9, yy(4.2)), fill=who.bag_colour)
 
     # head and hair
-    draw.ellipse((cx - u * 0.45, yy(0.2), cx + u * 0.45, yy(1.25)), fill=who.skin)
-    draw.chord((cx - u * 0.47, yy(0.1), cx + u * 0.47, yy(0.95)), 180, 360, fill=who.hair)
+    draw.ellipse((cx - u * 0.48, yy(0.1), cx + u * 0.48, yy(1.2)), fill=who.skin)
+    if who.hair_style == "long":
+        draw.rectangle((cx - u * 0.55, yy(0.35), cx + u * 0.55, yy(1.9)), fill=who.hair)
+        draw.ellipse((cx - u * 0.4, yy(0.35), cx + u * 0.4, yy(1.15)), fill=who.skin)
+    top_colour = who.bag_colour if who.hair_style == "cap" else who.hair
+    draw.chord((cx - u * 0.52, yy(0.0), cx + u * 0.52, yy(0.9)), 180, 360, fill=top_colour)
 
-    pixels = np.asarray(img, dtype=np.float32) * np.array(cam.gain, dtype=np.float32)
-    pixels += rng.normal(0, 6, pixels.shape)
+    img = img.filter(ImageFilter.GaussianBlur(1.2)).resize((size[1], size[0]), Image.Resampling.LANCZOS)
+    if rng.random() < 0.5:  # walking the other way
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    pixels = np.asarray(img, dtype=np.float32) * (np.array(cam.gain, dtype=np.float32) * light)
+    pixels += rng.normal(0, 4, pixels.shape)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
