@@ -329,7 +329,10 @@ def train(
     data: Annotated[Path, typer.Argument(help="Dataset folder or a 'records' folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (config, checkpoints, logs, model).")],
     architecture: Annotated[str, typer.Option(help="mobilenetv2, seed or mini.")] = "mobilenetv2",
-    input_size: Annotated[str, typer.Option(help="HEIGHTxWIDTH of the tower's input.")] = "128x64",
+    input_size: Annotated[
+        str | None,
+        typer.Option(help="HEIGHTxWIDTH of the tower's input [default: 256x128 for seed, else 128x64]."),
+    ] = None,
     embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 256,
     backbone_weights: Annotated[
         str | None, typer.Option(help="MobileNetV2 init: a .weights.h5 file or 'imagenet' (download).")
@@ -374,11 +377,11 @@ def train(
 ) -> None:
     """Train the siamese tower; writes a checkpoint each epoch and exports model.keras with its card."""
     from .augment import AugmentConfig
-    from .tower import TowerConfig
+    from .tower import TowerConfig, default_input_size
     from .training import TrainConfig, parse_losses
     from .training import train as run_training
 
-    h, w = _input_size(input_size)
+    h, w = _input_size(input_size) if input_size else default_input_size(architecture)
     config = TrainConfig(
         data=str(data),
         out=str(out),

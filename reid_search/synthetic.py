@@ -1,11 +1,14 @@
 """Synthetic pedestrians for the demo and the tests: no download, fully reproducible.
 
-Each identity is a procedural figure with its own clothing colours and patterns (shirt
-solid/striped/checked/two-tone, trousers or shorts or skirt, shoes, hair, an optional
-bag) and body proportions. Each camera has its own background and lighting (colour cast,
-brightness); each frame jitters pose (arm and leg swing), scale and position and adds
-sensor noise. Files are written in MARS naming, ``bbox_test/PPPP/PPPPCcTttttFfff.jpg``,
-so every layout-aware part of the engine runs on them.
+Each identity is a procedural figure with its own clothing (mostly dark and neutral
+tones; shirt solid/striped/checked/two-tone/logo, short or long sleeves, trousers or
+shorts or skirt, shoes, hair style, an optional bag) and body proportions. Each camera
+has its own grey street background (wall, paving, pillars) and lighting (colour cast,
+brightness). Like a detector's box, the figure fills the crop; each frame jitters pose
+(arm and leg swing), scale, position and walking direction, is drawn at twice the size
+and downsampled (soft edges), and gets sensor noise. Files are written in MARS naming,
+``bbox_test/PPPP/PPPPCcTttttFfff.jpg``, so every layout-aware part of the engine runs on
+them.
 
 Usage::
 

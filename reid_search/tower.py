@@ -30,6 +30,16 @@ import keras
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ARCHITECTURES = ("mini", "mobilenetv2", "seed")
+NATIVE_INPUT_SIZES = {"seed": (256, 128)}  # (height, width) the original project used
+
+
+def default_input_size(architecture: str) -> tuple[int, int]:
+    """(height, width) a tower is built at when none is given: 256x128 for seed, else 128x64.
+
+    >>> default_input_size("seed"), default_input_size("mobilenetv2")
+    ((256, 128), (128, 64))
+    """
+    return NATIVE_INPUT_SIZES.get(architecture, (128, 64))
 
 
 @dataclass

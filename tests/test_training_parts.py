@@ -118,3 +118,17 @@ def test_teacher_regression_is_one_minus_cosine():
     t = np.array([[1.0, 1.0], [0.0, 1.0]], np.float32)
     expect = 1 - np.mean([1 / np.sqrt(2), 1.0])
     assert float(L.teacher_regression_loss(tf.constant(p), tf.constant(t))) == pytest.approx(expect, rel=1e-5)
+
+
+def test_seed_tower_is_the_original_architecture_at_its_native_size():
+    from reid_search.tower import TowerConfig, build_tower, default_input_size
+
+    h, w = default_input_size("seed")
+    tower = build_tower(TowerConfig("seed", h, w, 64))
+    assert tower.input_shape == (None, 256, 128, 3) and tower.output_shape == (None, 64)
+    convs = [layer for layer in tower.layers if layer.name.startswith("seed_conv")]
+    assert [c.filters for c in convs] == [256, 128, 64, 32]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    dense = tower.get_layer("seed_fc")
+    assert dense.units == 4096 and dense.activation.__name__ == "sigmoid"
+    assert default_input_size("mobilenetv2") == (128, 64)
