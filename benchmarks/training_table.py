@@ -101,11 +101,17 @@ def run_row(name: str, spec: dict, epochs: int, runs: Path, lr: float) -> dict:
 
 
 def markdown(results: list[dict]) -> str:
-    head = "| run | tower | ImageNet | losses | epochs | train min | rank-1 | mAP | single-shot R1 | img/s |"
-    lines = [head, "|" + "---|" * 10]
+    head = (
+        "| run | tower | ImageNet | trained | losses | epochs | train min | rank-1 | mAP "
+        "| single-shot R1 | img/s |"
+    )
+    lines = [head, "|" + "---|" * 11]
     for r in results:
+        opts = r["trainer_options"]
+        cached = opts.get("cached_views")
+        trained = f"blocks {opts['freeze_blocks'] + 1}+ (cached)" if cached else "all layers"
         lines.append(
-            f"| {r['name']} | {r['architecture']} | {'yes' if r['imagenet_init'] else 'no'} | "
+            f"| {r['name']} | {r['architecture']} | {'yes' if r['imagenet_init'] else 'no'} | {trained} | "
             f"{r['losses']} | {r['epochs']} | {r['train_wall_seconds'] / 60:.1f} | "
             f"{100 * r['rank1']:.1f}% | {100 * r['mAP']:.1f}% | "
             f"{100 * r['single_shot_rank1']:.1f}% | {r['images_per_second']:.0f} |"
