@@ -47,11 +47,15 @@ NEUTRALS = (
 )
 
 
+def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    """``colour`` scaled by ``factor``, clipped to 0-255."""
+    return tuple(int(min(255, max(0, c * factor))) for c in colour)  # type: ignore[return-value]
+
+
 def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
     """A clothing colour: a neutral (60%) or a hue of random strength."""
     if rng.random() < 0.6:
-        base = np.array(NEUTRALS[int(rng.integers(len(NEUTRALS)))], dtype=float)
-        return tuple(int(v) for v in np.clip(base * rng.uniform(0.85, 1.15), 0, 255))  # type: ignore[return-value]
+        return _shade(NEUTRALS[int(rng.integers(len(NEUTRALS)))], rng.uniform(0.85, 1.15))
     hue = rng.random()
     sat = rng.uniform(0.3, 0.9)
     val = rng.uniform(0.3, 0.95)
@@ -60,10 +64,6 @@ def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
     p, q, t = val * (1 - sat), val * (1 - f * sat), val * (1 - (1 - f) * sat)
     rgb = [(val, t, p), (q, val, p), (p, val, t), (p, q, val), (t, p, val), (val, p, q)][i]
     return tuple(int(255 * c) for c in rgb)  # type: ignore[return-value]
-
-
-def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
-    return tuple(int(min(255, max(0, c * factor))) for c in colour)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
