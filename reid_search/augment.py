@@ -3,6 +3,7 @@
 * flip           horizontal flip with probability 0.5
 * pad-and-crop   a random crop of the image zero-padded by ``pad`` (a fraction of each side)
 * colour jitter  random brightness, contrast and saturation per image
+* grey           grey-scale with probability ``grey`` (cameras disagree on colour)
 * random erasing a random rectangle filled with noise (Zhong et al. 2020), probability ``erase``
 * ``randaugment`` adds random grey-scale, equalise-like contrast stretch and sharpness blur
 
@@ -30,6 +31,7 @@ class AugmentConfig:
     colour: float = 0.2  # brightness/contrast/saturation strength, 0 = off
     erase: float = 0.5  # probability of random erasing
     randaugment: bool = False
+    grey: float = 0.0  # probability of a grey-scale image
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +53,8 @@ class Augmenter:
             x = self._pad_crop(x, c.pad)
         if c.colour > 0:
             x = self._colour(x, c.colour)
+        if c.grey > 0:
+            x = self._grey(x, c.grey)
         if c.randaugment:
             x = self._randaugment(x)
         if c.erase > 0:
@@ -84,11 +88,15 @@ class Augmenter:
         grey = tf.reduce_mean(x, axis=3, keepdims=True)
         return (x - grey) * saturation + grey
 
+    def _grey(self, x: tf.Tensor, probability: float) -> tf.Tensor:
+        mask = self._uniform((tf.shape(x)[0], 1, 1, 1)) < probability
+        return tf.where(mask, _to_grey(x), x)
+
     def _randaugment(self, x: tf.Tensor) -> tf.Tensor:
         """Light RandAugment: each image gets one of identity, grey-scale, contrast stretch, blur."""
         b = tf.shape(x)[0]
         op = tf.cast(tf.floor(self._uniform((b, 1, 1, 1), 0, 4)), tf.int32)
-        grey = tf.repeat(tf.reduce_mean(x, axis=3, keepdims=True), 3, axis=3)
+        grey = _to_grey(x)
         lo = tf.reduce_min(x, axis=[1, 2], keepdims=True)
         hi = tf.reduce_max(x, axis=[1, 2], keepdims=True)
         stretched = (x - lo) / tf.maximum(hi - lo, 1.0) * 255.0
@@ -120,3 +128,8 @@ class Augmenter:
         mask = tf.logical_and(inside, apply)[..., None]
         noise = self._uniform(tf.shape(x), 0.0, 255.0)
         return tf.where(mask, noise, x)
+
+
+def _to_grey(x: tf.Tensor) -> tf.Tensor:
+    """The channel mean repeated over RGB."""
+    return tf.repeat(tf.reduce_mean(x, axis=3, keepdims=True), 3, axis=3)

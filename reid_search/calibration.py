@@ -42,6 +42,18 @@ def equal_error_threshold(same: np.ndarray, different: np.ndarray) -> ThresholdC
     )
 
 
+def rates_at(threshold: float, same: np.ndarray, different: np.ndarray) -> tuple[float, float]:
+    """(false-reject, false-accept) rates of calling pairs "same" at similarity >= ``threshold``.
+
+    >>> rates_at(0.5, np.array([0.9, 0.4]), np.array([0.6, 0.1, 0.2, 0.3]))
+    (0.5, 0.25)
+    """
+    same, different = np.asarray(same, float), np.asarray(different, float)
+    frr = float(np.mean(same < threshold)) if len(same) else 0.0
+    far = float(np.mean(different >= threshold)) if len(different) else 0.0
+    return frr, far
+
+
 def labelled_pairs(
     vectors: np.ndarray,
     persons: np.ndarray,

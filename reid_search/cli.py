@@ -26,7 +26,12 @@ app = typer.Typer(
 
 ModelOpt = Annotated[
     Path | None,
-    typer.Option("--model", "-m", help="A .keras model file (card beside it); default: the package's model."),
+    typer.Option(
+        "--model",
+        "-m",
+        help="A model file (.keras, .onnx, OpenVINO .xml, .tflite; card beside it) or a card naming one "
+        "[default: the package's model].",
+    ),
 ]
 IndexesOpt = Annotated[
     Path | None,
@@ -292,6 +297,31 @@ def evaluate(
 
 @app.command()
 @friendly_errors
+def embed(
+    data: Annotated[Path, typer.Argument(help="Folder of images (any depth, any layout).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Vectors file to write (.npz).")],
+    model: ModelOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    quiet: QuietOpt = False,
+) -> None:
+    """Embed every image below DATA into a .npz (paths relative to DATA, L2-normalised vectors)."""
+    from .embedder import Embedder
+    from .vectors import embed_folder
+
+    try:
+        report = embed_folder(data, Embedder(model, batch_size=batch_size), out, progress=not quiet)
+    except ValueError as exc:
+        _fail(str(exc))
+    for line in report.skipped:
+        typer.echo(f"skipped {line}", err=True)
+    typer.echo(
+        f"{report.embedded} vectors -> {report.out} ({len(report.skipped)} skipped, "
+        f"{report.images_per_second:.0f} images/s)"
+    )
+
+
+@app.command()
+@friendly_errors
 def records(
     data: Annotated[
         Path, typer.Argument(help="Dataset folder (its train split is used: bbox_train/bounding_box_train).")
@@ -326,16 +356,27 @@ def _input_size(text: str) -> tuple[int, int]:
 @app.command()
 @friendly_errors
 def train(
-    data: Annotated[Path, typer.Argument(help="Dataset folder or a 'records' folder.")],
+    data: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Dataset or 'records' folder(s); several train together, identities namespaced per dataset."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (config, checkpoints, logs, model).")],
-    architecture: Annotated[str, typer.Option(help="mobilenetv2, seed or mini.")] = "mobilenetv2",
+    architecture: Annotated[
+        str,
+        typer.Option(help="mobilenetv2, onnx (imported from --backbone-weights FILE.onnx), seed or mini."),
+    ] = "mobilenetv2",
     input_size: Annotated[
         str | None,
         typer.Option(help="HEIGHTxWIDTH of the tower's input [default: 256x128 for seed, else 128x64]."),
     ] = None,
     embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 256,
     backbone_weights: Annotated[
-        str | None, typer.Option(help="MobileNetV2 init: a .weights.h5 file or 'imagenet' (download).")
+        str | None,
+        typer.Option(
+            help="MobileNetV2 init: a .weights.h5 file or 'imagenet' (download); onnx: the .onnx network."
+        ),
     ] = None,
     loss: Annotated[
         str,
@@ -347,7 +388,11 @@ def train(
     contrastive_margin: Annotated[float, typer.Option(help="Contrastive margin.")] = 1.0,
     label_smoothing: Annotated[float, typer.Option(help="ID loss label smoothing.")] = 0.1,
     teacher_targets: Annotated[
-        Path | None, typer.Option(help="Teacher embeddings .npz (paths, embeddings) for distill/regress.")
+        list[Path] | None,
+        typer.Option(
+            help="Teacher embeddings .npz (paths relative to the dataset, embeddings) for distill/regress; "
+            "repeat for several datasets."
+        ),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 30,
     p: Annotated[int, typer.Option("--p", help="Identities per batch.")] = 16,
@@ -355,7 +400,12 @@ def train(
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 3.5e-4,
     warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up epochs before cosine decay.")] = 2.0,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 5e-4,
-    freeze_blocks: Annotated[int, typer.Option(help="MobileNetV2: freeze the stem and blocks 1..N.")] = 0,
+    freeze_blocks: Annotated[
+        int,
+        typer.Option(
+            help="Freeze the first N blocks (MobileNetV2: stem + blocks 1..N; onnx: N pooling stages)."
+        ),
+    ] = 0,
     cached_views: Annotated[
         int,
         typer.Option(help="With --freeze-blocks: precompute the frozen part for V augmented views (fast)."),
@@ -363,6 +413,7 @@ def train(
     flip: Annotated[bool, typer.Option(help="Random horizontal flip.")] = True,
     pad: Annotated[float, typer.Option(help="Pad-and-crop fraction (0 = off).")] = 0.1,
     colour_jitter: Annotated[float, typer.Option(help="Colour jitter strength (0 = off).")] = 0.2,
+    grey: Annotated[float, typer.Option(help="Probability of a grey-scale training image.")] = 0.0,
     random_erasing: Annotated[float, typer.Option(help="Random erasing probability.")] = 0.5,
     randaugment: Annotated[
         bool, typer.Option(help="Light RandAugment (grey, contrast stretch, blur).")
@@ -383,15 +434,15 @@ def train(
 
     h, w = _input_size(input_size) if input_size else default_input_size(architecture)
     config = TrainConfig(
-        data=str(data),
+        data=[str(d) for d in data],
         out=str(out),
         tower=TowerConfig(architecture, h, w, embedding_dim, backbone_weights, seed),
-        augment=AugmentConfig(flip, pad, colour_jitter, random_erasing, randaugment),
+        augment=AugmentConfig(flip, pad, colour_jitter, random_erasing, randaugment, grey),
         losses=parse_losses(loss),
         triplet_margin=triplet_margin or None,
         contrastive_margin=contrastive_margin,
         label_smoothing=label_smoothing,
-        teacher_targets=str(teacher_targets) if teacher_targets else None,
+        teacher_targets=[str(t) for t in teacher_targets or []],
         p=p,
         k=k,
         epochs=epochs,

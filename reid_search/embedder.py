@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import Backend, open_model
 from .images import ImageError, LoadedImage, load_image
-from .model_store import LoadedModel, load_model
 
 
 @dataclass(frozen=True)
@@ -79,35 +79,23 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 class Embedder:
-    """A loaded tower ready to embed files or pixel arrays.
+    """A loaded model ready to embed files or pixel arrays.
 
-    ``model`` is a path to a ``.keras`` file (with its card), a :class:`LoadedModel`,
-    or None for the package's default model.
+    ``model`` is a model file of any supported format (``.keras``, ``.onnx``, OpenVINO
+    ``.xml``, ``.tflite``) or a card pointing at one, a loaded
+    :class:`~reid_search.backends.Backend`, or None for the package's default model.
     """
 
     def __init__(
         self,
-        model: str | Path | LoadedModel | None = None,
+        model: str | Path | Backend | None = None,
         batch_size: int = 64,
         workers: int | None = None,
+        threads: int | None = None,
     ):
-        self.model = model if isinstance(model, LoadedModel) else load_model(model)
+        self.model = model if isinstance(model, Backend) else open_model(model, threads)
         self.batch_size = batch_size
         self.workers = workers or min(4, (os.cpu_count() or 2) + 1)
-        self._infer = self._compile()
-
-    def _compile(self):
-        import tensorflow as tf
-
-        card = self.model.card
-        spec = tf.TensorSpec((None, card.input_height, card.input_width, 3), tf.float32)
-        keras_model = self.model.keras_model
-
-        @tf.function(input_signature=[spec], reduce_retracing=True)
-        def infer(x):
-            return keras_model(x, training=False)
-
-        return infer
 
     @property
     def card(self):
@@ -127,10 +115,7 @@ class Embedder:
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Embed a (N, H, W, 3) float array of 0-255 RGB pixels; returns unit rows."""
-        if len(pixels) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        out = self._infer(np.asarray(pixels, dtype=np.float32)).numpy()
-        return l2_normalise(out)
+        return l2_normalise(self.model.embed(pixels))
 
     def _decode(self, path: str | Path) -> LoadedImage | ImageError:
         try:

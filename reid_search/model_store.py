@@ -1,4 +1,5 @@
-"""Model files: a Keras 3 ``.keras`` tower plus its card (``.card.json``) beside it.
+"""Model files and their cards: a ``.keras`` tower (or an ONNX / OpenVINO / LiteRT file) plus
+its card (``.card.json``) beside it, or a card whose ``model_file`` points at the file.
 
 The card says everything a user needs to use or trust the file: architecture, input size,
 preprocessing, embedding size, how it was made (command, data, epochs), its metrics and
@@ -12,6 +13,9 @@ Usage::
     >>> model = load_model()            # the package's default model   # doctest: +SKIP
     >>> model.card.embedding_dim, model.sha256[:12]                     # doctest: +SKIP
     (256, '3f2a...')
+
+:func:`load_model` returns a :class:`reid_search.backends.Backend` (any format); training and
+export, which need the Keras graph itself, use its ``keras_model``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,14 @@ class ModelCard:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     tool_version: str = __version__
     format: str = CARD_FORMAT
+    # how the file is run and how pixels reach it (the project's towers: all defaults)
+    model_format: str = "keras"
+    model_file: str | None = None  # relative to the card; None: the file beside the card
+    channel_order: str = "RGB"
+    pixel_scale: float = 1.0
+    pixel_mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    pixel_std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    layout: str = "NHWC"
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -72,16 +84,6 @@ class ModelCard:
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass
-class LoadedModel:
-    """A tower with its card and the hash of the file it came from."""
-
-    keras_model: keras.Model
-    card: ModelCard
-    path: Path
-    sha256: str
 
 
 def card_path(model_path: str | Path) -> Path:
@@ -109,8 +111,13 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 
 def read_card(model_path: str | Path) -> ModelCard:
-    """Read the card beside a model file."""
-    path = card_path(model_path)
+    """Read the card beside a ``.keras`` model file."""
+    return read_card_file(card_path(model_path))
+
+
+def read_card_file(path: str | Path) -> ModelCard:
+    """Read a model card file."""
+    path = Path(path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -143,32 +150,27 @@ def write_card(model_path: str | Path, card: ModelCard) -> None:
 
 
 def resolve_model_path(model: str | Path | None) -> Path:
-    """The model file a command should use: ``--model`` if given, else the default."""
+    """The model file (or card) a command should use: ``--model`` if given, else the default."""
     path = Path(model).expanduser() if model else DEFAULT_MODEL
     if path.is_dir():
-        candidates = sorted(path.glob("*.keras"))
+        candidates = sorted(path.glob("*.keras")) or sorted(path.glob("*.card.json"))
         if len(candidates) != 1:
-            raise ModelError(f"{path}: expected exactly one .keras model in the folder")
+            raise ModelError(f"{path}: expected exactly one .keras model (or one card) in the folder")
         path = candidates[0]
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     return path
 
 
-def load_model(model: str | Path | None = None) -> LoadedModel:
-    """Load a tower and its card; ``None`` loads the package's default model."""
-    import keras
+def load_model(model: str | Path | None = None, threads: int | None = None):
+    """Load a model of any format with its card; ``None`` loads the package's default model.
 
-    path = resolve_model_path(model)
-    card = read_card(path)
-    try:
-        keras_model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for a bad archive
-        raise ModelError(f"{path}: cannot load model ({type(exc).__name__}: {exc})") from None
-    expected = (None, card.input_height, card.input_width, 3)
-    if tuple(keras_model.input_shape) != expected:
-        raise ModelError(f"{path}: input {keras_model.input_shape} differs from card {expected}")
-    return LoadedModel(keras_model, card, path, file_sha256(path))
+    Returns a :class:`reid_search.backends.Backend` (``card``, ``path``, ``sha256``,
+    ``embed``; Keras models also ``keras_model``).
+    """
+    from .backends import open_model
+
+    return open_model(model, threads)
 
 
 def copy_model(model_path: str | Path, dest: str | Path) -> Path:

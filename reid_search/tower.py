@@ -12,6 +12,12 @@ Architectures:
   ImageNet weights file or Keras' own ``imagenet`` download
 * ``seed``        the original project's tower: four 3x3 conv blocks of 256/128/64/32
   filters (max-pool, batch norm, ReLU), flatten, 4096-d sigmoid dense
+* ``onnx``        a re-ID network imported with its weights from an ONNX file given as
+  ``backbone_weights`` (e.g. OSNet-x0.25 trained on MSMT17: a re-ID-pretrained start);
+  it must take ImageNet-normalised RGB, as torchreid's models do
+
+Each architecture is a small builder in :data:`BACKBONES` (name -> function from the
+normalised pixel tensor to a feature vector); :func:`build_tower` adds the shared head.
 
 Usage::
 
@@ -29,8 +35,7 @@ import keras
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-ARCHITECTURES = ("mini", "mobilenetv2", "seed")
-NATIVE_INPUT_SIZES = {"seed": (256, 128)}  # (height, width) the original project used
+NATIVE_INPUT_SIZES = {"seed": (256, 128), "onnx": (256, 128)}  # (height, width) each was made for
 
 
 def default_input_size(architecture: str) -> tuple[int, int]:
@@ -69,13 +74,18 @@ def _normalise_pixels(inputs: keras.KerasTensor) -> keras.KerasTensor:
 
 
 def _embedding_head(features: keras.KerasTensor, dim: int) -> keras.KerasTensor:
-    """Linear projection, BN-neck, then L2 normalisation (cosine = inner product)."""
-    x = keras.layers.Dense(dim, use_bias=False, name="embedding")(features)
+    """Linear projection, BN-neck, then L2 normalisation (cosine = inner product).
+
+    When ``dim`` equals the feature size the projection starts as the identity, so a
+    pretrained backbone's own metric is where training starts.
+    """
+    init = "identity" if features.shape[-1] == dim else "glorot_uniform"
+    x = keras.layers.Dense(dim, use_bias=False, kernel_initializer=init, name="embedding")(features)
     x = keras.layers.BatchNormalization(name="bnneck")(x)
     return keras.layers.UnitNormalization(name="l2norm")(x)
 
 
-def _mini_backbone(x: keras.KerasTensor) -> keras.KerasTensor:
+def _mini_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.KerasTensor:
     for i, filters in enumerate((32, 64, 128, 256)):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
         x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
@@ -101,7 +111,7 @@ def _mobilenetv2_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.Ke
     return keras.layers.GlobalAveragePooling2D(name="gap")(features)
 
 
-def _seed_backbone(x: keras.KerasTensor) -> keras.KerasTensor:
+def _seed_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.KerasTensor:
     for i, filters in enumerate((256, 128, 64, 32)):
         x = keras.layers.Conv2D(filters, 3, padding="same", name=f"seed_conv{i}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"seed_pool{i}")(x)
@@ -111,17 +121,28 @@ def _seed_backbone(x: keras.KerasTensor) -> keras.KerasTensor:
     return keras.layers.Dense(4096, activation="sigmoid", name="seed_fc")(x)
 
 
+def _onnx_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.KerasTensor:
+    from .onnx_import import onnx_graph_on
+
+    if not config.backbone_weights or not str(config.backbone_weights).endswith(".onnx"):
+        raise ValueError("--architecture onnx needs --backbone-weights FILE.onnx (the network to import)")
+    return onnx_graph_on(config.backbone_weights, x)
+
+
+BACKBONES = {
+    "mini": _mini_backbone,
+    "mobilenetv2": _mobilenetv2_backbone,
+    "seed": _seed_backbone,
+    "onnx": _onnx_backbone,
+}
+ARCHITECTURES = tuple(BACKBONES)
+
+
 def build_tower(config: TowerConfig) -> keras.Model:
     """Build the embedding tower described by ``config`` (weights random unless a backbone)."""
-    if config.architecture not in ARCHITECTURES:
+    if config.architecture not in BACKBONES:
         raise ValueError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
     keras.utils.set_random_seed(config.seed)
     inputs = keras.Input((config.input_height, config.input_width, 3), name="pixels")
-    x = _normalise_pixels(inputs)
-    if config.architecture == "mini":
-        features = _mini_backbone(x)
-    elif config.architecture == "mobilenetv2":
-        features = _mobilenetv2_backbone(x, config)
-    else:
-        features = _seed_backbone(x)
+    features = BACKBONES[config.architecture](_normalise_pixels(inputs), config)
     return keras.Model(inputs, _embedding_head(features, config.embedding_dim), name="tower")

@@ -181,7 +181,7 @@ def test_distillation_toward_teacher_targets(train_root, tmp_path):
     )
     assert result.exit_code == 0, result.output
     card = load_model(out / "model.keras").card
-    assert card.training["teacher_targets"] == str(teacher) and "distilled" in card.notes
+    assert card.training["teacher_targets"] == [str(teacher)] and "distilled" in card.notes
 
 
 def test_cached_frozen_blocks_train_only_the_top(train_root, tmp_path):

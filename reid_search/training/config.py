@@ -1,0 +1,165 @@
+"""One dataclass holds every hyper-parameter of a training run; ``config.json`` is its copy on disk.
+
+Usage::
+
+    >>> config = TrainConfig(data=["a", "b"], out="runs/x", losses=parse_losses("triplet,id=0.5"))
+    >>> config.losses
+    {'triplet': 1.0, 'id': 0.5}
+    >>> train_command(config).split()[:4]
+    ['reid-search', 'train', 'a', 'b']
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..augment import AugmentConfig
+from ..tower import TowerConfig
+
+LOSSES = ("pair", "contrastive", "triplet", "id", "distill", "regress")
+BLOCK_TOWERS = ("mobilenetv2", "onnx")  # towers --freeze-blocks / --cached-views understand
+
+
+def _as_list(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of a run; saved as ``config.json`` beside it.
+
+    ``data`` is one or more dataset (or records) folders: identities are namespaced by
+    dataset, so person 0001 of two datasets are two people. ``teacher_targets`` is zero or
+    more ``.npz`` files matched to training images by their path inside their dataset.
+    """
+
+    data: list[str]
+    out: str
+    tower: TowerConfig = field(default_factory=TowerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    losses: dict[str, float] = field(default_factory=lambda: {"triplet": 1.0, "id": 1.0})
+    triplet_margin: float | None = 0.3  # None: soft margin
+    contrastive_margin: float = 1.0
+    label_smoothing: float = 0.1
+    teacher_targets: list[str] = field(default_factory=list)
+    p: int = 16
+    k: int = 4
+    epochs: int = 30
+    lr: float = 3.5e-4
+    warmup_epochs: float = 2.0
+    weight_decay: float = 5e-4
+    freeze_blocks: int = 0  # freeze the first N blocks of a block tower (BLOCK_TOWERS)
+    cached_views: int = 0  # with freeze_blocks: precompute the frozen part for this many augmented views
+    val_fraction: float = 0.1
+    seed: int = 0
+    steps_per_epoch: int | None = None  # default: images / (P*K)
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        self.data = _as_list(self.data)
+        self.teacher_targets = _as_list(self.teacher_targets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["tower"] = TowerConfig(**data.get("tower", {}))
+        data["augment"] = AugmentConfig(**data.get("augment", {}))
+        return cls(**data)
+
+    def validate(self) -> None:
+        unknown = set(self.losses) - set(LOSSES)
+        if unknown or not self.losses:
+            raise ValueError(f"unknown or no loss {sorted(unknown)}; known: {', '.join(LOSSES)}")
+        if not self.data:
+            raise ValueError("no training data given")
+        if {"distill", "regress"} & set(self.losses) and not self.teacher_targets:
+            raise ValueError("the distill and regress losses need --teacher-targets FILE.npz")
+        if self.cached_views and (self.freeze_blocks <= 0 or self.tower.architecture not in BLOCK_TOWERS):
+            raise ValueError(
+                f"--cached-views needs --freeze-blocks N > 0 and an architecture with blocks "
+                f"({', '.join(BLOCK_TOWERS)})"
+            )
+
+
+def _repeat(flag: str, values: list[str]) -> list[str]:
+    return [part for v in values for part in (flag, v)]
+
+
+def train_command(config: TrainConfig) -> str:
+    """The full ``reid-search train`` command line that reproduces ``config`` (every option explicit)."""
+    t, a = config.tower, config.augment
+    opts: list[str] = [
+        "reid-search",
+        "train",
+        *config.data,
+        "--out",
+        config.out,
+        "--architecture",
+        t.architecture,
+        "--input-size",
+        f"{t.input_height}x{t.input_width}",
+        "--embedding-dim",
+        str(t.embedding_dim),
+        *(["--backbone-weights", t.backbone_weights] if t.backbone_weights else []),
+        "--loss",
+        ",".join(f"{k}={v:g}" for k, v in config.losses.items()),
+        "--triplet-margin",
+        f"{config.triplet_margin or 0:g}",
+        "--contrastive-margin",
+        f"{config.contrastive_margin:g}",
+        "--label-smoothing",
+        f"{config.label_smoothing:g}",
+        *_repeat("--teacher-targets", config.teacher_targets),
+        "--epochs",
+        str(config.epochs),
+        "--p",
+        str(config.p),
+        "--k",
+        str(config.k),
+        "--lr",
+        f"{config.lr:g}",
+        "--warmup-epochs",
+        f"{config.warmup_epochs:g}",
+        "--weight-decay",
+        f"{config.weight_decay:g}",
+        "--freeze-blocks",
+        str(config.freeze_blocks),
+        "--cached-views",
+        str(config.cached_views),
+        "--flip" if a.flip else "--no-flip",
+        "--pad",
+        f"{a.pad:g}",
+        "--colour-jitter",
+        f"{a.colour:g}",
+        "--grey",
+        f"{a.grey:g}",
+        "--random-erasing",
+        f"{a.erase:g}",
+        "--randaugment" if a.randaugment else "--no-randaugment",
+        "--val-fraction",
+        f"{config.val_fraction:g}",
+        *(["--steps-per-epoch", str(config.steps_per_epoch)] if config.steps_per_epoch else []),
+        "--seed",
+        str(config.seed),
+    ]
+    return " ".join(shlex.quote(o) for o in opts)
+
+
+def parse_losses(text: str) -> dict[str, float]:
+    """``"triplet=1,id=0.5"`` -> {"triplet": 1.0, "id": 0.5}; a bare name weighs 1.
+
+    >>> parse_losses("triplet,id=0.5")
+    {'triplet': 1.0, 'id': 0.5}
+    """
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = part.partition("=")
+        out[name.strip()] = float(weight) if weight else 1.0
+    return out

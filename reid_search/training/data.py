@@ -1,0 +1,226 @@
+"""Training data from one or more datasets: decoded pixels, namespaced labels, held-out identities.
+
+Each dataset (a dataset folder or a ``records`` folder) is split by identity into training
+and validation people. Its identities are namespaced by the dataset's name (person
+``0001`` of ``cuhk03-mars`` is ``cuhk03-mars/0001``, never the same person as
+``0001`` elsewhere), and its validation images stay a set of their own so every dataset
+is validated (and reported) separately, on its own cameras.
+
+Usage::
+
+    >>> from reid_search.training import TrainConfig
+    >>> config = TrainConfig(data=["../shared/data/cuhk03-mars", "../shared/data/market1501-train"],
+    ...                      out="runs/x")                                       # doctest: +SKIP
+    >>> data = load_training_data(config)                                       # doctest: +SKIP
+    >>> data.n_classes, [v.name for v in data.validation]                        # doctest: +SKIP
+    (1301, ['cuhk03-mars', 'market1501-train'])
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..images import ImageError, load_image
+from ..layouts import KIND_IDENTITY, scan_dataset
+from ..vectors import read_vectors
+from .config import TrainConfig
+
+TRAIN_SPLITS = ("bbox_train", "bounding_box_train")
+
+
+@dataclass
+class ValidationSet:
+    """Held-out identities of one dataset (never trained on)."""
+
+    name: str
+    pixels: np.ndarray  # uint8 (N, H, W, 3)
+    persons: np.ndarray
+    cameras: np.ndarray  # -1 where unknown
+    paths: list[str]
+
+    @property
+    def n_identities(self) -> int:
+        return len(set(self.persons.tolist()))
+
+
+@dataclass
+class TrainingData:
+    """Decoded training images of every dataset with namespaced labels, and one validation set each."""
+
+    train_pixels: np.ndarray  # uint8 (N, H, W, 3)
+    train_labels: np.ndarray  # 0..C-1 over all datasets
+    train_paths: list[str]
+    train_keys: list[str]  # path relative to its dataset's root (how teacher targets are matched)
+    train_dataset: np.ndarray  # index into ``sources`` of each training image
+    validation: list[ValidationSet]
+    n_classes: int
+    sources: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        per = ", ".join(
+            f"{Path(s).name}: {int((self.train_dataset == i).sum())}" for i, s in enumerate(self.sources)
+        )
+        val = sum(len(v.paths) for v in self.validation)
+        return (
+            f"data: {len(self.train_labels)} training images of {self.n_classes} identities ({per}), "
+            f"{val} validation images of {sum(v.n_identities for v in self.validation)} held-out identities"
+            + (f", {len(self.skipped)} unreadable skipped" if self.skipped else "")
+        )
+
+
+@dataclass
+class _Part:
+    """One dataset's training and validation items before decoding."""
+
+    name: str
+    root: str
+    train: list[tuple[str, str, bytes | None]]  # (path, person, encoded bytes or None)
+    val: list[tuple[str, str, int, bytes | None]]  # (path, person, camera, bytes or None)
+
+
+def decode_all(
+    paths: list[str], size: tuple[int, int], blobs: list[bytes | None] | None = None
+) -> tuple[np.ndarray, list[int], list[str]]:
+    """Decode files (or encoded bytes) to uint8 at ``size``: (pixels, kept indices, failures)."""
+
+    def one(i: int):
+        try:
+            if blobs is None or blobs[i] is None:
+                return load_image(paths[i], size).pixels.astype(np.uint8)
+            from PIL import Image
+
+            with Image.open(io.BytesIO(blobs[i])) as img:
+                return np.asarray(img.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR))
+        except (ImageError, OSError) as exc:
+            return f"{paths[i]}: {exc}"
+
+    with ThreadPoolExecutor(4) as pool:
+        decoded = list(pool.map(one, range(len(paths))))
+    keep = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
+    failures = [d for d in decoded if isinstance(d, str)]
+    pixels = np.stack([decoded[i] for i in keep]) if keep else np.zeros((0, *size, 3), np.uint8)
+    return pixels, keep, failures
+
+
+def _records_part(folder: str) -> _Part:
+    from ..records import read_records
+
+    summary_file = Path(folder) / "summary.json"
+    root = json.loads(summary_file.read_text()).get("source", folder) if summary_file.is_file() else folder
+    train = [(e.path, e.person, e.image) for e in read_records(folder, "train")]
+    val = [(e.path, e.person, e.camera, e.image) for e in read_records(folder, "val")]
+    return _Part(Path(root).name or Path(folder).name, str(root), train, val)
+
+
+def _dataset_part(folder: str, val_fraction: float, seed: int) -> _Part:
+    from ..records import split_identities
+
+    scan = scan_dataset(folder)
+    records = scan.records
+    for split in TRAIN_SPLITS:
+        if split in scan.splits:
+            records = scan.split(split)
+    records = [r for r in records if r.kind == KIND_IDENTITY]
+    train_ids, _ = split_identities([r.person for r in records], val_fraction, seed)
+    train_set = set(train_ids)
+    train = [(r.path, r.person, None) for r in records if r.person in train_set]
+    val = [
+        (r.path, r.person, r.camera if r.camera is not None else -1, None)
+        for r in records
+        if r.person not in train_set
+    ]
+    return _Part(Path(scan.root).name, scan.root, train, val)
+
+
+def _unique_names(parts: list[_Part]) -> None:
+    seen: dict[str, int] = {}
+    for part in parts:
+        n = seen.get(part.name, 0)
+        seen[part.name] = n + 1
+        if n:
+            part.name = f"{part.name}-{n + 1}"
+
+
+def _relative_key(path: str, root: str) -> str:
+    try:
+        return Path(os.path.relpath(path, root)).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(path).name
+
+
+def load_training_data(config: TrainConfig) -> TrainingData:
+    """Read every dataset of ``config.data``, split its identities, namespace and decode."""
+    from ..records import is_records_folder
+
+    size = config.tower.input_size
+    parts = [
+        _records_part(d) if is_records_folder(d) else _dataset_part(d, config.val_fraction, config.seed)
+        for d in config.data
+    ]
+    _unique_names(parts)
+    pixels, labels, paths, keys, owner, validation, skipped = [], [], [], [], [], [], []
+    label_of: dict[str, int] = {}
+    for index, part in enumerate(parts):
+        tr_pix, keep, fails = decode_all([t[0] for t in part.train], size, [t[2] for t in part.train])
+        skipped += fails
+        kept = [part.train[i] for i in keep]
+        for path, person, _ in kept:
+            labels.append(label_of.setdefault(f"{part.name}/{person}", len(label_of)))
+            paths.append(path)
+            keys.append(_relative_key(path, part.root))
+            owner.append(index)
+        pixels.append(tr_pix)
+        va_pix, va_keep, vfails = decode_all([v[0] for v in part.val], size, [v[3] for v in part.val])
+        skipped += vfails
+        val = [part.val[i] for i in va_keep]
+        validation.append(
+            ValidationSet(
+                part.name,
+                va_pix,
+                np.array([f"{part.name}/{v[1]}" for v in val]),
+                np.array([v[2] for v in val], dtype=np.int64),
+                [v[0] for v in val],
+            )
+        )
+    return TrainingData(
+        np.concatenate(pixels),
+        np.array(labels, dtype=np.int64),
+        paths,
+        keys,
+        np.array(owner, dtype=np.int64),
+        validation,
+        len(label_of),
+        [p.root for p in parts],
+        skipped,
+    )
+
+
+def load_teacher_targets(files: list[str], data: TrainingData) -> np.ndarray:
+    """Teacher vectors for each training image, matched by its path inside its dataset.
+
+    Each ``.npz`` holds ``paths`` (relative to its dataset's root, as written by
+    ``reid-search embed``) and ``embeddings``. A path found in two files is ambiguous
+    unless the files agree on the dataset; every training image needs a vector.
+    """
+    by_key: dict[str, np.ndarray] = {}
+    dims = set()
+    for file in files:
+        loaded = read_vectors(file)
+        dims.add(loaded.embeddings.shape[1])
+        by_key.update(zip((Path(p).as_posix() for p in loaded.paths), loaded.embeddings, strict=True))
+    if len(dims) > 1:
+        raise ValueError(f"teacher targets disagree on their size: {sorted(dims)}")
+    missing = [p for p, k in zip(data.train_paths, data.train_keys, strict=True) if k not in by_key]
+    if missing:
+        raise ValueError(
+            f"{', '.join(files)}: no teacher vector for {len(missing)} training images, e.g. {missing[0]}"
+        )
+    return np.stack([by_key[k] for k in data.train_keys])
