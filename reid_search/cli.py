@@ -183,6 +183,9 @@ def query(
             help="Ignore the query person's own camera, as evaluation does (reads MARS/Market names)."
         ),
     ] = False,
+    rerank: Annotated[
+        bool, typer.Option(help="k-reciprocal re-ranking of the shortlist (scores become re-ranked).")
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON (schema reid-search/query/v1).")
     ] = False,
@@ -191,12 +194,20 @@ def query(
 ) -> None:
     """Rank the gallery's identities by likeness to the query image(s)."""
     from .gallery import Gallery
+    from .rerank import RerankConfig
     from .search import search_gallery
 
     with Gallery.open(index_name, indexes_dir) as gallery:
         embedder = _embedder_for_gallery(gallery, model)
         result = search_gallery(
-            gallery, embedder, images, top_k, matches, exclude_camera or (), same_camera_rule
+            gallery,
+            embedder,
+            images,
+            top_k,
+            matches,
+            exclude_camera or (),
+            same_camera_rule,
+            RerankConfig() if rerank else None,
         )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -259,6 +270,12 @@ def evaluate(
     single_shot_draws: Annotated[
         int, typer.Option(help="Single-shot rank-1: draws of one gallery item per person (0 = off).")
     ] = 10,
+    rerank: Annotated[
+        bool, typer.Option(help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3) before scoring.")
+    ] = False,
+    flip_tta: Annotated[
+        bool, typer.Option(help="Dataset folders: average each image's vector with its mirror image's.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics JSON.")] = False,
     model: ModelOpt = None,
     indexes_dir: IndexesOpt = None,
@@ -269,8 +286,9 @@ def evaluate(
     from .evaluation import evaluate as run_evaluation
     from .evaluation import gallery_source
     from .report import format_summary, write_report
+    from .rerank import RerankConfig
 
-    embedder = None if gallery_source(source, indexes_dir) else Embedder(model)
+    embedder = None if gallery_source(source, indexes_dir) else Embedder(model, flip=flip_tta)
     report = run_evaluation(
         source,
         embedder,
@@ -284,6 +302,7 @@ def evaluate(
         indexes_dir=indexes_dir,
         single_shot_draws=single_shot_draws,
         progress=not quiet,
+        rerank=RerankConfig() if rerank else None,
     )
     out = out or Path("runs") / f"eval-{Path(source).name}"
     paths = write_report(report, out)

@@ -84,6 +84,8 @@ class Embedder:
     ``model`` is a model file of any supported format (``.keras``, ``.onnx``, OpenVINO
     ``.xml``, ``.tflite``) or a card pointing at one, a loaded
     :class:`~reid_search.backends.Backend`, or None for the package's default model.
+    ``flip=True`` is flip test-time augmentation: each vector is the normalised sum of the
+    image's and its mirror image's vectors (twice the compute).
     """
 
     def __init__(
@@ -92,8 +94,10 @@ class Embedder:
         batch_size: int = 64,
         workers: int | None = None,
         threads: int | None = None,
+        flip: bool = False,
     ):
         self.model = model if isinstance(model, Backend) else open_model(model, threads)
+        self.flip = flip
         self.batch_size = batch_size
         self.workers = workers or min(4, (os.cpu_count() or 2) + 1)
 
@@ -115,7 +119,10 @@ class Embedder:
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Embed a (N, H, W, 3) float array of 0-255 RGB pixels; returns unit rows."""
-        return l2_normalise(self.model.embed(pixels))
+        vectors = self.model.embed(pixels)
+        if self.flip and len(pixels):
+            vectors = l2_normalise(vectors) + l2_normalise(self.model.embed(np.asarray(pixels)[:, :, ::-1]))
+        return l2_normalise(vectors)
 
     def _decode(self, path: str | Path) -> LoadedImage | ImageError:
         try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from .protocols import (
     mars_tracklet_key,
     matching_masks,
 )
+from .rerank import RerankConfig, rerank_similarities
 
 AP_DEFINITION = (
     "non-interpolated average precision as torchreid: mean over the query's true matches of "
@@ -69,6 +70,7 @@ class EvaluationReport:
     notes: list[str] = field(default_factory=list)
     single_shot: float | None = None
     single_shot_draws: int = 0
+    rerank: RerankConfig | None = None
 
     def rank(self, k: int) -> float:
         return self.summary.rank(k)
@@ -95,6 +97,7 @@ class EvaluationReport:
             "mINP": round(self.summary.mean_inp, 6),
             "single_shot_rank1": None if self.single_shot is None else round(self.single_shot, 6),
             "single_shot_draws": self.single_shot_draws,
+            "rerank": None if self.rerank is None else asdict(self.rerank),
             "cmc": [round(float(v), 6) for v in self.summary.cmc],
             "n_skipped_files": len(self.skipped),
             "skipped_files": self.skipped[:100],
@@ -103,19 +106,28 @@ class EvaluationReport:
         }
 
 
-def score_protocol(items: EvalItems, protocol: Protocol, block: int = 256) -> list[QueryScore]:
-    """Score every query of ``protocol``, a block of queries at a time (memory stays bounded)."""
+def score_protocol(
+    items: EvalItems, protocol: Protocol, block: int = 256, rerank: RerankConfig | None = None
+) -> list[QueryScore]:
+    """Score every query of ``protocol``, a block of queries at a time (memory stays bounded).
+
+    With ``rerank`` the query-gallery similarities are k-reciprocal re-ranked first (over
+    all queries and gallery items at once).
+    """
     gallery_vectors = items.vectors[protocol.gallery]
+    reranked = rerank_similarities(items.vectors[protocol.query], gallery_vectors, rerank) if rerank else None
     scores: list[QueryScore] = []
     for start in range(0, len(protocol.query), block):
         q = protocol.query[start : start + block]
-        sims = items.vectors[q] @ gallery_vectors.T
+        sims = items.vectors[q] @ gallery_vectors.T if reranked is None else reranked[start : start + block]
         positive, junk = matching_masks(items, q, protocol.gallery)
         scores.extend(score_query(sims[i], positive[i], junk[i]) for i in range(len(q)))
     return scores
 
 
-def single_shot_rank1(items: EvalItems, protocol: Protocol, draws: int = 10, seed: int = 0) -> float | None:
+def single_shot_rank1(
+    items: EvalItems, protocol: Protocol, draws: int = 10, seed: int = 0, rerank: RerankConfig | None = None
+) -> float | None:
     """Mean rank-1 over ``draws`` galleries reduced to one random item per person (CUHK03 style).
 
     Distractors and junk stay in the gallery; queries are unchanged.
@@ -130,7 +142,7 @@ def single_shot_rank1(items: EvalItems, protocol: Protocol, draws: int = 10, see
     for _ in range(draws):
         picked = np.sort(np.array([gallery[rng.choice(g)] for g in groups]))
         reduced = Protocol(protocol.name, protocol.description, protocol.query, picked)
-        values.append(summarise(score_protocol(items, reduced), max_rank=1).rank(1))
+        values.append(summarise(score_protocol(items, reduced, rerank=rerank), max_rank=1).rank(1))
     return float(np.mean(values))
 
 
@@ -296,6 +308,7 @@ def evaluate(
     max_rank: int = 50,
     single_shot_draws: int = 10,
     progress: bool = True,
+    rerank: RerankConfig | None = None,
 ) -> EvaluationReport:
     """Evaluate on a dataset folder (embedding it with ``embedder``) or on a built gallery.
 
@@ -356,9 +369,14 @@ def evaluate(
             notes.append(
                 f"tracklet vectors: mean of up to {frames_per_tracklet} evenly spaced frames, re-normalised"
             )
-    scores = score_protocol(items, chosen)
+    scores = score_protocol(items, chosen, rerank=rerank)
     summary = summarise(scores, max_rank)
-    single = single_shot_rank1(items, chosen, single_shot_draws)
+    single = single_shot_rank1(items, chosen, single_shot_draws, rerank=rerank)
+    if rerank:
+        notes.append(
+            f"k-reciprocal re-ranking (k1={rerank.k1}, k2={rerank.k2}, lambda={rerank.lambda_value}) "
+            "over all queries and gallery items"
+        )
     if summary.unmatched:
         notes.append(
             f"{len(summary.unmatched)} queries had no true match in the gallery: "
@@ -377,4 +395,5 @@ def evaluate(
         notes,
         single,
         single_shot_draws if single is not None else 0,
+        rerank,
     )

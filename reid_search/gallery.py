@@ -232,6 +232,12 @@ class Gallery:
             return np.zeros(0, np.int64), np.zeros((0, self.index.d), np.float32)
         return self.ids(), self.index.index.reconstruct_n(0, n)
 
+    def vectors_for(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of the given ids, in that order."""
+        if len(ids) == 0:
+            return np.zeros((0, self.index.d), np.float32)
+        return np.stack([self.index.reconstruct(int(i)) for i in ids])
+
     def rows(self, ids: Iterable[int] | None = None) -> dict[int, dict[str, Any]]:
         """SQLite rows by FAISS id (all rows when ``ids`` is None)."""
         if ids is None:
@@ -447,6 +453,7 @@ def model_info(embedder) -> dict[str, Any]:
         "architecture": card.architecture,
         "embedding_dim": card.embedding_dim,
         "input_size": [card.input_height, card.input_width],
+        "flip_tta": bool(getattr(embedder, "flip", False)),
     }
 
 

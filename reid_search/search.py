@@ -25,6 +25,7 @@ from .embedder import Embedder, pool_tracklet
 from .gallery import Gallery, GalleryError
 from .images import ImageError, list_images
 from .layouts import parse_any_name
+from .rerank import RerankConfig, rerank_similarities
 
 QUERY_SCHEMA = "reid-search/query/v1"
 
@@ -58,6 +59,7 @@ class QueryResult:
     identities: list[IdentityHit]
     skipped: list[str] = field(default_factory=list)
     excluded: dict[str, Any] = field(default_factory=dict)
+    rerank: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON form (``docs/query-json.md``)."""
@@ -65,7 +67,12 @@ class QueryResult:
             "schema": QUERY_SCHEMA,
             "gallery": self.gallery,
             "model_sha256": self.model_sha256,
-            "query": {"images": self.images, "skipped": self.skipped, "excluded": self.excluded},
+            "query": {
+                "images": self.images,
+                "skipped": self.skipped,
+                "excluded": self.excluded,
+                "rerank": self.rerank,
+            },
             "results": [
                 {
                     "rank": h.rank,
@@ -85,14 +92,24 @@ def rank_identities(
     matches_per_identity: int = 3,
     exclude_cameras: Sequence[int] = (),
     exclude_person_camera: tuple[str, int] | None = None,
+    rerank: RerankConfig | None = None,
 ) -> list[IdentityHit]:
-    """The ``top_k`` identities closest to ``query_vector``, searching deeper until enough survive filters."""
+    """The ``top_k`` identities closest to ``query_vector``, searching deeper until enough survive filters.
+
+    With ``rerank``, the shortlist fetched from the index is k-reciprocal re-ranked (the
+    query and its shortlist form the neighbourhoods) and scores become re-ranked
+    similarities (1 - re-ranked distance).
+    """
     if gallery.size == 0:
         return []
     fetch = min(gallery.size, max(64, top_k * matches_per_identity * 8))
     while True:
         sims, ids = gallery.search(query_vector, fetch)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0]
+        if rerank is not None:
+            shortlist = gallery.vectors_for([i for i, _ in hits])
+            scores = rerank_similarities(query_vector[None, :], shortlist, rerank)[0]
+            hits = sorted(zip((i for i, _ in hits), scores.tolist(), strict=True), key=lambda h: -h[1])
         rows = gallery.rows(i for i, _ in hits)
         grouped: dict[str, list[GalleryMatch]] = {}
         for faiss_id, sim in hits:
@@ -136,6 +153,7 @@ def search_gallery(
     matches_per_identity: int = 3,
     exclude_cameras: Sequence[int] = (),
     same_camera_rule: bool = False,
+    rerank: RerankConfig | None = None,
 ) -> QueryResult:
     """Embed the query image(s) (folders expand) and rank the gallery's identities.
 
@@ -151,7 +169,9 @@ def search_gallery(
         raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
     query_vector = pool_tracklet(vectors)
     exclusion = _protocol_exclusion([paths[i] for i in used]) if same_camera_rule else None
-    hits = rank_identities(gallery, query_vector, top_k, matches_per_identity, exclude_cameras, exclusion)
+    hits = rank_identities(
+        gallery, query_vector, top_k, matches_per_identity, exclude_cameras, exclusion, rerank
+    )
     excluded: dict[str, Any] = {}
     if exclude_cameras:
         excluded["cameras"] = list(exclude_cameras)
@@ -164,6 +184,7 @@ def search_gallery(
         hits,
         [str(f) for f in failures],
         excluded,
+        asdict(rerank) if rerank else None,
     )
 
 

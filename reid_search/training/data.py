@@ -206,21 +206,39 @@ def load_training_data(config: TrainConfig) -> TrainingData:
 def load_teacher_targets(files: list[str], data: TrainingData) -> np.ndarray:
     """Teacher vectors for each training image, matched by its path inside its dataset.
 
-    Each ``.npz`` holds ``paths`` (relative to its dataset's root, as written by
-    ``reid-search embed``) and ``embeddings``. A path found in two files is ambiguous
-    unless the files agree on the dataset; every training image needs a vector.
+    Each ``.npz`` holds ``paths`` (relative to its dataset's root, as ``reid-search embed``
+    writes them) and ``embeddings``. A dataset takes the one file that has a vector for
+    every one of its training images; when several do (datasets with the same file
+    names), the files pair with the datasets in the order both were given.
     """
-    by_key: dict[str, np.ndarray] = {}
-    dims = set()
+    tables = []
     for file in files:
         loaded = read_vectors(file)
-        dims.add(loaded.embeddings.shape[1])
-        by_key.update(zip((Path(p).as_posix() for p in loaded.paths), loaded.embeddings, strict=True))
+        tables.append(dict(zip((Path(p).as_posix() for p in loaded.paths), loaded.embeddings, strict=True)))
+    dims = {len(next(iter(t.values()))) for t in tables if t}
     if len(dims) > 1:
         raise ValueError(f"teacher targets disagree on their size: {sorted(dims)}")
-    missing = [p for p, k in zip(data.train_paths, data.train_keys, strict=True) if k not in by_key]
-    if missing:
-        raise ValueError(
-            f"{', '.join(files)}: no teacher vector for {len(missing)} training images, e.g. {missing[0]}"
-        )
-    return np.stack([by_key[k] for k in data.train_keys])
+    keys = np.array(data.train_keys)
+    out = np.zeros((len(keys), dims.pop() if dims else 1), np.float32)
+    for index in range(len(data.sources)):
+        mine = np.flatnonzero(data.train_dataset == index)
+        table = tables[_teacher_file_for(index, keys[mine], tables, files, len(data.sources))]
+        out[mine] = np.stack([table[k] for k in keys[mine]])
+    return out
+
+
+def _teacher_file_for(index: int, keys: np.ndarray, tables: list[dict], files: list[str], n_sets: int) -> int:
+    """Which teacher file serves dataset ``index`` (see :func:`load_teacher_targets`)."""
+    covering = [i for i, t in enumerate(tables) if all(k in t for k in keys)]
+    if len(covering) == 1:
+        return covering[0]
+    if index in covering and len(tables) == n_sets:
+        return index
+    if covering:
+        raise ValueError("several teacher files cover one dataset; give one file per dataset, in its order")
+    best = max(range(len(tables)), key=lambda i: sum(k in tables[i] for k in keys))
+    missing = [k for k in keys if k not in tables[best]]
+    raise ValueError(
+        f"{', '.join(files)}: no teacher vector for {len(missing)} training images of dataset "
+        f"{index + 1}, e.g. {missing[0]}"
+    )

@@ -1,0 +1,109 @@
+"""Training on several datasets at once: namespaced identities, mixed batches, per-dataset
+validation and threshold rates, teacher targets matched by path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from reid_search.cli import app
+from reid_search.model_store import load_model
+from reid_search.sampler import PKSampler
+from reid_search.synthetic import generate_dataset
+from reid_search.tower import TowerConfig
+from reid_search.training import TrainConfig, load_teacher_targets, load_training_data
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def two_sets(tmp_path_factory):
+    """Two datasets whose person numbers and file names are the same (0001, 0002, ...)."""
+    base = tmp_path_factory.mktemp("multi")
+    a = generate_dataset(
+        base / "alpha", n_people=10, n_cameras=2, frames_per_tracklet=3, seed=1, split="bbox_train"
+    )
+    b = generate_dataset(
+        base / "beta", n_people=8, n_cameras=3, frames_per_tracklet=3, seed=2, split="bbox_train"
+    )
+    return a, b
+
+
+def config_for(two_sets, tmp_path, **kw) -> TrainConfig:
+    return TrainConfig(
+        data=[str(p) for p in two_sets],
+        out=str(tmp_path / "run"),
+        tower=TowerConfig("mini", 64, 32, 16),
+        p=4,
+        k=2,
+        val_fraction=0.25,
+        **kw,
+    )
+
+
+def test_identities_are_namespaced_per_dataset(two_sets, tmp_path):
+    data = load_training_data(config_for(two_sets, tmp_path))
+    n_train = [round(10 * 0.75), round(8 * 0.75)]
+    assert data.n_classes == sum(n_train)  # the same person numbers never merge across datasets
+    for index, n in enumerate(n_train):
+        assert len(set(data.train_labels[data.train_dataset == index].tolist())) == n
+    labels_a = set(data.train_labels[data.train_dataset == 0].tolist())
+    labels_b = set(data.train_labels[data.train_dataset == 1].tolist())
+    assert not labels_a & labels_b
+    assert [v.name for v in data.validation] == ["alpha", "beta"]
+    assert all(p.startswith("beta/") for p in data.validation[1].persons)
+    assert sorted(set(data.validation[1].cameras.tolist())) == [1, 2, 3]  # cameras kept per dataset
+
+
+def test_pk_batches_draw_from_every_dataset(two_sets, tmp_path):
+    data = load_training_data(config_for(two_sets, tmp_path))
+    sampler = PKSampler(data.train_labels, 4, 2, seed=0)
+    batches = list(sampler.epoch())
+    mixed = sum(len(set(data.train_dataset[b].tolist())) == 2 for b in batches)
+    assert {int(d) for b in batches for d in data.train_dataset[b]} == {0, 1}
+    assert mixed > 0
+
+
+def test_teacher_files_pair_with_datasets_of_the_same_file_names(two_sets, tmp_path):
+    files = []
+    for i, root in enumerate(two_sets):
+        paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg"))
+        vectors = np.full((len(paths), 4), float(i + 1), np.float32)
+        np.savez(tmp_path / f"t{i}.npz", paths=np.array(paths), embeddings=vectors)
+        files.append(str(tmp_path / f"t{i}.npz"))
+    data = load_training_data(config_for(two_sets, tmp_path))
+    teacher = load_teacher_targets(files, data)
+    assert np.all(teacher[data.train_dataset == 0] == 1.0)
+    assert np.all(teacher[data.train_dataset == 1] == 2.0)
+    with pytest.raises(ValueError, match="no teacher vector"):
+        load_teacher_targets(files[:1] + [files[0]], data)  # the second dataset has no file of its own
+
+
+def test_card_reports_each_dataset(two_sets, tmp_path):
+    args = ["train", *map(str, two_sets), "--out", str(tmp_path / "run"), "--architecture", "mini"]
+    args += ["--input-size", "64x32", "--embedding-dim", "16", "--p", "4", "--k", "2", "--epochs", "1"]
+    args += ["--steps-per-epoch", "2", "--val-fraction", "0.25"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    card = load_model(tmp_path / "run" / "model.keras").card
+    assert set(card.metrics["validation"]["per_dataset"]) == {"alpha", "beta"}
+    rates = card.metrics["threshold_rates"]
+    assert set(rates) == {"alpha", "beta"} and all(0 <= r["false_accept"] <= 1 for r in rates.values())
+    assert "alpha, beta pooled" in card.threshold_rule
+    assert card.training["data"] == [str(p) for p in two_sets]
+    history = (tmp_path / "run" / "history.jsonl").read_text()
+    assert '"rank1/alpha"' in history and '"mAP/beta"' in history
+
+
+def test_long_epochs_print_progress_with_rate_and_eta(two_sets, tmp_path):
+    from reid_search.training import Trainer
+
+    config = config_for(two_sets, tmp_path, epochs=1, steps_per_epoch=3)
+    lines: list[str] = []
+    trainer = Trainer(config, load_training_data(config), log=lines.append)
+    trainer.progress_seconds = 0.0
+    trainer.run()
+    progress = [line for line in lines if "step " in line]
+    assert [line.split("step ")[1].split()[0] for line in progress] == ["1/3", "2/3"]
+    assert all("img/s" in line and "ETA" in line for line in progress)
