@@ -36,7 +36,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .model_store import ModelCard, ModelError, read_card_file, resolve_model_path
+from .model_store import ModelCard, ModelError, card_path, read_card_file, resolve_model_path
 
 
 class Backend:
@@ -49,7 +49,9 @@ class Backend:
     def __init__(self, path: Path, card: ModelCard, threads: int | None = None):
         self.path, self.card = path, card
         self.threads = threads or os.cpu_count() or 1
-        self.sha256 = files_sha256(self.files())
+        self.file_sha256 = files_sha256(self.files())
+        # a model's identity (what galleries record) is its training-format file
+        self.sha256 = card.source_sha256 or self.file_sha256
 
     # ------------------------------------------------------------ per format
     def files(self) -> list[Path]:
@@ -228,8 +230,13 @@ def files_sha256(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def open_model(model: str | Path | None = None, threads: int | None = None) -> Backend:
-    """Load any supported model (file or card; None = the package default) behind one interface."""
+def open_model(model: str | Path | None = None, threads: int | None = None, fast: bool = True) -> Backend:
+    """Load any supported model (file or card; None = the package default) behind one interface.
+
+    With ``fast`` (embedding), a ``.keras`` model whose card names an exported
+    ``fast_runtime`` file made from this very file (same SHA-256) runs from that file when
+    its runtime is installed; ``fast=False`` always gives the Keras model (training, export).
+    """
     path, card = resolve_model_path(model), None
     if path.name.endswith(".card.json"):
         card = read_card_file(path)
@@ -240,15 +247,25 @@ def open_model(model: str | Path | None = None, threads: int | None = None) -> B
             raise ModelError(f"{path}: model file named by the card is missing")
     cls = backend_for(path)
     if card is None:
-        card = read_card_file(_card_beside(path))
+        card = read_card_file(card_path(path))
     if card.model_format != cls.format:
         raise ModelError(f"{path}: the card says {card.model_format!r}, the file is {cls.format!r}")
+    if fast and card.fast_runtime:
+        faster = _fast_sibling(path, card, threads)
+        if faster is not None:
+            return faster
     return cls(path, card, threads)
 
 
-def _card_beside(path: Path) -> Path:
-    for cls in BACKENDS.values():
-        for suffix in cls.suffixes:
-            if path.name.endswith(suffix):
-                return path.with_name(path.name.removesuffix(suffix) + ".card.json")
-    return path.with_suffix(".card.json")
+def _fast_sibling(path: Path, card: ModelCard, threads: int | None) -> Backend | None:
+    """The exported fast file named by a Keras card, if present, current and runnable."""
+    target = path.with_name(card.fast_runtime)
+    if not target.is_file() or not card_path(target).is_file():
+        return None
+    fast_card = read_card_file(card_path(target))
+    if fast_card.source_sha256 != files_sha256([path]):
+        return None  # exported from an older version of the file
+    try:
+        return backend_for(target)(target, fast_card, threads)
+    except ModelError:
+        return None  # runtime not installed: the Keras model still works

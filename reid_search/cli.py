@@ -341,6 +341,23 @@ def embed(
 
 @app.command()
 @friendly_errors
+def export(
+    model: Annotated[Path, typer.Argument(help="A trained .keras model (its card beside it).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="litert or onnx.")] = "litert",
+    out: Annotated[Path | None, typer.Option(help="Output file [default: NAME-FORMAT.tflite/.onnx].")] = None,
+    link: Annotated[
+        bool, typer.Option(help="Record it in the source card so embedding uses it automatically.")
+    ] = True,
+) -> None:
+    """Convert a .keras model to a fast CPU format (card included; vectors match Keras)."""
+    from .export import export_model
+
+    target = export_model(model, format, out, link)
+    typer.echo(f"exported {model} -> {target} ({target.stat().st_size / 1e6:.1f} MB)")
+
+
+@app.command()
+@friendly_errors
 def records(
     data: Annotated[
         Path, typer.Argument(help="Dataset folder (its train split is used: bbox_train/bounding_box_train).")
@@ -444,8 +461,16 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed: weights, sampler, augmentation, split.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     export: Annotated[Path | None, typer.Option(help="Also copy the final model (+ card) here.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads TensorFlow may use [default: all cores].")
+    ] = None,
 ) -> None:
     """Train the siamese tower; writes a checkpoint each epoch and exports model.keras with its card."""
+    if threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     from .augment import AugmentConfig
     from .tower import TowerConfig, default_input_size
     from .training import TrainConfig, parse_losses

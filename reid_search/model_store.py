@@ -75,6 +75,8 @@ class ModelCard:
     pixel_mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     pixel_std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     layout: str = "NHWC"
+    fast_runtime: str | None = None  # an exported file beside this one, used for embedding when present
+    source_sha256: str | None = None  # exported files: SHA-256 of the .keras file they came from
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -87,9 +89,9 @@ class ModelCard:
 
 
 def card_path(model_path: str | Path) -> Path:
-    """``foo.keras`` -> ``foo.card.json``."""
+    """``foo.keras`` -> ``foo.card.json`` (any model suffix: ``.onnx``, ``.xml``, ``.tflite``)."""
     p = Path(model_path)
-    return p.with_name(p.name.removesuffix(".keras") + ".card.json")
+    return p.with_name(p.stem + ".card.json")
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
@@ -170,7 +172,7 @@ def load_model(model: str | Path | None = None, threads: int | None = None):
     """
     from .backends import open_model
 
-    return open_model(model, threads)
+    return open_model(model, threads, fast=False)
 
 
 def copy_model(model_path: str | Path, dest: str | Path) -> Path:

@@ -1,0 +1,59 @@
+"""Fast runtime: the shipped default's LiteRT file gives Keras' vectors and is used automatically;
+a stale or unrunnable export falls back to Keras."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from reid_search.backends import KerasBackend, LiteRtBackend, open_model
+from reid_search.cli import app
+from reid_search.embedder import Embedder
+from reid_search.model_store import DEFAULT_MODEL, read_card
+
+runner = CliRunner()
+
+
+def test_default_model_embeds_through_its_fast_runtime_with_kerass_vectors(cuhk_test):
+    fast, keras = open_model(), open_model(fast=False)
+    assert isinstance(fast, LiteRtBackend) and isinstance(keras, KerasBackend)
+    assert fast.sha256 == keras.sha256  # one model identity for galleries
+    paths = sorted(cuhk_test.rglob("*.jpg"))[:160]
+    a, _, _ = Embedder(fast).embed_files(paths)
+    b, _, _ = Embedder(keras).embed_files(paths)
+    assert np.sum(a * b, axis=1).min() >= 0.9999
+
+
+@pytest.fixture()
+def tiny_model(tmp_path, synth_root):
+    args = ["train", str(synth_root), "--out", str(tmp_path / "run"), "--architecture", "mini"]
+    args += ["--input-size", "64x32", "--embedding-dim", "8", "--p", "4", "--k", "2", "--epochs", "1"]
+    args += ["--steps-per-epoch", "1", "--val-fraction", "0.25"]
+    assert runner.invoke(app, args).exit_code == 0
+    return tmp_path / "run" / "model.keras"
+
+
+def test_export_links_the_fast_file_and_stale_exports_are_ignored(tiny_model):
+    result = runner.invoke(app, ["export", str(tiny_model), "--format", "litert"])
+    assert result.exit_code == 0, result.output
+    target = tiny_model.with_name("model-litert.tflite")
+    assert read_card(tiny_model).fast_runtime == target.name
+    assert json.loads(target.with_name("model-litert.card.json").read_text())["model_format"] == "litert"
+    assert isinstance(open_model(tiny_model), LiteRtBackend)
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 64, 32, 3)).astype(np.float32)
+    a, b = Embedder(open_model(tiny_model)), Embedder(open_model(tiny_model, fast=False))
+    assert np.sum(a.embed_pixels(pixels) * b.embed_pixels(pixels), axis=1).min() >= 0.9999
+    # the .keras file changes (retrained): its old export no longer matches and is not used
+    shutil.copyfile(tiny_model, tiny_model.with_name("backup.keras"))
+    with open(tiny_model, "ab") as fh:
+        fh.write(b"\0")
+    assert isinstance(open_model(tiny_model), KerasBackend)
+
+
+def test_default_card_names_its_fast_runtime():
+    card = read_card(DEFAULT_MODEL)
+    assert card.fast_runtime and (DEFAULT_MODEL.parent / card.fast_runtime).is_file()
