@@ -28,9 +28,10 @@ import numpy as np
 from . import __version__
 from .gallery import DEFAULT_FRAMES_PER_TRACKLET, MANIFEST_FILE, Gallery, make_units, resolve_gallery_path
 from .layouts import DatasetScan, default_gallery_splits, scan_dataset
-from .metrics import MetricSummary, QueryScore, score_query, summarise
+from .metrics import MetricSummary, QueryScore, score_block, summarise
 from .protocols import (
     EvalItems,
+    MatchCodes,
     Protocol,
     ProtocolError,
     cross_camera,
@@ -107,21 +108,22 @@ class EvaluationReport:
 
 
 def score_protocol(
-    items: EvalItems, protocol: Protocol, block: int = 256, rerank: RerankConfig | None = None
+    items: EvalItems, protocol: Protocol, block: int = 512, rerank: RerankConfig | None = None
 ) -> list[QueryScore]:
-    """Score every query of ``protocol``, a block of queries at a time (memory stays bounded).
+    """Score every query of ``protocol``, vectorised a block of queries at a time (memory bounded).
 
     With ``rerank`` the query-gallery similarities are k-reciprocal re-ranked first (over
     all queries and gallery items at once).
     """
     gallery_vectors = items.vectors[protocol.gallery]
+    codes = MatchCodes.of(items)
     reranked = rerank_similarities(items.vectors[protocol.query], gallery_vectors, rerank) if rerank else None
     scores: list[QueryScore] = []
     for start in range(0, len(protocol.query), block):
         q = protocol.query[start : start + block]
         sims = items.vectors[q] @ gallery_vectors.T if reranked is None else reranked[start : start + block]
-        positive, junk = matching_masks(items, q, protocol.gallery)
-        scores.extend(score_query(sims[i], positive[i], junk[i]) for i in range(len(q)))
+        positive, junk = matching_masks(items, q, protocol.gallery, codes)
+        scores.extend(score_block(sims, positive, junk))
     return scores
 
 
@@ -188,7 +190,7 @@ def items_from_scan(
         persons=[r.person for r in firsts],
         cameras=[r.camera for r in firsts],
         kinds=[r.kind for r in firsts],
-        groups=[f"{Path(r.path).parent}|{r.tracklet_key}" for r in firsts],
+        groups=[r.sighting_key for r in firsts],
         paths=[r.path for r in firsts],
         splits=[r.split for r in firsts],
     )
@@ -227,15 +229,19 @@ def items_from_gallery(gallery: Gallery) -> EvalItems:
         persons=[r["person"] for r in ordered],
         cameras=[r["camera"] for r in ordered],
         kinds=[r["kind"] for r in ordered],
-        groups=[
-            r["unit_key"]
-            if gallery.level == "tracklet"
-            else f"{Path(r['path']).parent}|{r['person']}|c{r['camera']}|t{r['tracklet']}"
-            for r in ordered
-        ],
+        groups=[_row_sighting(r, gallery.level) for r in ordered],
         paths=[r["path"] for r in ordered],
         splits=[r["split"] for r in ordered],
     )
+
+
+def _row_sighting(row: dict[str, Any], level: str) -> str:
+    """A gallery row's sighting key (see ``ImageRecord.sighting_key``)."""
+    if level == "tracklet":
+        return row["unit_key"]
+    if row["tracklet"] is None:
+        return row["path"]
+    return f"{Path(row['path']).parent}|{row['person']}|c{row['camera']}|t{row['tracklet']}"
 
 
 def _gallery_mars_order(gallery: Gallery, items: EvalItems) -> tuple[np.ndarray, np.ndarray] | None:

@@ -63,6 +63,13 @@ class ImageRecord:
     kind: str = KIND_IDENTITY
 
     @property
+    def sighting_key(self) -> str:
+        """One sighting, for the junk rule when cameras are unknown: the tracklet, else the file itself."""
+        if self.tracklet is None:
+            return self.path
+        return f"{Path(self.path).parent}|{self.tracklet_key}"
+
+    @property
     def tracklet_key(self) -> str:
         """The key grouping frames of one tracklet (person, camera, tracklet number)."""
         return f"{self.person}|c{self.camera}|t{self.tracklet}"

@@ -68,6 +68,49 @@ def score_query(similarities: np.ndarray, positive: np.ndarray, junk: np.ndarray
     return QueryScore(int(ranks[0]), float(precision_at_hits.mean()), float(n_pos / ranks[-1]), n_pos)
 
 
+def score_block(similarities: np.ndarray, positive: np.ndarray, junk: np.ndarray) -> list[QueryScore]:
+    """Score a block of queries at once, exactly as :func:`score_query` does one by one.
+
+    A positive's rank is one plus the number of non-junk gallery items ranked before it
+    (higher similarity, or equal similarity earlier in gallery order: a stable sort). Each
+    row is sorted once and every positive is placed by binary search; junk above it
+    (sparse) is subtracted, and the rare exact ties are resolved by gallery order.
+    """
+    sims = np.asarray(similarities)
+    keep = ~np.asarray(junk, bool)
+    pos = np.asarray(positive, bool) & keep
+    q_idx, g_idx = np.nonzero(pos)  # row-major: grouped by query, gallery order within
+    if len(q_idx) == 0:
+        return [QueryScore(None, None, None, 0) for _ in range(len(sims))]
+    ascending = np.sort(sims, axis=1)
+    own = sims[q_idx, g_idx]
+    counts = np.bincount(q_idx, minlength=len(sims))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    junk_q, junk_g = np.nonzero(~keep)
+    junk_start = np.searchsorted(junk_q, np.arange(len(sims)))
+    junk_end = np.searchsorted(junk_q, np.arange(len(sims)), side="right")
+    ranks = np.empty(len(q_idx), np.int64)
+    for q in np.flatnonzero(counts):
+        lo, hi = starts[q], starts[q] + counts[q]
+        values = own[lo:hi]
+        right = np.searchsorted(ascending[q], values, side="right")
+        ties = right - np.searchsorted(ascending[q], values, side="left") - 1
+        junk_sims = sims[q, junk_g[junk_start[q] : junk_end[q]]]
+        ranks[lo:hi] = sims.shape[1] - right + 1 - (junk_sims[None, :] > values[:, None]).sum(axis=1)
+        for i in np.flatnonzero(ties):  # exact ties: stable (gallery) order, junk excluded
+            g = g_idx[lo + i]
+            ranks[lo + i] += int(((sims[q, :g] == values[i]) & keep[q, :g]).sum())
+    out = []
+    for start, n in zip(starts, counts, strict=True):
+        if n == 0:
+            out.append(QueryScore(None, None, None, 0))
+            continue
+        r = np.sort(ranks[start : start + n])
+        ap = float((np.arange(1, n + 1) / r).mean())
+        out.append(QueryScore(int(r[0]), ap, float(n / r[-1]), int(n)))
+    return out
+
+
 def summarise(scores: Sequence[QueryScore], max_rank: int = 50) -> MetricSummary:
     """Average query scores into a CMC curve (to ``max_rank``), mAP and mINP."""
     scored = [s for s in scores if s.first_hit is not None]

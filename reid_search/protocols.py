@@ -78,10 +78,7 @@ class EvalItems:
             persons=np.array([str(p) for p in persons], dtype=object),
             kinds=np.array(kinds if kinds is not None else [KIND_IDENTITY] * n, dtype=object),
             cameras=cams,
-            groups=np.array(
-                groups if groups is not None else [f"{p}|{c}" for p, c in zip(persons, cams, strict=True)],
-                dtype=object,
-            ),
+            groups=np.array(groups if groups is not None else [str(i) for i in range(n)], dtype=object),
             paths=list(paths) if paths is not None else [str(i) for i in range(n)],
             splits=np.array(splits, dtype=object) if splits is not None else None,
         )
@@ -102,17 +99,41 @@ class Protocol:
     gallery: np.ndarray
 
 
-def matching_masks(items: EvalItems, query: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _codes(labels: np.ndarray) -> np.ndarray:
+    """Equal labels -> equal small integers."""
+    return np.unique(labels.astype(str), return_inverse=True)[1].ravel()
+
+
+@dataclass(frozen=True)
+class MatchCodes:
+    """Integer codes of the labels the matching rule compares (fast to compare in bulk)."""
+
+    person: np.ndarray
+    view: np.ndarray  # camera, or tracklet group when cameras are unknown
+    identity: np.ndarray  # bool: a real identity (not junk, not distractor)
+    junk: np.ndarray  # bool: a junk person
+
+    @classmethod
+    def of(cls, items: EvalItems) -> MatchCodes:
+        person = np.unique(items.persons.astype(str), return_inverse=True)[1]
+        view = (
+            items.cameras
+            if items.cameras_known
+            else np.unique(items.groups.astype(str), return_inverse=True)[1]
+        )
+        return cls(person, np.asarray(view), items.kinds == KIND_IDENTITY, items.kinds == KIND_JUNK)
+
+
+def matching_masks(
+    items: EvalItems, query: np.ndarray, gallery: np.ndarray, codes: MatchCodes | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(positive, junk) boolean masks of shape (len(query), len(gallery))."""
-    same_person = items.persons[query][:, None] == items.persons[gallery][None, :]
-    if items.cameras_known:
-        same_view = items.cameras[query][:, None] == items.cameras[gallery][None, :]
-    else:
-        same_view = items.groups[query][:, None] == items.groups[gallery][None, :]
-    g_kind = items.kinds[gallery][None, :]
+    codes = codes or MatchCodes.of(items)
+    same_person = codes.person[query][:, None] == codes.person[gallery][None, :]
+    same_view = codes.view[query][:, None] == codes.view[gallery][None, :]
     is_self = query[:, None] == gallery[None, :]
-    junk = (g_kind == KIND_JUNK) | (same_person & same_view) | is_self
-    positive = same_person & ~same_view & (g_kind == KIND_IDENTITY)
+    junk = codes.junk[gallery][None, :] | (same_person & same_view) | is_self
+    positive = same_person & ~same_view & codes.identity[gallery][None, :]
     return positive, junk
 
 

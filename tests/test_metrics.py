@@ -124,3 +124,43 @@ def test_single_shot_rank1_draws_one_item_per_person():
     value = single_shot_rank1(items, protocol, draws=400, seed=0)
     assert value == pytest.approx(0.5, abs=0.08)  # rank-1 exactly when the identical copy is drawn
     assert single_shot_rank1(items, protocol, draws=0) is None
+
+
+def test_vectorised_block_scoring_equals_query_by_query_with_ties_and_junk():
+    from reid_search.metrics import score_block
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        sims = np.round(rng.normal(size=(9, 40)), 1).astype(np.float32)  # many exact ties
+        positive = rng.random((9, 40)) < 0.15
+        junk = rng.random((9, 40)) < 0.15
+        block = score_block(sims, positive, junk)
+        one_by_one = [score_query(sims[i], positive[i], junk[i]) for i in range(9)]
+        for got, want in zip(block, one_by_one, strict=True):
+            assert (got.first_hit, got.n_positives) == (want.first_hit, want.n_positives)
+            if want.ap is not None:
+                assert got.ap == pytest.approx(want.ap) and got.inp == pytest.approx(want.inp)
+
+
+def test_mars_sized_protocol_scores_every_query():
+    """1,980 query tracklets against 12,180 (the MARS official sizes) on synthetic vectors.
+    (Its time is measured by benchmarks/eval_speed.py, not here.)"""
+    from reid_search.evaluation import score_protocol
+    from reid_search.protocols import EvalItems, Protocol
+
+    rng = np.random.default_rng(0)
+    persons = rng.integers(0, 600, 12180)
+    centres = rng.normal(size=(600, 64)).astype(np.float32)
+    vectors = centres[persons] + 0.8 * rng.normal(size=(12180, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    items = EvalItems.from_labels(vectors, persons, cameras=rng.integers(1, 7, 12180))
+    protocol = Protocol("t", "", rng.choice(12180, 1980, replace=False), np.arange(12180))
+    scores = score_protocol(items, protocol)
+    scored = [s for s in scores if s.first_hit is not None]
+    assert len(scores) == 1980 and len(scored) > 1900
+    sample = protocol.query[:25]
+    from reid_search.protocols import matching_masks
+
+    positive, junk = matching_masks(items, sample, protocol.gallery)
+    reference = [score_query(vectors[q] @ vectors.T, positive[i], junk[i]) for i, q in enumerate(sample)]
+    assert [s.first_hit for s in scores[:25]] == [r.first_hit for r in reference]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reid_search.evaluation import evaluate
@@ -94,3 +95,37 @@ def test_query_camera_restriction(synth_root, embedder):
 def test_unknown_protocol_is_an_error(synth_root, embedder):
     with pytest.raises(ProtocolError, match="unknown protocol"):
         evaluate(synth_root, embedder, protocol="cuhk-classic", progress=False)
+
+
+def test_generic_folders_without_cameras_still_score(tmp_path):
+    """One folder per person, no camera or tracklet in the names: every image queries the
+    others; only the query itself is junk."""
+    from PIL import Image
+
+    from reid_search.evaluation import items_from_scan
+    from reid_search.layouts import scan_dataset
+    from reid_search.protocols import cross_camera, matching_masks
+
+    for person in ("alice", "bob"):
+        (tmp_path / person).mkdir()
+        for i in range(3):
+            Image.new("RGB", (16, 32), (40 * i, 80, 120)).save(tmp_path / person / f"{i}.jpg")
+    scan = scan_dataset(tmp_path, "generic")
+
+    class Flat:
+        dim = 4
+
+        def iter_pooled(self, groups):
+            from reid_search.embedder import PooledBatch, PooledGroup
+
+            yield PooledBatch(
+                [PooledGroup(i, np.eye(4, dtype=np.float32)[i % 2], []) for i in range(len(groups))],
+                len(groups),
+                [],
+            )
+
+    items, _ = items_from_scan(scan, Flat(), "image", None, progress=False)
+    protocol = cross_camera(items)
+    positive, junk = matching_masks(items, protocol.query, protocol.gallery)
+    assert junk.sum(axis=1).tolist() == [1] * 6  # the query itself, nothing else
+    assert positive.sum(axis=1).tolist() == [2] * 6  # the person's other two images
