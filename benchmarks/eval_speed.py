@@ -61,9 +61,8 @@ def main() -> None:
         {"case": "per-frame gallery", **timed(*synthetic(100_000, 2000, 1000), args.repeats)},
     ]
     for r in rows:
-        print(
-            f"{r['case']:<22} {r['queries']} x {r['gallery']}: {r['seconds_min']:.2f} s (min of {args.repeats})"
-        )
+        size = f"{r['queries']} x {r['gallery']}"
+        print(f"{r['case']:<22} {size}: {r['seconds_min']:.2f} s (min of {args.repeats})")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rows, indent=2) + "\n")
 
