@@ -50,7 +50,7 @@ def friendly_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from .gallery import GalleryError
+        from .gallery import GalleryError, IndexTypeError
         from .images import ImageError
         from .layouts import LayoutError
         from .model_store import ModelError
@@ -58,7 +58,15 @@ def friendly_errors(func):
 
         try:
             return func(*args, **kwargs)
-        except (GalleryError, ImageError, LayoutError, ModelError, ProtocolError, FileNotFoundError) as exc:
+        except (
+            GalleryError,
+            ImageError,
+            LayoutError,
+            ModelError,
+            ProtocolError,
+            IndexTypeError,
+            FileNotFoundError,
+        ) as exc:
             _fail(str(exc))
         except KeyboardInterrupt:
             typer.echo("interrupted: what was committed is kept; run the same command to resume", err=True)
@@ -111,16 +119,27 @@ def index(
     ] = 32,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
     checkpoint_seconds: Annotated[
-        float, typer.Option(help="Write the FAISS file at least this often.")
+        float, typer.Option(help="Update the manifest's counts at least this often.")
     ] = 30.0,
+    index_type: Annotated[
+        str | None,
+        typer.Option(help="FAISS factory string (Flat, HNSW32, IVF4096,PQ32, ...) or auto [default: auto]."),
+    ] = None,
+    vectors: Annotated[
+        Path | None,
+        typer.Option(help="Precomputed vectors (.npz from 'embed' of DATA) instead of embedding."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the build report as JSON.")] = False,
     indexes_dir: IndexesOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Embed every image of DATA into a gallery (resumes; adds only new files)."""
     from .embedder import Embedder
     from .gallery import build_gallery
+    from .vectors import read_vectors
 
-    embedder = Embedder(model, batch_size=batch_size)
+    precomputed = read_vectors(vectors) if vectors else None
+    embedder = None if precomputed else Embedder(model, batch_size=batch_size)
     gallery, report = build_gallery(
         data,
         name,
@@ -134,8 +153,16 @@ def index(
         frames_per_tracklet=frames_per_tracklet,
         checkpoint_seconds=checkpoint_seconds,
         progress=not quiet,
+        index_type=index_type,
+        vectors=precomputed,
     )
     counts = gallery.manifest["counts"]
+    if as_json:
+        typer.echo(
+            json.dumps({**report.to_dict(), "counts": counts, "index": gallery.manifest["index"]}, indent=2)
+        )
+        gallery.close()
+        return
     typer.echo(
         f"gallery {gallery.path}: {counts['vectors']} vectors ({level} level), "
         f"{counts['persons']} persons, {counts['cameras']} cameras"
@@ -145,6 +172,7 @@ def index(
         f"{report.replaced} replaced, {len(report.skipped)} skipped, "
         f"{report.images_embedded} images in {report.seconds:.1f} s ({report.images_per_second:.0f} images/s)"
     )
+    typer.echo(f"index {gallery.manifest['index'].get('factory')} written in {report.index_seconds:.1f} s")
     for s in report.skipped[:10]:
         typer.echo(f"skipped {s.path}: {s.reason}", err=True)
     if len(report.skipped) > 10:
@@ -158,9 +186,14 @@ def index(
 def _embedder_for_gallery(gallery, model: Path | None):
     """The model that built the gallery, unless --model names another (then it must match)."""
     from .embedder import Embedder
+    from .gallery import GalleryError
 
-    built = Path(gallery.manifest["model"]["path"])
-    return Embedder(model if model is not None or not built.is_file() else built)
+    if model is not None:
+        return Embedder(model)
+    built = gallery.manifest["model"].get("path")
+    if not built:
+        raise GalleryError(f"{gallery.path}: built from precomputed vectors; pass the --model that made them")
+    return Embedder(built if Path(built).is_file() else None)
 
 
 @app.command()
@@ -534,20 +567,53 @@ def demo(
 
 @app.command()
 @friendly_errors
-def galleries(indexes_dir: IndexesOpt = None) -> None:
-    """List the galleries in the indexes folder with their size and model."""
-    from .gallery import _read_manifest, default_indexes_dir, list_galleries
+def galleries(
+    indexes_dir: IndexesOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as a JSON list.")] = False,
+) -> None:
+    """List the galleries in the indexes folder with their size, index type and model."""
+    from .gallery import MANIFEST_FILE, default_indexes_dir, list_galleries, read_manifest
 
-    found = list_galleries(indexes_dir)
+    found = [(path, read_manifest(path / MANIFEST_FILE)) for path in list_galleries(indexes_dir)]
+    if as_json:
+        typer.echo(json.dumps([{"path": str(p), **m} for p, m in found], indent=2))
+        return
     if not found:
         typer.echo(f"no gallery in {indexes_dir or default_indexes_dir()}")
-    for path in found:
-        m = _read_manifest(path / "manifest.json")
+    for path, m in found:
         c = m.get("counts", {})
+        index = m.get("index", {}).get("factory") or m.get("index_type", "?")
         typer.echo(
-            f"{path.name:<20} {c.get('vectors', 0):>8} vectors  {m['level']:<8} "
+            f"{path.name:<20} {c.get('vectors', 0):>8} vectors  {m['level']:<8} index {index:<10} "
             f"model {m['model']['name']} ({m['model']['sha256'][:12]})  updated {m['updated']}"
         )
+
+
+@app.command()
+@friendly_errors
+def reindex(
+    name: Annotated[str, typer.Argument(help="Gallery name or folder.")],
+    index_type: Annotated[
+        str,
+        typer.Option(help="FAISS factory string (Flat, HNSW32, IVF1024,Flat, IVF4096,PQ32, ...) or auto."),
+    ] = "auto",
+    nprobe: Annotated[int | None, typer.Option(help="IVF lists searched per query.")] = None,
+    ef_search: Annotated[int | None, typer.Option(help="HNSW search depth.")] = None,
+    indexes_dir: IndexesOpt = None,
+) -> None:
+    """Rebuild a gallery's FAISS index from its stored vectors (no embedding)."""
+    import time
+
+    from .gallery import Gallery
+
+    params = {k: v for k, v in {"nprobe": nprobe, "efSearch": ef_search}.items() if v is not None}
+    started = time.perf_counter()
+    with Gallery.open(name, indexes_dir) as gallery, gallery.writing():
+        state = gallery.reindex(index_type, params)
+    typer.echo(
+        f"{gallery.path}: index {state.factory} over {state.count} vectors "
+        f"({time.perf_counter() - started:.1f} s; params {state.params})"
+    )
 
 
 def main() -> None:

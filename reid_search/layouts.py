@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -291,21 +291,62 @@ def _scan_generic(root: Path, scan: DatasetScan, camera_pattern: re.Pattern[str]
     _scan_identity_folders(root, root.name, scan, camera_pattern)
 
 
+def image_share(root: Path, limit: int = 20_000) -> tuple[int, int]:
+    """(images, files) among the first ``limit`` non-hidden files below ``root``."""
+    images = files = 0
+    for path in _files_below(root):
+        files += 1
+        images += _looks_like_image(path)
+        if files >= limit:
+            break
+    return images, files
+
+
+def _plausible_dataset(root: Path) -> None:
+    """Refuse to guess 'generic' for a tree that is mostly other files (a home or temp folder)."""
+    images, files = image_share(root)
+    if files == 0 or images < 0.9 * files:
+        raise LayoutError(
+            f"{root}: does not look like a dataset ({images} of {files} files are images); "
+            "pass --layout generic to index it anyway"
+        )
+
+
 # --------------------------------------------------------------------------- public
-LAYOUTS = ("mars", "kaggle-mars", "market1501", "generic")
-_MATCHERS = (("mars", _match_mars), ("market1501", _match_market), ("kaggle-mars", _match_kaggle))
+@dataclass(frozen=True)
+class Layout:
+    """One dataset layout: how to recognise a folder of it and how to list its images."""
+
+    name: str
+    matches: Callable[[Path], bool]
+    scan: Callable[[Path, DatasetScan, re.Pattern[str] | None], None]
+
+
+LAYOUT_REGISTRY: dict[str, Layout] = {
+    layout.name: layout
+    for layout in (
+        Layout("mars", _match_mars, lambda root, scan, _: _scan_mars(root, scan)),
+        Layout("kaggle-mars", _match_kaggle, lambda root, scan, _: _scan_kaggle(root, scan)),
+        Layout("market1501", _match_market, lambda root, scan, _: _scan_market(root, scan)),
+        Layout("generic", _match_generic, _scan_generic),  # last: the fallback
+    )
+}
+LAYOUTS = tuple(LAYOUT_REGISTRY)
 
 
 def detect_layout(root: str | Path) -> str:
-    """Name the layout of ``root``: the first of mars, market1501, kaggle-mars, else generic."""
+    """Name the layout of ``root``: the first registered layout that matches (generic last).
+
+    Generic is only guessed for a tree that is mostly images.
+    """
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"{root}: not a folder")
-    for name, matches in _MATCHERS:
-        if matches(root):
-            return name
-    if _match_generic(root):
-        return "generic"
+    for layout in LAYOUT_REGISTRY.values():
+        if layout.matches(root):
+            if layout.name == "generic":
+                _plausible_dataset(root)
+            return layout.name
     raise LayoutError(f"{root}: no known layout fits (known: {', '.join(LAYOUTS)})")
 
 
@@ -339,14 +380,7 @@ def scan_dataset(
     if name not in LAYOUTS:
         raise LayoutError(f"unknown layout {name!r}; known layouts: {', '.join(LAYOUTS)}")
     scan = DatasetScan(root=str(root_path), layout=name)
-    if name == "mars":
-        _scan_mars(root_path, scan)
-    elif name == "kaggle-mars":
-        _scan_kaggle(root_path, scan)
-    elif name == "market1501":
-        _scan_market(root_path, scan)
-    else:
-        _scan_generic(root_path, scan, compile_camera_pattern(camera_pattern))
+    LAYOUT_REGISTRY[name].scan(root_path, scan, compile_camera_pattern(camera_pattern))
     if splits is not None:
         wanted = set(splits)
         unknown = wanted - set(scan.splits)

@@ -6,7 +6,6 @@ import json
 import shutil
 import sqlite3
 
-import faiss
 import numpy as np
 import pytest
 
@@ -42,7 +41,8 @@ def test_build_records_rows_and_skips_bad_files(data, embedder, indexes_dir):
     manifest = json.loads((gallery.path / "manifest.json").read_text())
     assert manifest["model"]["sha256"] == embedder.model_sha256
     assert manifest["counts"] == {"vectors": 108, "images": 108, "persons": 12, "cameras": 3, "skipped": 3}
-    assert manifest["faiss_index_type"] == "IDMap2,Flat" and manifest["embedding_dim"] == embedder.dim
+    assert manifest["index_type"] == "auto" and manifest["index"]["factory"] == "Flat"
+    assert manifest["embedding_dim"] == embedder.dim
     # the stored vectors are the embeddings of the files
     ids, vectors = gallery.vectors()
     expect, _, _ = embedder.embed_files([rows[int(ids[0])]["path"]])
@@ -62,17 +62,51 @@ def test_rerun_adds_only_new_files_and_rebuild_starts_over(data, embedder, index
     assert (report.added, report.already_present, gallery.size) == (126, 0, 126)
 
 
-def test_reconcile_after_crash_between_commit_and_checkpoint(data, embedder, indexes_dir):
+def test_sqlite_is_the_truth_and_the_index_file_a_cache(data, embedder, indexes_dir):
     gallery, _ = build_gallery(data, "g", embedder, progress=False)
-    ids = gallery.ids()
-    # a crash after SQLite committed but before the FAISS file was rewritten: rows without vectors
-    gallery.index.remove_ids(ids[:5])
-    faiss.write_index(gallery.index, str(gallery.path / "index.faiss"))
+    probe = gallery.vectors_for([7])
+    expected = gallery.search(probe, 3)
     gallery.close()
-    gallery, report = build_gallery(data, "g", embedder, progress=False)
-    assert report.reconciled == (5, 0)
-    assert report.added == 5 and gallery.size == 108
-    assert len(gallery.rows()) == 108
+    (indexes_dir / "g" / "index.faiss").unlink()  # lost or deleted: rebuilt from SQLite
+    with Gallery.open("g") as reopened:
+        assert reopened.size == 108
+        np.testing.assert_array_equal(reopened.search(probe, 3)[1], expected[1])
+    (indexes_dir / "g" / "index.faiss").write_bytes(b"garbage")  # damaged: rebuilt too
+    with Gallery.open("g") as reopened:
+        assert reopened.search(probe, 1)[1][0, 0] == 7
+
+
+def test_index_catches_up_from_its_watermark(data, embedder, indexes_dir):
+    gallery, _ = build_gallery(data, "g", embedder, progress=False)
+    state = json.loads((indexes_dir / "g" / "index.json").read_text())
+    assert state["watermark"] == 107 and state["count"] == 108
+    # rows committed after the index file was written (a build killed before its end)
+    row = gallery.rows([5])[5]
+    vector = gallery.vectors_for([5])
+    row.update(faiss_id=500, unit_key="extra", path="extra.jpg")
+    gallery.add_units([row], vector, [], [])
+    gallery.close()
+    with Gallery.open("g") as reopened:
+        sims, ids = reopened.search(vector, 2)
+        assert set(ids[0].tolist()) == {5, 500}
+        assert reopened.index.ntotal == 109
+
+
+def test_remove_is_one_transaction_and_the_index_follows(data, embedder, indexes_dir):
+    gallery, _ = build_gallery(data, "g", embedder, progress=False)
+    vector = gallery.vectors_for([3])
+    gallery.remove([3, 4])
+    assert gallery.size == 106 and not gallery.rows([3, 4])
+    assert 3 not in gallery.search(vector, 5)[1][0].tolist()
+
+
+def test_second_writer_is_refused_while_readers_work(data, embedder, indexes_dir):
+    gallery, _ = build_gallery(data, "g", embedder, progress=False)
+    with Gallery.open("g") as writer, writer.writing():
+        with pytest.raises(GalleryError, match="another writer"):
+            build_gallery(data, "g", embedder, progress=False)
+        with Gallery.open("g") as reader:
+            assert reader.search(gallery.vectors_for([0]), 1)[1][0, 0] == 0
 
 
 def test_wrong_model_is_a_clear_error(data, embedder, indexes_dir):
@@ -95,14 +129,14 @@ def test_tracklet_level_pools_frames(synth_root, embedder, indexes_dir):
     assert report.images_embedded == 72  # 2 of 3 frames sampled per tracklet
     rows = gallery.rows()
     assert {r["n_frames"] for r in rows.values()} == {2}
-    frames = gallery.db.execute("select count(*) from frames").fetchone()[0]
+    frames = gallery.con.execute("select count(*) from frames").fetchone()[0]
     assert frames == 72
     # the stored vector is the re-normalised mean of its frames
     some_id = int(gallery.ids()[0])
-    members = [p for (p,) in gallery.db.execute("select path from frames where faiss_id = ?", [some_id])]
+    members = gallery.frames_of(some_id)
     vectors, _, _ = embedder.embed_files(members)
     mean = vectors.mean(0) / np.linalg.norm(vectors.mean(0))
-    np.testing.assert_allclose(gallery.index.reconstruct(some_id), mean, atol=1e-5)
+    np.testing.assert_allclose(gallery.vectors_for([some_id])[0], mean, atol=1e-5)
 
 
 def test_search_ranks_identities_and_applies_exclusions(synth_root, embedder, indexes_dir):
@@ -148,3 +182,43 @@ def test_open_missing_gallery_is_a_clear_error(indexes_dir):
         Gallery.open()
     with pytest.raises(GalleryError, match="not a gallery"):
         Gallery.open("nothing-here")
+
+
+def test_failed_rebuild_keeps_the_old_gallery(data, embedder, indexes_dir, monkeypatch):
+    from reid_search.gallery import build as build_module
+
+    gallery, _ = build_gallery(data, "g", embedder, progress=False)
+    before = gallery.rows()
+    gallery.close()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(build_module, "_embed_units", broken)
+        with pytest.raises(RuntimeError):
+            build_gallery(data, "g", embedder, rebuild=True, progress=False)
+    with Gallery.open("g") as kept:
+        assert kept.rows() == before
+    rebuilt, report = build_gallery(data, "g", embedder, rebuild=True, progress=False)
+    assert report.added == 108 and rebuilt.size == 108 and rebuilt.path == indexes_dir / "g"
+    assert not any(p.name.startswith(".g.") for p in indexes_dir.iterdir())
+
+
+def test_precomputed_vectors_build_the_same_gallery(synth_root, embedder, indexes_dir, tmp_path):
+    from reid_search.vectors import embed_folder, read_vectors
+
+    embedded, _ = build_gallery(synth_root, "embedded", embedder, progress=False)
+    embed_folder(synth_root / "bbox_test", embedder, tmp_path / "v.npz")
+    vectors = read_vectors(tmp_path / "v.npz")
+    vectors.paths = [f"bbox_test/{p}" for p in vectors.paths]  # relative to the dataset root
+    given, report = build_gallery(synth_root, "given", vectors=vectors, progress=False)
+    assert report.added == 108 and report.images_embedded == 0
+    assert given.model_sha256 == embedded.model_sha256
+    by_path = lambda g: {r["path"]: i for i, r in g.rows().items()}  # noqa: E731
+    a, b = by_path(embedded), by_path(given)
+    assert set(a) == set(b)
+    some = sorted(a)[:10]
+    np.testing.assert_allclose(
+        embedded.vectors_for([a[p] for p in some]), given.vectors_for([b[p] for p in some]), atol=1e-5
+    )

@@ -100,3 +100,12 @@ def test_query_names_parse():
     assert parse_any_name("x/0744C2T0001F003.jpg").camera == 2
     assert parse_any_name("0002_c4s1_000451_03.jpg").camera == 4
     assert parse_any_name("holiday.jpg") is None
+
+
+def test_a_folder_of_other_files_is_not_taken_for_a_dataset(tmp_path):
+    for i in range(30):
+        touch(tmp_path / f"project{i % 3}" / f"notes{i}.txt")
+    touch(tmp_path / "photos" / "a.jpg")
+    with pytest.raises(LayoutError, match="does not look like a dataset .1 of 31 files are images.*--layout generic"):
+        detect_layout(tmp_path)
+    assert scan_dataset(tmp_path, layout="generic").layout == "generic"  # forced: accepted
