@@ -286,7 +286,9 @@ def evaluate(
     source: Annotated[
         str, typer.Argument(help="Dataset folder, or a gallery name/folder (uses its stored vectors).")
     ],
-    out: Annotated[Path | None, typer.Option(help="Report folder [default: runs/eval-<name>].")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder [default: runs/eval-<name>, or -2, -3... if taken].")
+    ] = None,
     protocol: Annotated[str, typer.Option(help="auto, cross-camera, market1501 or mars-official.")] = "auto",
     level: Annotated[str, typer.Option(help="Dataset folders: image or tracklet.")] = "image",
     layout: Annotated[str | None, typer.Option(help="Force a layout [default: detect].")] = None,
@@ -337,7 +339,7 @@ def evaluate(
         progress=not quiet,
         rerank=RerankConfig() if rerank else None,
     )
-    out = out or Path("runs") / f"eval-{Path(source).name}"
+    out = out or _fresh_folder(Path("runs") / f"eval-{Path(source).name}")
     paths = write_report(report, out)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -412,6 +414,15 @@ def records(
         f"train: {summary['train']['images']} images of {summary['train']['identities']} identities; "
         f"val: {summary['val']['images']} images of {summary['val']['identities']} identities -> {out}"
     )
+
+
+def _fresh_folder(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``... if it exists: an earlier report is never overwritten."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
 
 
 def _input_size(text: str) -> tuple[int, int]:

@@ -56,6 +56,19 @@ def load_image(path: str | Path, size: tuple[int, int]) -> LoadedImage:
         raise ImageError(path, "no such file") from None
     except OSError as exc:
         raise ImageError(path, f"cannot read ({exc.strerror or exc})") from None
+    pixels, width, height = decode_image(data, size, path)
+    return LoadedImage(pixels=pixels, width=width, height=height, sha256=hashlib.sha256(data).hexdigest())
+
+
+def decode_image(
+    data: bytes, size: tuple[int, int], path: str | Path = "<bytes>"
+) -> tuple[np.ndarray, int, int]:
+    """Encoded bytes -> (float32 RGB pixels at ``size`` (H, W), original width, height).
+
+    The one decoder of the project: training, galleries and queries all resize this way.
+    JPEGs larger than twice the target decode at a reduced DCT scale (PIL ``draft``), then
+    every image is resized bilinearly to ``size`` without keeping its aspect.
+    """
     if not data:
         raise ImageError(path, "empty file (0 bytes)")
     try:
@@ -68,12 +81,7 @@ def load_image(path: str | Path, size: tuple[int, int]) -> LoadedImage:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(path, f"corrupt or truncated image ({exc})") from None
     resized = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    return LoadedImage(
-        pixels=np.asarray(resized, dtype=np.float32),
-        width=width,
-        height=height,
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
+    return np.asarray(resized, dtype=np.float32), width, height
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

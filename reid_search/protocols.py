@@ -229,10 +229,29 @@ def load_mars_official(root: str | Path) -> tuple[list[MarsTracklet], np.ndarray
             f"but bbox_test holds {len(frames)} frames"
         )
     tracklets = []
-    for first, last, pid, cam in tracks:
+    for row, (first, last, pid, cam) in enumerate(tracks, start=1):
         person, kind = _mars_person(int(pid))
-        tracklets.append(MarsTracklet(frames[first - 1 : last], person, int(cam), kind))
+        members = frames[first - 1 : last]
+        _check_tracklet(row, members, int(last - first + 1), person, int(cam))
+        tracklets.append(MarsTracklet(members, person, int(cam), kind))
     return tracklets, query_rows
+
+
+def _check_tracklet(row: int, members: list[str], expected: int, person: str, camera: int) -> None:
+    """A tracks_test_info row must describe the frames it points at: count, person and camera
+    of its first and last frame. Anything else would give silently wrong numbers."""
+    if len(members) != expected or expected <= 0:
+        raise ProtocolError(
+            f"tracks_test_info row {row}: {expected} frames listed, {len(members)} found in the frame list"
+        )
+    for frame in (members[0], members[-1]):
+        record = parse_mars_name(Path(frame))
+        if record is None or record.person != person or record.camera != camera:
+            raise ProtocolError(
+                f"tracks_test_info row {row} says person {person} camera {camera}, but its frame "
+                f"{Path(frame).name} says otherwise: the frame list does not match info/ "
+                "(a missing or extra file in bbox_test?)"
+            )
 
 
 def mars_official(items: EvalItems, query_rows: np.ndarray) -> Protocol:
@@ -240,7 +259,8 @@ def mars_official(items: EvalItems, query_rows: np.ndarray) -> Protocol:
     return Protocol(
         "mars-official",
         f"MARS official: {len(query_rows)} query tracklets (query_IDX) against all {len(items)} "
-        f"test tracklets (tracks_test_info); {RULE}",
+        f"test tracklets of tracks_test_info as the official code does (torchreid's loader uses a "
+        f"smaller 9,330-tracklet gallery); {RULE}",
         np.asarray(query_rows, dtype=np.int64),
         np.arange(len(items)),
     )

@@ -129,3 +129,47 @@ def test_top_level_cli_py_is_the_same_program():
     assert via_file.returncode == 0 and via_file.stdout == via_script.stdout
     for command in ("index", "query", "compare", "evaluate", "demo"):
         assert command in via_file.stdout
+
+
+def test_evaluate_without_out_never_overwrites(built, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = run("evaluate", "synth", "--quiet", "--single-shot-draws", "0")
+    second = run("evaluate", "synth", "--quiet", "--single-shot-draws", "0")
+    assert first.exit_code == second.exit_code == 0
+    assert (tmp_path / "runs" / "eval-synth" / "metrics.json").is_file()
+    assert (tmp_path / "runs" / "eval-synth-2" / "metrics.json").is_file()
+    assert "eval-synth-2" in second.output
+
+
+def test_index_and_galleries_speak_json_and_reindex_changes_the_type(built, synth_root):
+    again = run("index", synth_root, "--name", "synth", "--quiet", "--json")
+    report = json.loads(again.output)
+    assert report["added"] == 0 and report["already_present"] == 108 and report["index"]["factory"] == "Flat"
+    changed = run("reindex", "synth", "--index-type", "HNSW16", "--ef-search", "40")
+    assert changed.exit_code == 0, changed.output
+    listed = json.loads(run("galleries", "--json").output)
+    assert listed[0]["index_type"] == "HNSW16" and listed[0]["index"]["params"]["efSearch"] == 40
+    probe = synth_root / "bbox_test" / "0005" / "0005C2T0001F002.jpg"
+    top = json.loads(run("query", probe, "--top-k", "1", "--json").output)["results"][0]
+    assert top["person"] == "0005" and top["score"] > 0.999
+    bad = run("reindex", "synth", "--index-type", "IVF4096,PQ32")
+    assert bad.exit_code == 2 and "needs at least" in bad.stderr
+
+
+def test_progress_off_a_terminal_is_plain_lines(synth_root, tmp_path):
+    result = subprocess.run(
+        ["reid-search", "index", str(synth_root), "--name", "p", "--indexes-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "\r" not in result.stderr
+    assert "index p: 108/108 img" in result.stderr
+
+
+def test_embed_then_index_precomputed_vectors(synth_root, tmp_path, indexes_dir):
+    vectors = tmp_path / "v.npz"
+    assert run("embed", synth_root, "--out", vectors, "-q").exit_code == 0
+    result = run("index", synth_root, "--name", "pre", "--vectors", vectors, "--quiet", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["added"] == 108

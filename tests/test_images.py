@@ -39,3 +39,21 @@ def test_bad_files_raise_one_clear_error(tmp_path, good_jpeg, content, reason):
 def test_missing_file(tmp_path):
     with pytest.raises(ImageError, match="no such file"):
         load_image(tmp_path / "nope.jpg", (128, 64))
+
+
+def test_training_records_and_serving_decode_alike(tmp_path):
+    """A big JPEG (draft-mode territory) decodes to the same pixels from a file (galleries,
+    queries, dataset training) and from the bytes stored in TFRecords (records training)."""
+    from PIL import Image
+
+    from reid_search.images import load_image
+    from reid_search.training.data import decode_all
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(rng.integers(0, 255, (800, 400, 3), dtype=np.uint8)).save(path, quality=90)
+    size = (192, 96)
+    from_files, _, _ = decode_all([str(path)], size)
+    from_bytes, _, _ = decode_all([str(path)], size, [path.read_bytes()])
+    np.testing.assert_array_equal(from_files, from_bytes)
+    np.testing.assert_array_equal(from_files[0], load_image(path, size).pixels.astype(np.uint8))

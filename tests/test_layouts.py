@@ -106,6 +106,7 @@ def test_a_folder_of_other_files_is_not_taken_for_a_dataset(tmp_path):
     for i in range(30):
         touch(tmp_path / f"project{i % 3}" / f"notes{i}.txt")
     touch(tmp_path / "photos" / "a.jpg")
-    with pytest.raises(LayoutError, match="does not look like a dataset .1 of 31 files are images.*--layout generic"):
+    message = r"not look like a dataset .1 of 31 files are images.*--layout generic"
+    with pytest.raises(LayoutError, match=message):
         detect_layout(tmp_path)
     assert scan_dataset(tmp_path, layout="generic").layout == "generic"  # forced: accepted

@@ -129,3 +129,15 @@ def test_generic_folders_without_cameras_still_score(tmp_path):
     positive, junk = matching_masks(items, protocol.query, protocol.gallery)
     assert junk.sum(axis=1).tolist() == [1] * 6  # the query itself, nothing else
     assert positive.sum(axis=1).tolist() == [2] * 6  # the person's other two images
+
+
+def test_mars_info_that_does_not_match_the_frames_is_an_error(tmp_path):
+    root = generate_dataset(tmp_path / "m", n_people=4, n_cameras=2, frames_per_tracklet=3, seed=5)
+    write_mars_info(root)
+    tracklets, queries = load_mars_official(root)  # consistent: fine
+    assert len(tracklets) == 8 and len(queries) == 4
+    # one extra frame in the middle: every later row would point at the wrong frames
+    first = sorted((root / "bbox_test" / "0002").glob("*.jpg"))[0]
+    shutil.copyfile(first, first.with_name("0002C1T0001F009.jpg"))
+    with pytest.raises(ProtocolError, match=r"tracks_test_info row \d+ says person"):
+        load_mars_official(root)

@@ -18,7 +18,6 @@ Usage::
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import ImageError, load_image
+from ..images import ImageError, decode_image, load_image
 from ..layouts import KIND_IDENTITY, scan_dataset
 from ..vectors import read_vectors
 from .config import TrainConfig
@@ -95,12 +94,9 @@ def decode_all(
         try:
             if blobs is None or blobs[i] is None:
                 return load_image(paths[i], size).pixels.astype(np.uint8)
-            from PIL import Image
-
-            with Image.open(io.BytesIO(blobs[i])) as img:
-                return np.asarray(img.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR))
-        except (ImageError, OSError) as exc:
-            return f"{paths[i]}: {exc}"
+            return decode_image(blobs[i], size, paths[i])[0].astype(np.uint8)
+        except ImageError as exc:
+            return str(exc)
 
     with ThreadPoolExecutor(4) as pool:
         decoded = list(pool.map(one, range(len(paths))))
