@@ -165,6 +165,7 @@ class Gallery:
         self.manifest = manifest
         self._index = None
         self._index_state: idx.IndexState | None = None
+        self._index_checked: int | None = None  # SQLite data_version when the index was last checked
         self._lock_fh = None
 
     # ------------------------------------------------------------------ opening
@@ -375,7 +376,14 @@ class Gallery:
     # ------------------------------------------------------------------ the index (a cache)
     @property
     def index(self):
-        """The FAISS index, loaded, caught up or rebuilt from SQLite as needed (kept in memory)."""
+        """The FAISS index, loaded, caught up or rebuilt from SQLite as needed (kept in memory).
+
+        Between commits (``pragma data_version`` unchanged, no write of ours) it is used as is.
+        """
+        version = self._data_version()
+        if self._index is not None and version == self._index_checked:
+            return self._index
+        self._index_checked = version
         top = self.con.execute("select coalesce(max(faiss_id), -1), count(*) from vectors").fetchone()
         max_id, count = int(top[0]), int(top[1])
         if self._index is None:
@@ -395,6 +403,13 @@ class Gallery:
         elif state.watermark < max_id:
             self._catch_up(self._index, self._index_state)
         return self._index
+
+    def _data_version(self) -> int:
+        return int(self.con.execute("pragma data_version").fetchone()[0])
+
+    def _changed(self) -> None:
+        """Our own commit: data_version does not move for it, so check the index next time."""
+        self._index_checked = None
 
     def _build_index(self, factory: str, after: int) -> tuple[Any, idx.IndexState]:
         index = idx.new_index(factory, self.dim)
@@ -450,6 +465,7 @@ class Gallery:
             state.params.update(params)
         idx.write_index(self.path, index, state)
         self._index, self._index_state = index, state
+        self._changed()
         self.manifest["index_type"] = index_type
         self.checkpoint()
         return state
@@ -496,6 +512,7 @@ class Gallery:
             self.con.execute("rollback")
             raise
         self.con.execute("commit")
+        self._changed()
 
     def add_units(
         self,

@@ -1,0 +1,86 @@
+"""Benchmark: whole-process ``reid-search index`` throughput, the default model against OSNet-x0.25.
+
+A copy of cuhk03-mars ``bbox_train`` (7,239 real JPEGs) is indexed from scratch by the
+real command line, start-up included, alternately with the default model (its fast
+runtime, chosen automatically) and with OSNet-x0.25 through onnxruntime (its card in
+benchmarks/peers/), ``--runs`` times each. Images/s = images / wall seconds; the ratio
+is taken between the two medians (and the two best runs).
+
+    python benchmarks/embed_speed.py [--runs 3]
+
+Writes ``benchmarks/results/embed_speed.json``. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE = REPO.parent / "shared" / "data" / "cuhk03-mars" / "bbox_train"
+OUT = REPO / "benchmarks" / "results" / "embed_speed.json"
+MODELS = {
+    "default": None,
+    "osnet_x0_25 (onnxruntime)": REPO / "benchmarks" / "peers" / "osnet_x0_25_msmt17.card.json",
+}
+
+
+def one_run(data: Path, model: Path | None, indexes: Path) -> float:
+    shutil.rmtree(indexes, ignore_errors=True)
+    command = ["reid-search", "index", str(data), "--name", "speed", "--indexes-dir", str(indexes), "--quiet"]
+    if model is not None:
+        command += ["--model", str(model)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="embed-speed-") as tmp:
+        data = Path(tmp) / "bbox_train"
+        shutil.copytree(SOURCE, data)
+        n_images = sum(1 for _ in data.rglob("*.jpg"))
+        times: dict[str, list[float]] = {name: [] for name in MODELS}
+        for _ in range(args.runs):
+            for name, model in MODELS.items():
+                seconds = one_run(data, model, Path(tmp) / "indexes")
+                times[name].append(seconds)
+                print(f"{name:<28} {seconds:6.1f} s  {n_images / seconds:6.1f} images/s", flush=True)
+    rows = []
+    for name, secs in times.items():
+        rows.append(
+            {
+                "model": name,
+                "images": n_images,
+                "runs": len(secs),
+                "seconds": [round(s, 2) for s in secs],
+                "images_per_s_best": round(n_images / min(secs), 1),
+                "images_per_s_median": round(n_images / statistics.median(secs), 1),
+            }
+        )
+    ours, peer = rows[0], rows[1]
+    summary = {
+        "benchmark": "whole-process reid-search index of a copy of cuhk03-mars bbox_train",
+        "rows": rows,
+        "ratio_median": round(ours["images_per_s_median"] / peer["images_per_s_median"], 2),
+        "ratio_best": round(ours["images_per_s_best"] / peer["images_per_s_best"], 2),
+    }
+    print(
+        f"default / OSNet-x0.25: {summary['ratio_median']}x (medians), {summary['ratio_best']}x (best runs)"
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
