@@ -255,3 +255,33 @@ def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
     want = config.to_dict()
     got.pop("command"), want.pop("command")
     assert got == want
+
+
+def test_resume_reads_the_cached_views_instead_of_computing_them(train_root, tmp_path):
+    from reid_search.tower import TowerConfig
+    from reid_search.training import TrainConfig, train
+
+    config = TrainConfig(
+        data=str(train_root),
+        out=str(tmp_path / "run"),
+        p=4,
+        k=4,
+        epochs=1,
+        steps_per_epoch=1,
+        tower=TowerConfig("mobilenetv2", 64, 32, 16),
+        freeze_blocks=9,
+        cached_views=2,
+        val_fraction=0.25,
+    )
+    first: list[str] = []
+    train(config, log=first.append)
+    assert any(line.startswith("cached 2 augmented views") for line in first)
+    config_file = tmp_path / "run" / "config.json"
+    saved = json.loads(config_file.read_text())
+    saved["epochs"] = 2
+    config_file.write_text(json.dumps(saved))
+    second: list[str] = []
+    result = train(config, resume=True, log=second.append)
+    assert any(line.startswith("cached views read from") for line in second)
+    assert not any(line.startswith("cached 2 augmented views") for line in second)
+    assert result.epochs_done == 2

@@ -16,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -94,7 +95,31 @@ class Trainer:
         self._train_step = self._make_train_step()
 
     def _build_cache(self, frozen_part) -> np.ndarray:
-        """Frozen-part outputs of ``cached_views`` augmented views of every training image (float16)."""
+        """Frozen-part outputs of ``cached_views`` augmented views of every training image (float16).
+
+        Kept in ``RUN/cache/`` so that ``--resume`` (another session) does not compute it again.
+        """
+        folder = self.out / "cache"
+        key = {
+            "images": len(self.data.train_pixels),
+            "paths_sha1": hashlib.sha1("\n".join(self.data.train_paths).encode()).hexdigest(),
+            "views": self.config.cached_views,
+            "freeze_blocks": self.config.freeze_blocks,
+            "tower": self.config.tower.to_dict(),
+            "augment": self.config.augment.to_dict(),
+        }
+        if (folder / "views.json").is_file() and json.loads((folder / "views.json").read_text()) == key:
+            self.log(f"cached views read from {folder}")
+            return np.load(folder / "views.npy", mmap_mode="r")
+        cache = self._compute_cache(frozen_part)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".views.tmp.npy"
+        np.save(tmp, cache)
+        tmp.replace(folder / "views.npy")
+        write_json_atomic(folder / "views.json", key)
+        return cache
+
+    def _compute_cache(self, frozen_part) -> np.ndarray:
         import tensorflow as tf
 
         started = time.perf_counter()

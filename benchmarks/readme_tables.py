@@ -1,0 +1,98 @@
+"""Write the README's benchmark tables from the JSON files in benchmarks/results/.
+
+Each table sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers in
+README.md; this script replaces what is between them, so README numbers always come from
+a benchmark run. Tables whose JSON is missing are left as they are.
+
+    python benchmarks/readme_tables.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+README = REPO / "README.md"
+
+
+def _load(name: str):
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def cross_domain_table(rows: list[dict]) -> str:
+    from cross_domain import markdown
+
+    return markdown(rows)
+
+
+def scale_table(rows: list[dict]) -> str:
+    lines = [
+        "| index type | entries | build s | on disk | peak RSS | p50 ms | p99 ms | recall@10 | parameters |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        head = (
+            f"| {r['index_type']} | {r['entries']:,} | {r['build_s']:.0f} | {r['disk_bytes'] / 1e9:.2f} GB | "
+            f"{r['peak_rss_bytes'] / 1e9:.2f} GB |"
+        )
+        if "p50_ms" not in r:
+            lines.append(head + " | | | |")
+            continue
+        params = ", ".join(f"{k}={v}" for k, v in r.get("params", {}).items()) or "exact"
+        lines.append(f"{head} {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['recall_at_10']:.3f} | {params} |")
+    return "\n".join(lines)
+
+
+def embed_speed_table(summary: dict) -> str:
+    lines = ["| model | images | runs | images/s (median) | images/s (best) |", "|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        lines.append(
+            f"| {r['model']} | {r['images']:,} | {r['runs']} | {r['images_per_s_median']:.0f} | "
+            f"{r['images_per_s_best']:.0f} |"
+        )
+    lines.append(
+        f"\nRatio default / OSNet-x0.25: **{summary['ratio_median']}x** (medians), {summary['ratio_best']}x "
+        "(best runs)."
+    )
+    return "\n".join(lines)
+
+
+def eval_speed_table(rows: list[dict]) -> str:
+    lines = ["| case | queries x gallery | seconds (min) | seconds (median) |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['case']} | {r['queries']:,} x {r['gallery']:,} | {r['seconds_min']:.2f} | "
+            f"{r['seconds_median']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+TABLES = {
+    "cross-domain": ("cross_domain.json", cross_domain_table),
+    "scale": ("scale.json", scale_table),
+    "embed-speed": ("embed_speed.json", embed_speed_table),
+    "eval-speed": ("eval_speed.json", eval_speed_table),
+}
+
+
+def main() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    text = README.read_text()
+    for name, (file, render) in TABLES.items():
+        data = _load(file)
+        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+        if data is None or not pattern.search(text):
+            continue
+        text = pattern.sub(lambda m, d=data, r=render: m.group(1) + r(d) + "\n" + m.group(2), text)
+        print(f"README: {name} table updated from {file}")
+    README.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
