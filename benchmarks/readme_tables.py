@@ -71,7 +71,22 @@ def eval_speed_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def levers_table(rows: list[dict]) -> str:
+    sets = list(rows[0]["scores"]) if rows else []
+    lines = [
+        "| lever | " + " | ".join(f"{t} R1 / mAP" for t in sets) + " | epochs | train min |",
+        "|" + "---|" * (len(sets) + 3),
+    ]
+    for r in rows:
+        cells = " | ".join(
+            f"{100 * r['scores'][t]['rank1']:.1f} / {100 * r['scores'][t]['mAP']:.1f}" for t in sets
+        )
+        lines.append(f"| {r['lever']} | {cells} | {r['epochs']} | {r['train_minutes']:.0f} |")
+    return "\n".join(lines)
+
+
 TABLES = {
+    "levers": ("levers.json", levers_table),
     "cross-domain": ("cross_domain.json", cross_domain_table),
     "scale": ("scale.json", scale_table),
     "embed-speed": ("embed_speed.json", embed_speed_table),
