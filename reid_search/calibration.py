@@ -1,8 +1,15 @@
-"""Choose the same/different threshold that ``compare`` applies to a cosine similarity.
+"""Choose the same/different threshold that ``compare`` (and open-set search) applies to a cosine.
 
-The threshold is the equal error rate point over labelled pairs: the similarity at which
-the share of same-person pairs called "different" equals the share of different-person
-pairs called "same". Pairs are cross-camera where cameras are known, as in evaluation.
+Two rules over labelled pairs (cross-camera where cameras are known, as in evaluation):
+
+* equal error rate: the similarity at which the share of same-person pairs called
+  "different" equals the share of different-person pairs called "same";
+* a target false-accept rate (``far``): the lowest threshold that calls at most that share
+  of different-person pairs "same" (strict: look-alikes stay apart).
+
+:func:`calibrate_model` applies either to a trained model on the held-out identities of
+one or more datasets (the same identity split as ``train``) and reports, per dataset, the
+false-accept and false-reject rates at the chosen threshold.
 
 Usage::
 
@@ -14,6 +21,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +62,21 @@ def rates_at(threshold: float, same: np.ndarray, different: np.ndarray) -> tuple
     return frr, far
 
 
+def far_threshold(same: np.ndarray, different: np.ndarray, far: float) -> ThresholdChoice:
+    """The lowest threshold whose false-accept rate over ``different`` is at most ``far``.
+
+    >>> far_threshold(np.array([0.9, 0.5]), np.linspace(0, 0.99, 100), 0.05).false_accept
+    0.05
+    """
+    same, different = np.asarray(same, float), np.sort(np.asarray(different, float))[::-1]
+    if len(same) == 0 or len(different) == 0:
+        raise ValueError("need at least one same-person and one different-person pair")
+    allowed = int(np.floor(far * len(different)))
+    threshold = float(np.nextafter(different[allowed], np.inf)) if allowed < len(different) else -1.0
+    frr, far_got = rates_at(threshold, same, different)
+    return ThresholdChoice(threshold, frr, far_got, len(same), len(different))
+
+
 def labelled_pairs(
     vectors: np.ndarray,
     persons: np.ndarray,
@@ -76,3 +99,85 @@ def labelled_pairs(
     if len(diff) > max_pairs:
         diff = rng.choice(diff, max_pairs, replace=False)
     return same, diff
+
+
+@dataclass
+class Calibration:
+    """A threshold, how it was chosen, and its error rates on each dataset's held-out people."""
+
+    threshold: float
+    rule: str
+    per_dataset: dict[str, dict[str, float]]
+
+
+def calibrate_model(
+    embedder, datasets: list[str], far: float | None = None, val_fraction: float = 0.1, seed: int = 0
+) -> Calibration:
+    """Threshold for ``embedder`` from the held-out identities of ``datasets`` (train's split).
+
+    ``far`` None: equal error rate; else the target false-accept rate. Pairs are pooled over
+    the datasets (never across them) for the choice; rates are reported per dataset.
+    """
+    from pathlib import Path
+
+    from .layouts import KIND_IDENTITY, scan_dataset
+    from .records import split_identities
+
+    pairs = {}
+    for data in datasets:
+        scan = scan_dataset(data)
+        records = scan.records
+        for split in ("bbox_train", "bounding_box_train"):
+            if split in scan.splits:
+                records = scan.split(split)
+        records = [r for r in records if r.kind == KIND_IDENTITY]
+        _, held_out = split_identities([r.person for r in records], val_fraction, seed)
+        held = set(held_out)
+        chosen = [r for r in records if r.person in held]
+        vectors, used, _ = embedder.embed_files([r.path for r in chosen])
+        kept = [chosen[i] for i in used]
+        cams = [r.camera for r in kept]
+        cameras = np.array(cams) if all(c is not None for c in cams) else None
+        pairs[Path(scan.root).name] = labelled_pairs(vectors, np.array([r.person for r in kept]), cameras)
+    same = np.concatenate([p[0] for p in pairs.values()])
+    diff = np.concatenate([p[1] for p in pairs.values()])
+    choice = equal_error_threshold(same, diff) if far is None else far_threshold(same, diff, far)
+    threshold = math.ceil(choice.threshold * 1e4) / 1e4  # rounded up: never more false accepts
+    per = {}
+    for name, (s, d) in pairs.items():
+        frr, fa = rates_at(threshold, s, d)
+        per[name] = {"false_reject": frr, "false_accept": fa, "same_pairs": len(s), "different_pairs": len(d)}
+    how = "equal error rate" if far is None else f"false-accept rate {far:g}"
+    rule = (
+        f"{how} over cross-camera pairs of the held-out identities "
+        f"(val fraction {val_fraction:g}, seed {seed}) of {', '.join(pairs)} pooled: "
+        f"{choice.n_same} same, {choice.n_different} different pairs; "
+        f"FRR {choice.false_reject:.3f}, FAR {choice.false_accept:.3f}"
+    )
+    return Calibration(threshold, rule, per)
+
+
+def write_threshold(model_path, calibration: Calibration) -> list:
+    """Store the threshold in the card of a ``.keras`` model and of its linked fast export."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from .model_store import card_path, read_card_file, write_card
+
+    path = Path(model_path)
+    written = []
+    card = read_card_file(card_path(path))
+    targets = [path] + ([path.with_name(card.fast_runtime)] if card.fast_runtime else [])
+    for target in targets:
+        if not card_path(target).is_file():
+            continue
+        current = read_card_file(card_path(target))
+        metrics = {**current.metrics, "threshold_rates": calibration.per_dataset}
+        write_card(
+            target,
+            replace(
+                current, threshold=calibration.threshold, threshold_rule=calibration.rule, metrics=metrics
+            ),
+        )
+        written.append(card_path(target))
+    return written

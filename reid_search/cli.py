@@ -393,6 +393,36 @@ def export(
 
 @app.command()
 @friendly_errors
+def calibrate(
+    model: Annotated[Path, typer.Argument(help="The model whose same-person threshold to set.")],
+    data: Annotated[
+        list[Path], typer.Argument(help="Labelled dataset(s); their held-out identities are used.")
+    ],
+    far: Annotated[
+        float | None, typer.Option(help="Target false-accept rate (e.g. 0.01) [default: equal error rate].")
+    ] = None,
+    val_fraction: Annotated[float, typer.Option(help="Held-out share of identities, as in train.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Identity split seed, as in train.")] = 0,
+    write: Annotated[bool, typer.Option(help="Store the threshold in the model's card(s).")] = False,
+) -> None:
+    """Choose the same-person threshold on held-out identities; print its error rates per dataset."""
+    from .calibration import calibrate_model, write_threshold
+    from .embedder import Embedder
+
+    result = calibrate_model(Embedder(model), [str(d) for d in data], far, val_fraction, seed)
+    typer.echo(f"threshold {result.threshold:.4f}: {result.rule}")
+    for name, rates in result.per_dataset.items():
+        typer.echo(
+            f"  {name:<24} FAR {rates['false_accept']:.4f}  FRR {rates['false_reject']:.4f}  "
+            f"({rates['same_pairs']} same, {rates['different_pairs']} different pairs)"
+        )
+    if write:
+        for card in write_threshold(model, result):
+            typer.echo(f"written: {card}")
+
+
+@app.command()
+@friendly_errors
 def records(
     data: Annotated[
         Path, typer.Argument(help="Dataset folder (its train split is used: bbox_train/bounding_box_train).")

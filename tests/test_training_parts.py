@@ -132,3 +132,41 @@ def test_seed_tower_is_the_original_architecture_at_its_native_size():
     dense = tower.get_layer("seed_fc")
     assert dense.units == 4096 and dense.activation.__name__ == "sigmoid"
     assert default_input_size("mobilenetv2") == (128, 64)
+
+
+def test_far_threshold_accepts_at_most_the_target_share_of_different_pairs():
+    from reid_search.calibration import far_threshold, rates_at
+
+    rng = np.random.default_rng(0)
+    same, diff = rng.normal(0.7, 0.1, 500), rng.normal(0.2, 0.15, 5000)
+    choice = far_threshold(same, diff, 0.01)
+    assert choice.false_accept <= 0.01 and (diff >= choice.threshold).sum() == 50
+    assert rates_at(choice.threshold - 1e-3, same, diff)[1] > 0.01  # any lower threshold accepts more
+
+
+def test_calibrate_command_writes_the_threshold_and_rates(tmp_path):
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from reid_search.cli import app
+    from reid_search.model_store import DEFAULT_MODEL, read_card
+    from reid_search.synthetic import generate_dataset
+
+    data = generate_dataset(
+        tmp_path / "d", n_people=20, n_cameras=2, frames_per_tracklet=2, seed=4, split="bbox_train"
+    )
+    model = tmp_path / "m.keras"
+    shutil.copyfile(DEFAULT_MODEL, model)
+    shutil.copyfile(DEFAULT_MODEL.with_name("default.card.json"), tmp_path / "m.card.json")
+    card = json.loads((tmp_path / "m.card.json").read_text())
+    card["fast_runtime"] = None
+    (tmp_path / "m.card.json").write_text(json.dumps(card))
+    args = ["calibrate", str(model), str(data), "--far", "0.05", "--val-fraction", "0.5", "--write"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = read_card(model)
+    assert "false-accept rate 0.05" in written.threshold_rule
+    assert written.metrics["threshold_rates"]["d"]["false_accept"] <= 0.05
+    assert f"threshold {written.threshold:.4f}" in result.output
