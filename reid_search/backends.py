@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -186,7 +187,8 @@ class LiteRtBackend(Backend):
         super().__init__(path, card, threads)
         interpreter_module = self.require("ai_edge_litert.interpreter")
         try:
-            self.interpreter = interpreter_module.Interpreter(str(path), num_threads=self.threads)
+            with quiet_native_stderr():  # LiteRT prints an INFO line per delegate from C++
+                self.interpreter = interpreter_module.Interpreter(str(path), num_threads=self.threads)
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError
             raise ModelError(f"{path}: LiteRT cannot load it ({type(exc).__name__}: {exc})") from None
         self.input_index = self.interpreter.get_input_details()[0]["index"]
@@ -196,11 +198,28 @@ class LiteRtBackend(Backend):
     def run(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) != self.batch:
             self.interpreter.resize_tensor_input(self.input_index, batch.shape)
-            self.interpreter.allocate_tensors()
+            with quiet_native_stderr():
+                self.interpreter.allocate_tensors()
             self.batch = len(batch)
         self.interpreter.set_tensor(self.input_index, batch)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output_index).copy()
+
+
+@contextmanager
+def quiet_native_stderr():
+    """Silence what native code writes to file descriptor 2 (unless REID_SEARCH_VERBOSE is set)."""
+    if os.environ.get("REID_SEARCH_VERBOSE"):
+        yield
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 BACKENDS: dict[str, type[Backend]] = {
