@@ -219,6 +219,10 @@ def query(
     rerank: Annotated[
         bool, typer.Option(help="k-reciprocal re-ranking of the shortlist (scores become re-ranked).")
     ] = False,
+    min_score: Annotated[
+        float | None,
+        typer.Option(help="Same-person threshold on cosine similarity [default: the model card's]."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON (schema reid-search/query/v1).")
     ] = False,
@@ -241,6 +245,7 @@ def query(
             exclude_camera or (),
             same_camera_rule,
             RerankConfig() if rerank else None,
+            min_score,
         )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -248,11 +253,22 @@ def query(
     for line in result.skipped:
         typer.echo(f"skipped {line}", err=True)
     typer.echo(f"query: {len(result.images)} image(s) against gallery {result.gallery}")
-    typer.echo(f"{'rank':>4}  {'person':<10} {'score':>6}  best matches (similarity, camera, tracklet, path)")
+    flag = {True: "yes", False: "no", None: "?"}
+    columns = "best matches (similarity, camera, tracklet, path)"
+    typer.echo(f"{'rank':>4}  {'person':<10} {'score':>6} {'match':>5}  {columns}")
     for hit in result.identities:
         for j, m in enumerate(hit.matches):
-            head = f"{hit.rank:>4}  {hit.person:<10} {hit.score:6.3f}" if j == 0 else " " * 23
+            head = (
+                f"{hit.rank:>4}  {hit.person:<10} {hit.score:6.3f} {flag[hit.match]:>5}"
+                if j == 0
+                else " " * 29
+            )
             typer.echo(f"{head}  {m.similarity:.3f}  c{m.camera}  t{m.tracklet}  {m.path}")
+    if result.in_gallery is False:
+        typer.echo(
+            f"no identity reaches the same-person threshold {result.threshold:.3f} "
+            f"({result.threshold_source}): this person is probably not in the gallery"
+        )
 
 
 @app.command()

@@ -1,8 +1,10 @@
 """Ask a gallery "who is this?": rank identities for one image or a set (a tracklet), compare two images.
 
-An identity's score is its best gallery match (max cosine similarity); each identity
-comes with its best matches. Several query images are embedded, averaged and
-re-normalised into one tracklet query.
+An identity's score is its best gallery match (max cosine similarity, or the best
+re-ranked score with re-ranking); each identity comes with its best matches and a
+``match`` flag: is its best cosine at or above the same-person threshold? When no
+identity is a match, the query's person is probably not in the gallery (open set).
+Several query images are embedded, averaged and re-normalised into one tracklet query.
 
 Usage::
 
@@ -45,8 +47,14 @@ class GalleryMatch:
 class IdentityHit:
     rank: int
     person: str
-    score: float
+    score: float  # what the ranking used: best cosine, or best re-ranked score with --rerank
     matches: list[GalleryMatch]
+    match: bool | None = None  # best cosine at or above the same-person threshold (None: no threshold)
+
+    @property
+    def similarity(self) -> float:
+        """The identity's best cosine similarity to the query."""
+        return max(m.similarity for m in self.matches)
 
 
 @dataclass
@@ -60,6 +68,15 @@ class QueryResult:
     skipped: list[str] = field(default_factory=list)
     excluded: dict[str, Any] = field(default_factory=dict)
     rerank: dict[str, Any] | None = None
+    threshold: float | None = None  # same-person threshold the match flags use
+    threshold_source: str = ""
+
+    @property
+    def in_gallery(self) -> bool | None:
+        """Does any identity reach the threshold? None when there is no threshold."""
+        if self.threshold is None:
+            return None
+        return any(h.match for h in self.identities)
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON form (``docs/query-json.md``)."""
@@ -72,12 +89,17 @@ class QueryResult:
                 "skipped": self.skipped,
                 "excluded": self.excluded,
                 "rerank": self.rerank,
+                "threshold": self.threshold,
+                "threshold_source": self.threshold_source,
             },
+            "in_gallery": self.in_gallery,
             "results": [
                 {
                     "rank": h.rank,
                     "person": h.person,
                     "score": round(h.score, 6),
+                    "similarity": round(h.similarity, 6),
+                    "match": h.match,
                     "matches": [{**asdict(m), "similarity": round(m.similarity, 6)} for m in h.matches],
                 }
                 for h in self.identities
@@ -106,10 +128,12 @@ def rank_identities(
     while True:
         sims, ids = gallery.search(query_vector, fetch)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0]
+        order = {i: s for i, s in hits}  # ranking score of each entry: its cosine unless re-ranked
         if rerank is not None:
             shortlist = gallery.vectors_for([i for i, _ in hits])
             scores = rerank_similarities(query_vector[None, :], shortlist, rerank)[0]
-            hits = sorted(zip((i for i, _ in hits), scores.tolist(), strict=True), key=lambda h: -h[1])
+            order = dict(zip((i for i, _ in hits), scores.tolist(), strict=True))
+            hits.sort(key=lambda h: -order[h[0]])
         rows = gallery.rows(i for i, _ in hits)
         grouped: dict[str, list[GalleryMatch]] = {}
         for faiss_id, sim in hits:
@@ -127,9 +151,9 @@ def rank_identities(
         if len(grouped) >= top_k or fetch >= gallery.size:
             break
         fetch = min(gallery.size, fetch * 4)
-    ranked = sorted(grouped.items(), key=lambda kv: -kv[1][0].similarity)[:top_k]
+    ranked = sorted(grouped.items(), key=lambda kv: -order[kv[1][0].faiss_id])[:top_k]
     return [
-        IdentityHit(r, person, matches[0].similarity, matches[:matches_per_identity])
+        IdentityHit(r, person, order[matches[0].faiss_id], matches[:matches_per_identity])
         for r, (person, matches) in enumerate(ranked, start=1)
     ]
 
@@ -154,11 +178,14 @@ def search_gallery(
     exclude_cameras: Sequence[int] = (),
     same_camera_rule: bool = False,
     rerank: RerankConfig | None = None,
+    min_score: float | None = None,
 ) -> QueryResult:
     """Embed the query image(s) (folders expand) and rank the gallery's identities.
 
     ``same_camera_rule`` drops gallery entries of the query's own person and camera, as
     the evaluation protocols do (the person and camera are read from the file names).
+    Each identity is flagged ``match`` when its best cosine reaches the same-person
+    threshold (``min_score``, else the model card's); ``in_gallery`` is False when none does.
     """
     gallery.check_model(embedder.model_sha256, embedder.model.path)
     paths = list_images(list(images))
@@ -172,6 +199,10 @@ def search_gallery(
     hits = rank_identities(
         gallery, query_vector, top_k, matches_per_identity, exclude_cameras, exclusion, rerank
     )
+    threshold = min_score if min_score is not None else embedder.card.threshold
+    source = "--min-score" if min_score is not None else ("model card" if threshold is not None else "")
+    for hit in hits:
+        hit.match = None if threshold is None else hit.similarity >= threshold
     excluded: dict[str, Any] = {}
     if exclude_cameras:
         excluded["cameras"] = list(exclude_cameras)
@@ -185,6 +216,8 @@ def search_gallery(
         [str(f) for f in failures],
         excluded,
         asdict(rerank) if rerank else None,
+        threshold,
+        source,
     )
 
 

@@ -24,16 +24,13 @@ def real_gallery(cuhk_test, tmp_path_factory):
 
 
 def independent_metrics(gallery_dir):
-    """rank-1 and mAP from the FAISS file and SQLite rows alone, with plain loops."""
-    index = faiss.read_index(str(gallery_dir / "index.faiss"))
-    ids = faiss.vector_to_array(index.id_map)
-    vectors = np.vstack([index.reconstruct(int(i)) for i in ids])
+    """rank-1 and mAP from the SQLite file alone (rows and vector blobs), with plain loops."""
     with sqlite3.connect(gallery_dir / "meta.sqlite") as con:
-        meta = {
-            fid: (person, cam)
-            for fid, person, cam in con.execute("select faiss_id, person, camera from vectors")
-        }
-    people = [meta[int(i)] for i in ids]
+        sql = "select faiss_id, person, camera, vector from vectors order by faiss_id"
+        rows = con.execute(sql).fetchall()
+    ids = [r[0] for r in rows]
+    vectors = np.vstack([np.frombuffer(r[3], np.float32) for r in rows])
+    people = [(r[1], r[2]) for r in rows]
     sims = vectors @ vectors.T
     hits1, aps = [], []
     for q, (person, cam) in enumerate(people):
@@ -69,6 +66,13 @@ def test_reported_metrics_match_recomputation_from_faiss_and_sqlite(real_gallery
     assert reported["n_queries_scored"] == n == 938
     assert reported["rank1"] == pytest.approx(rank1, abs=1e-6)
     assert reported["mAP"] == pytest.approx(mean_ap, abs=1e-6)
+
+
+def test_index_file_agrees_with_sqlite(real_gallery):
+    index = faiss.read_index(str(real_gallery / "index.faiss"))
+    with sqlite3.connect(real_gallery / "meta.sqlite") as con:
+        ids = sorted(r[0] for r in con.execute("select faiss_id from vectors"))
+    assert sorted(faiss.vector_to_array(index.id_map).tolist()) == ids
 
 
 def test_query_real_sample(real_gallery, mars_samples):
