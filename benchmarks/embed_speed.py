@@ -1,10 +1,12 @@
 """Benchmark: whole-process ``reid-search index`` throughput, the default model against OSNet-x0.25.
 
 A copy of cuhk03-mars ``bbox_train`` (7,239 real JPEGs) is indexed from scratch by the
-real command line, start-up included, alternately with the default model (its fast
+real command line, start-up included, in turn with the default model (its fast LiteRT
 runtime, chosen automatically) and with OSNet-x0.25 through onnxruntime (its card in
-benchmarks/peers/), ``--runs`` times each. Images/s = images / wall seconds; the ratio
-is taken between the two medians (and the two best runs).
+benchmarks/peers/), ``--runs`` times each. ``--runtimes`` adds the default model run by
+Keras and by onnxruntime (an ONNX export), to compare the fast formats. Images/s =
+images / wall seconds; the ratio is taken between the default's and OSNet's medians
+(and best runs).
 
     python benchmarks/embed_speed.py [--runs 3]
 
@@ -26,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "data" / "cuhk03-mars" / "bbox_train"
 OUT = REPO / "benchmarks" / "results" / "embed_speed.json"
 MODELS = {
-    "default": None,
+    "default (LiteRT)": None,
     "osnet_x0_25 (onnxruntime)": REPO / "benchmarks" / "peers" / "osnet_x0_25_msmt17.card.json",
 }
 
@@ -41,18 +43,38 @@ def one_run(data: Path, model: Path | None, indexes: Path) -> float:
     return time.perf_counter() - started
 
 
+def runtime_variants(tmp: Path) -> dict[str, Path]:
+    """The default model run by Keras (a copy whose card names no fast file) and by onnxruntime."""
+    from reid_search.export import export_model
+    from reid_search.model_store import DEFAULT_MODEL, read_card, write_card
+
+    folder = tmp / "variants"
+    folder.mkdir()
+    keras_copy = folder / "default.keras"
+    shutil.copyfile(DEFAULT_MODEL, keras_copy)
+    card = read_card(DEFAULT_MODEL)
+    card.fast_runtime = None
+    write_card(keras_copy, card)
+    onnx_file = export_model(keras_copy, "onnx", folder / "default-onnx.onnx", link=False)
+    return {"default (Keras)": keras_copy, "default (ONNX, onnxruntime)": onnx_file}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runtimes", action="store_true", help="also the default model under Keras and ONNX")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="embed-speed-") as tmp:
         data = Path(tmp) / "bbox_train"
         shutil.copytree(SOURCE, data)
         n_images = sum(1 for _ in data.rglob("*.jpg"))
-        times: dict[str, list[float]] = {name: [] for name in MODELS}
+        models = dict(MODELS)
+        if args.runtimes:
+            models.update(runtime_variants(Path(tmp)))
+        times: dict[str, list[float]] = {name: [] for name in models}
         for _ in range(args.runs):
-            for name, model in MODELS.items():
+            for name, model in models.items():
                 seconds = one_run(data, model, Path(tmp) / "indexes")
                 times[name].append(seconds)
                 print(f"{name:<28} {seconds:6.1f} s  {n_images / seconds:6.1f} images/s", flush=True)

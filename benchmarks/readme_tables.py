@@ -55,8 +55,8 @@ def embed_speed_table(summary: dict) -> str:
             f"{r['images_per_s_best']:.0f} |"
         )
     lines.append(
-        f"\nRatio default / OSNet-x0.25: **{summary['ratio_median']}x** (medians), {summary['ratio_best']}x "
-        "(best runs)."
+        f"\nRatio default (LiteRT) / OSNet-x0.25: **{summary['ratio_median']}x** (medians), "
+        f"{summary['ratio_best']}x (best runs)."
     )
     return "\n".join(lines)
 
