@@ -64,10 +64,12 @@ VARIANTS = ("plain", "rerank", "flip")
 def trained_on(card) -> str:
     """Short names of the data a model learnt from (its card), e.g. 'cuhk03-mars + market1501-train'."""
     data = card.training.get("data", "")
+    if "by" in card.training:  # a peer's card: a description, not dataset folders
+        return str(data)
     names = [Path(d).name for d in ([data] if isinstance(data, str) else data)]
     init = card.tower_config.get("backbone_weights") or ""
     start = " (from OSNet-x0.25 MSMT17)" if str(init).endswith(".onnx") else ""
-    return (" + ".join(names) if card.model_format == "keras" else str(data)) + start
+    return " + ".join(names) + start
 
 
 def run_cell(embedder: Embedder, test_set: str, variant: str) -> dict:

@@ -42,7 +42,11 @@ def scale_table(rows: list[dict]) -> str:
         if "p50_ms" not in r:
             lines.append(head + " | | | |")
             continue
-        params = ", ".join(f"{k}={v}" for k, v in r.get("params", {}).items()) or "exact"
+        used = {"IVF": "nprobe", "HNSW": "efSearch"}  # the parameter each kind of index reads
+        params = (
+            ", ".join(f"{name}={r['params'][name]}" for kind, name in used.items() if kind in r["index_type"])
+            or "exact"
+        )
         lines.append(f"{head} {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['recall_at_10']:.3f} | {params} |")
     return "\n".join(lines)
 
