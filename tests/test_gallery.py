@@ -6,6 +6,7 @@ import json
 import shutil
 import sqlite3
 
+import faiss
 import numpy as np
 import pytest
 
@@ -222,3 +223,28 @@ def test_precomputed_vectors_build_the_same_gallery(synth_root, embedder, indexe
     np.testing.assert_allclose(
         embedded.vectors_for([a[p] for p in some]), given.vectors_for([b[p] for p in some]), atol=1e-5
     )
+
+
+def test_a_v1_gallery_is_migrated_into_sqlite_on_open(synth_root, embedder, indexes_dir):
+    """v1 kept vectors only in index.faiss (IDMap2 over FlatIP): opening copies them into SQLite."""
+    gallery, _ = build_gallery(synth_root, "old", embedder, progress=False)
+    ids, vectors = gallery.vectors()
+    gallery.close()
+    folder = indexes_dir / "old"
+    old = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+    old.add_with_ids(vectors, ids)
+    faiss.write_index(old, str(folder / "index.faiss"))
+    (folder / "index.json").unlink()
+    with sqlite3.connect(folder / "meta.sqlite") as con:
+        con.execute("update vectors set vector = null")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["format"] = "reid-search/gallery/v1"
+    manifest["faiss_index_type"] = "IDMap2,Flat"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with Gallery.open("old") as migrated:
+        again_ids, again = migrated.vectors()
+        np.testing.assert_array_equal(again_ids, ids)
+        np.testing.assert_allclose(again, vectors)
+        assert migrated.manifest["format"] == "reid-search/gallery/v2"
+        assert migrated.manifest["index_type"] == "auto"
+        assert migrated.search(vectors[:1], 1)[1][0, 0] == ids[0]

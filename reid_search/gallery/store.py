@@ -569,5 +569,6 @@ class Gallery:
                 )
             (self.path / idx.INDEX_FILE).unlink()  # a v1 file has no sidecar: rebuilt on use
         self.manifest["format"] = MANIFEST_FORMAT
-        self.manifest["index_type"] = self.manifest.pop("faiss_index_type", None) and idx.AUTO
+        self.manifest.pop("faiss_index_type", None)
+        self.manifest["index_type"] = idx.AUTO
         self.checkpoint()
