@@ -39,7 +39,7 @@ def scale_table(rows: list[dict]) -> str:
             f"| {r['index_type']} | {r['entries']:,} | {r['build_s']:.0f} | {r['disk_bytes'] / 1e9:.2f} GB | "
             f"{r['peak_rss_bytes'] / 1e9:.2f} GB |"
         )
-        if "p50_ms" not in r:
+        if r.get("p50_ms") is None:
             lines.append(head + " | | | |")
             continue
         used = {"IVF": "nprobe", "HNSW": "efSearch"}  # the parameter each kind of index reads
