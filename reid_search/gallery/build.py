@@ -180,41 +180,26 @@ def build_gallery(
     base = Path(indexes_dir) if indexes_dir else default_indexes_dir()
     path = base / (name or Path(scan.root).name)
     _recover_interrupted_swap(path)
-    if rebuild and (path / MANIFEST_FILE).is_file():
-        with Gallery.open(path) as old, old.writing():
-            new_path = path.with_name(f".{path.name}.rebuild")
-            shutil.rmtree(new_path, ignore_errors=True)
-            gallery, report = _build_into(
-                new_path,
-                scan,
-                embedder,
-                vectors,
-                info,
-                level,
-                frames_per_tracklet,
-                checkpoint_seconds,
-                progress,
-                index_type or old.index_type,
-            )
-            gallery.close()
-            _swap(new_path, path)
-        gallery = Gallery.open(path)
-        gallery.manifest["name"] = path.name
-        gallery.checkpoint()
-        report.gallery = str(path)
-        return gallery, report
-    return _build_into(
-        path,
-        scan,
-        embedder,
-        vectors,
-        info,
-        level,
-        frames_per_tracklet,
-        checkpoint_seconds,
-        progress,
-        index_type,
-    )
+
+    def build_at(target: Path, wanted_index_type: str | None) -> tuple[Gallery, BuildReport]:
+        return _build_into(
+            target, scan, embedder, vectors, info, level, frames_per_tracklet, checkpoint_seconds,
+            progress, wanted_index_type,
+        )  # fmt: skip
+
+    if not (rebuild and (path / MANIFEST_FILE).is_file()):
+        return build_at(path, index_type)
+    with Gallery.open(path) as old, old.writing():
+        new_path = path.with_name(f".{path.name}.rebuild")
+        shutil.rmtree(new_path, ignore_errors=True)
+        gallery, report = build_at(new_path, index_type or old.index_type)
+        gallery.close()
+        _swap(new_path, path)
+    gallery = Gallery.open(path)
+    gallery.manifest["name"] = path.name
+    gallery.checkpoint()
+    report.gallery = str(path)
+    return gallery, report
 
 
 def _recover_interrupted_swap(path: Path) -> None:
