@@ -184,22 +184,29 @@ def test_distillation_toward_teacher_targets(train_root, tmp_path):
     assert card.training["teacher_targets"] == [str(teacher)] and "distilled" in card.notes
 
 
-def test_cached_frozen_blocks_train_only_the_top(train_root, tmp_path):
+def cached_config(train_root, tmp_path, steps: int):
+    """A tiny MobileNetV2 run with blocks 1-9 frozen and 2 cached views."""
     from reid_search.tower import TowerConfig
-    from reid_search.training import TrainConfig, Trainer, load_training_data
+    from reid_search.training import TrainConfig
 
-    config = TrainConfig(
+    return TrainConfig(
         data=str(train_root),
         out=str(tmp_path / "run"),
         p=4,
         k=4,
         epochs=1,
-        steps_per_epoch=2,
+        steps_per_epoch=steps,
         tower=TowerConfig("mobilenetv2", 64, 32, 16),
         freeze_blocks=9,
         cached_views=2,
         val_fraction=0.25,
     )
+
+
+def test_cached_frozen_blocks_train_only_the_top(train_root, tmp_path):
+    from reid_search.training import Trainer, load_training_data
+
+    config = cached_config(train_root, tmp_path, steps=2)
     trainer = Trainer(config, load_training_data(config), log=lambda _: None)
     assert trainer.cache.shape[:2] == (2, len(trainer.data.train_labels))
     stem = trainer.tower.layers[3].get_layer("block_1_expand")
@@ -258,21 +265,9 @@ def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
 
 
 def test_resume_reads_the_cached_views_instead_of_computing_them(train_root, tmp_path):
-    from reid_search.tower import TowerConfig
-    from reid_search.training import TrainConfig, train
+    from reid_search.training import train
 
-    config = TrainConfig(
-        data=str(train_root),
-        out=str(tmp_path / "run"),
-        p=4,
-        k=4,
-        epochs=1,
-        steps_per_epoch=1,
-        tower=TowerConfig("mobilenetv2", 64, 32, 16),
-        freeze_blocks=9,
-        cached_views=2,
-        val_fraction=0.25,
-    )
+    config = cached_config(train_root, tmp_path, steps=1)
     first: list[str] = []
     train(config, log=first.append)
     assert any(line.startswith("cached 2 augmented views") for line in first)
