@@ -16,7 +16,6 @@ Usage::
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ from . import __version__
 from .gallery import DEFAULT_FRAMES_PER_TRACKLET, MANIFEST_FILE, Gallery, make_units, resolve_gallery_path
 from .layouts import DatasetScan, default_gallery_splits, scan_dataset
 from .metrics import MetricSummary, QueryScore, score_block, summarise
+from .progress import Progress
 from .protocols import (
     EvalItems,
     MatchCodes,
@@ -153,19 +153,10 @@ def _embed_groups(
     embedder, groups: list[list[str]], progress: bool, label: str
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Pooled vectors of each group, a mask of groups that had a readable file, failure lines."""
-    from tqdm import tqdm
-
     vectors = np.zeros((len(groups), embedder.dim), np.float32)
     ok = np.zeros(len(groups), bool)
     failures: list[str] = []
-    with tqdm(
-        total=sum(map(len, groups)),
-        unit="img",
-        desc=label,
-        disable=not progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    ) as bar:
+    with Progress(sum(map(len, groups)), label, enabled=progress) as bar:
         for batch in embedder.iter_pooled(groups):
             for g in batch.groups:
                 if g.vector is not None:

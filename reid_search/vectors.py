@@ -27,6 +27,7 @@ import numpy as np
 
 from .embedder import Embedder
 from .layouts import IMAGE_SUFFIXES
+from .progress import Progress
 
 
 @dataclass
@@ -76,15 +77,12 @@ def embed_folder(
     files = image_files(folder)
     started = time.perf_counter()
     vectors, kept, failures = [], [], []
-    bar = _progress(len(files), f"embed {folder.name}") if progress else None
-    for batch in embedder.iter_batches(files):
-        vectors.append(batch.vectors)
-        kept += batch.indices
-        failures += [str(f) for f in batch.failures]
-        if bar is not None:
+    with Progress(len(files), f"embed {folder.name}", enabled=progress) as bar:
+        for batch in embedder.iter_batches(files):
+            vectors.append(batch.vectors)
+            kept += batch.indices
+            failures += [str(f) for f in batch.failures]
             bar.update(batch.stop - batch.start)
-    if bar is not None:
-        bar.close()
     embeddings = np.concatenate(vectors) if vectors else np.zeros((0, embedder.dim), np.float32)
     write_vectors(
         out,
@@ -97,12 +95,6 @@ def embed_folder(
         ),
     )
     return EmbedReport(out, len(kept), failures, time.perf_counter() - started)
-
-
-def _progress(total: int, label: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=label, unit="img")
 
 
 def write_vectors(path: str | Path, vectors: VectorsFile) -> Path:
