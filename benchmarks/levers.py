@@ -62,6 +62,10 @@ def levers() -> dict[str, tuple[str, callable]]:
             "input 192x96",
             lambda c: replace(c, tower=replace(c.tower, input_height=192, input_width=96)),
         ),
+        "ibn": (
+            "IBN-a in blocks 1-12",
+            lambda c: replace(c, tower=replace(c.tower, ibn_blocks=12)),
+        ),
         "grey": ("grey-scale p=0.2", lambda c: replace(c, augment=replace(c.augment, grey=0.2))),
         "randaugment": (
             "light RandAugment",

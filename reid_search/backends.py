@@ -109,6 +109,8 @@ class KerasBackend(Backend):
         import keras
         import tensorflow as tf
 
+        from . import layers  # noqa: F401  (registers the towers' custom layers for loading)
+
         try:
             self.keras_model = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:  # Keras raises many types for a bad archive

@@ -526,6 +526,10 @@ def train(
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 3.5e-4,
     warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up epochs before cosine decay.")] = 2.0,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 5e-4,
+    ibn_blocks: Annotated[
+        int,
+        typer.Option(help="MobileNetV2: IBN-a (half instance norm) in blocks 1..N (0 = off)."),
+    ] = 0,
     freeze_blocks: Annotated[
         int,
         typer.Option(
@@ -570,7 +574,7 @@ def train(
     config = TrainConfig(
         data=[str(d) for d in data],
         out=str(out),
-        tower=TowerConfig(architecture, h, w, embedding_dim, backbone_weights, seed),
+        tower=TowerConfig(architecture, h, w, embedding_dim, backbone_weights, seed, ibn_blocks),
         augment=AugmentConfig(flip, pad, colour_jitter, random_erasing, randaugment, grey),
         losses=parse_losses(loss),
         triplet_margin=triplet_margin or None,

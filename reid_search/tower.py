@@ -9,7 +9,8 @@ Architectures:
 
 * ``mini``        a small 4-block CNN with global pooling (fast; the interim default)
 * ``mobilenetv2`` Keras MobileNetV2 (alpha 1.0), optionally initialised from a local
-  ImageNet weights file or Keras' own ``imagenet`` download
+  ImageNet weights file or Keras' own ``imagenet`` download; ``ibn_blocks`` N turns the
+  expand-layer batch norm of its first N blocks into IBN-a (:mod:`reid_search.layers`)
 * ``seed``        the original project's tower: four 3x3 conv blocks of 256/128/64/32
   filters (max-pool, batch norm, ReLU), flatten, 4096-d sigmoid dense
 * ``onnx``        a re-ID network imported with its weights from an ONNX file given as
@@ -57,6 +58,7 @@ class TowerConfig:
     embedding_dim: int = 256
     backbone_weights: str | None = None  # a .weights.h5 file, "imagenet", or None (random)
     seed: int = 0
+    ibn_blocks: int = 0  # mobilenetv2: IBN-a in the expand layer of blocks 1..N (0 = off)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -107,8 +109,29 @@ def _mobilenetv2_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.Ke
     )
     if weights and weights != "imagenet":
         base.load_weights(weights)
+    if config.ibn_blocks:
+        base = _with_instance_batch_norm(base, config.ibn_blocks)
     features = base(x)
     return keras.layers.GlobalAveragePooling2D(name="gap")(features)
+
+
+def _with_instance_batch_norm(base: keras.Model, blocks: int) -> keras.Model:
+    """``base`` with the expand-layer batch norm of blocks 1..N turned into IBN-a.
+
+    Every other layer is shared with ``base`` (same weights); the IBN layers start from the
+    batch norms they replace, so a pretrained network keeps its behaviour on the BN half.
+    """
+    from .layers import InstanceBatchNorm
+
+    names = {f"block_{i}_expand_BN" for i in range(1, blocks + 1)}
+    missing = names - {layer.name for layer in base.layers}
+    if missing:
+        raise ValueError(f"--ibn-blocks {blocks}: this network has no {sorted(missing)[0]}")
+
+    def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return InstanceBatchNorm.from_batch_norm(layer) if layer.name in names else layer
+
+    return keras.models.clone_model(base, clone_function=swap)
 
 
 def _seed_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.KerasTensor:
@@ -142,6 +165,8 @@ def build_tower(config: TowerConfig) -> keras.Model:
     """Build the embedding tower described by ``config`` (weights random unless a backbone)."""
     if config.architecture not in BACKBONES:
         raise ValueError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    if config.ibn_blocks and config.architecture != "mobilenetv2":
+        raise ValueError("--ibn-blocks is available for --architecture mobilenetv2 only")
     keras.utils.set_random_seed(config.seed)
     inputs = keras.Input((config.input_height, config.input_width, 3), name="pixels")
     features = BACKBONES[config.architecture](_normalise_pixels(inputs), config)

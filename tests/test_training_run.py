@@ -230,7 +230,7 @@ def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
     config = TrainConfig(
         data="some/data",
         out=str(tmp_path / "o"),
-        tower=TowerConfig("mobilenetv2", 96, 48, 64, "w.h5", 3),
+        tower=TowerConfig("mobilenetv2", 96, 48, 64, "w.h5", 3, ibn_blocks=4),
         augment=AugmentConfig(False, 0.05, 0.1, 0.25, True),
         losses={"triplet": 2.0, "distill": 5.0},
         triplet_margin=None,

@@ -108,6 +108,7 @@ def train_command(config: TrainConfig) -> str:
         "--embedding-dim",
         str(t.embedding_dim),
         *(["--backbone-weights", t.backbone_weights] if t.backbone_weights else []),
+        *(["--ibn-blocks", str(t.ibn_blocks)] if t.ibn_blocks else []),
         "--loss",
         ",".join(f"{k}={v:g}" for k, v in config.losses.items()),
         "--triplet-margin",

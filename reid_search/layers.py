@@ -1,0 +1,75 @@
+"""Custom Keras layers of the project's towers (registered so saved ``.keras`` files load).
+
+* :class:`InstanceBatchNorm` -- IBN-a (Pan et al., ECCV 2018): instance normalisation on
+  part of the channels, batch normalisation on the rest. Instance normalisation removes
+  each image's own contrast and colour cast (a camera's "style") while the batch-normalised
+  half keeps what tells people apart; re-ID models use it in their shallow layers to carry
+  over to cameras they never saw.
+
+Usage::
+
+    >>> import numpy as np
+    >>> layer = InstanceBatchNorm(ratio=0.5)
+    >>> out = layer(np.random.rand(2, 4, 4, 8).astype("float32"))
+    >>> tuple(out.shape)
+    (2, 4, 4, 8)
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="reid_search")
+class InstanceBatchNorm(keras.layers.Layer):
+    """Instance-normalise the first ``ratio`` of the channels, batch-normalise the rest.
+
+    :meth:`from_batch_norm` turns a trained ``BatchNormalization`` into one, keeping its
+    learned scale and shift for both halves and its running statistics for the BN half.
+    """
+
+    def __init__(self, ratio: float = 0.5, epsilon: float = 1e-3, momentum: float = 0.99, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < ratio < 1.0:
+            raise ValueError(f"IBN ratio must be between 0 and 1, got {ratio}")
+        self.ratio = ratio
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.batch_norm = keras.layers.BatchNormalization(epsilon=epsilon, momentum=momentum, name="bn_half")
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.split = max(1, int(channels * self.ratio))
+        self.gamma = self.add_weight(shape=(self.split,), initializer="ones", name="in_gamma")
+        self.beta = self.add_weight(shape=(self.split,), initializer="zeros", name="in_beta")
+        self.batch_norm.build((*input_shape[:-1], channels - self.split))
+
+    def call(self, inputs, training=None, mask=None):
+        instance, rest = inputs[..., : self.split], inputs[..., self.split :]
+        mean, variance = ops.moments(instance, axes=(1, 2), keepdims=True)
+        instance = (instance - mean) * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
+        return ops.concatenate([instance, self.batch_norm(rest, training=training)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "ratio": self.ratio,
+            "epsilon": self.epsilon,
+            "momentum": self.momentum,
+        }
+
+    @classmethod
+    def from_batch_norm(cls, bn: keras.layers.BatchNormalization, ratio: float = 0.5) -> InstanceBatchNorm:
+        """An IBN layer with ``bn``'s name, built and initialised from its weights."""
+        layer = cls(ratio=ratio, epsilon=bn.epsilon, momentum=bn.momentum, name=bn.name)
+        gamma, beta, moving_mean, moving_variance = (w.numpy() for w in bn.weights)
+        layer.build((None, None, None, gamma.shape[0]))
+        s = layer.split
+        layer.gamma.assign(gamma[:s])
+        layer.beta.assign(beta[:s])
+        layer.batch_norm.set_weights([gamma[s:], beta[s:], moving_mean[s:], moving_variance[s:]])
+        return layer

@@ -1,0 +1,61 @@
+"""IBN-a: the instance-normalised half ignores an image's contrast and brightness, the
+batch-normalised half keeps the pretrained behaviour, and an IBN tower saves and loads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reid_search.layers import InstanceBatchNorm
+
+
+def trained_batch_norm(channels: int):
+    import keras
+
+    bn = keras.layers.BatchNormalization(name="block_1_expand_BN")
+    bn.build((None, 4, 4, channels))
+    rng = np.random.default_rng(0)
+    scale, shift = rng.uniform(0.5, 2, channels), rng.normal(size=channels)
+    bn.set_weights([scale, shift, rng.normal(size=channels), rng.uniform(0.5, 2, channels)])
+    return bn
+
+
+def test_instance_half_ignores_a_per_image_contrast_and_brightness_change():
+    layer = InstanceBatchNorm.from_batch_norm(trained_batch_norm(8))
+    x = np.random.default_rng(1).normal(size=(2, 6, 5, 8)).astype("float32")
+    changed = x.copy()
+    changed[0] = changed[0] * 3.0 + 2.0  # one image brighter and with more contrast
+    a, b = layer(x).numpy(), layer(changed).numpy()
+    np.testing.assert_allclose(a[1], b[1], atol=1e-5)  # the other image is untouched
+    np.testing.assert_allclose(a[0, ..., :4], b[0, ..., :4], atol=5e-3)  # IN half: same (up to epsilon)
+    assert np.abs(a[0, ..., 4:] - b[0, ..., 4:]).max() > 0.5  # BN half: follows the input
+
+
+def test_batch_norm_half_keeps_the_replaced_layers_inference_output():
+    bn = trained_batch_norm(8)
+    layer = InstanceBatchNorm.from_batch_norm(bn)
+    x = np.random.default_rng(2).normal(size=(3, 4, 4, 8)).astype("float32")
+    np.testing.assert_allclose(layer(x).numpy()[..., 4:], bn(x, training=False).numpy()[..., 4:], atol=1e-5)
+
+
+def test_ibn_tower_saves_loads_and_embeds_identically(tmp_path):
+    from reid_search.model_store import ModelCard, load_model, save_model
+    from reid_search.tower import TowerConfig, build_tower
+
+    config = TowerConfig("mobilenetv2", 64, 32, 16, None, 0, ibn_blocks=3)
+    tower = build_tower(config)
+    backbone = next(layer for layer in tower.layers if hasattr(layer, "layers"))
+    assert isinstance(backbone.get_layer("block_3_expand_BN"), InstanceBatchNorm)
+    assert not isinstance(backbone.get_layer("block_4_expand_BN"), InstanceBatchNorm)
+    card = ModelCard("ibn", "mobilenetv2", 64, 32, 16, tower_config=config.to_dict())
+    path = save_model(tower, card, tmp_path / "ibn.keras")
+    pixels = np.random.default_rng(3).uniform(0, 255, (2, 64, 32, 3)).astype("float32")
+    loaded = load_model(path)
+    np.testing.assert_allclose(loaded.embed(pixels), tower(pixels, training=False).numpy(), atol=1e-5)
+
+
+def test_ibn_on_a_tower_without_blocks_is_a_clear_error():
+    from reid_search.tower import TowerConfig, build_tower
+
+    with pytest.raises(ValueError, match="mobilenetv2 only"):
+        build_tower(TowerConfig("mini", 64, 32, 16, ibn_blocks=2))
