@@ -430,7 +430,9 @@ def calibrate(
     for name, rates in result.per_dataset.items():
         typer.echo(
             f"  {name:<24} FAR {rates['false_accept']:.4f}  FRR {rates['false_reject']:.4f}  "
-            f"({rates['same_pairs']} same, {rates['different_pairs']} different pairs)"
+            f"look-alike FAR {rates['lookalike_false_accept']:.4f}  "
+            f"({rates['same_pairs']} same, {rates['different_pairs']} different, "
+            f"{rates['lookalike_pairs']} look-alike pairs)"
         )
     if write:
         for card in write_threshold(model, result):

@@ -90,6 +90,7 @@ def test_card_reports_each_dataset(two_sets, tmp_path):
     assert set(card.metrics["validation"]["per_dataset"]) == {"alpha", "beta"}
     rates = card.metrics["threshold_rates"]
     assert set(rates) == {"alpha", "beta"} and all(0 <= r["false_accept"] <= 1 for r in rates.values())
+    assert all(r["lookalike_pairs"] > 0 for r in rates.values())
     assert "alpha, beta pooled" in card.threshold_rule
     assert card.training["data"] == [str(p) for p in two_sets]
     history = (tmp_path / "run" / "history.jsonl").read_text()

@@ -168,5 +168,31 @@ def test_calibrate_command_writes_the_threshold_and_rates(tmp_path):
     assert result.exit_code == 0, result.output
     written = read_card(model)
     assert "false-accept rate 0.05" in written.threshold_rule
-    assert written.metrics["threshold_rates"]["d"]["false_accept"] <= 0.05
-    assert f"threshold {written.threshold:.4f}" in result.output
+    rates = written.metrics["threshold_rates"]["d"]
+    assert rates["false_accept"] <= 0.05 and rates["lookalike_pairs"] > 0
+    assert f"threshold {written.threshold:.4f}" in result.output and "look-alike FAR" in result.output
+
+
+def crop(upper: tuple[int, int, int], lower: tuple[int, int, int], brightness: float = 1.0) -> np.ndarray:
+    pixels = np.zeros((64, 32, 3), np.float32)
+    pixels[:32] = upper
+    pixels[32:] = lower
+    return np.clip(pixels * brightness, 0, 255)
+
+
+def test_lookalike_is_another_person_on_another_camera_dressed_most_alike():
+    from reid_search.lookalikes import clothing_descriptor, lookalike_pairs
+
+    red, blue, green, yellow = (200, 30, 30), (30, 30, 200), (30, 200, 30), (220, 220, 40)
+    images = np.stack(
+        [
+            crop(red, blue),  # 0: a, camera 1
+            crop(red, blue, 0.8),  # 1: a again (same person: never a look-alike), camera 2
+            crop(red, blue, 0.7),  # 2: b, camera 1 (same camera as 0: not a candidate for it)
+            crop(red, blue, 0.6),  # 3: c, camera 2, dressed like a
+            crop(green, yellow),  # 4: d, camera 2
+        ]
+    )
+    persons, cameras = np.array(["a", "a", "b", "c", "d"]), np.array([1, 2, 1, 2, 2])
+    pairs = dict(lookalike_pairs(clothing_descriptor(images), persons, cameras).tolist())
+    assert pairs[0] == 3 and pairs[2] in (1, 3) and pairs[4] in (0, 2)

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..calibration import equal_error_threshold, labelled_pairs, rates_at
+from ..calibration import dataset_rates, equal_error_threshold, labelled_pairs, lookalike_similarities
+from ..lookalikes import clothing_descriptor
 from ..model_store import ModelCard
 from .config import TrainConfig
 from .data import TrainingData, ValidationSet
@@ -68,24 +69,18 @@ def calibrate_threshold(tower, validation: list[ValidationSet]) -> tuple[float |
         if len(v.pixels) < 2:
             continue
         cams = v.cameras if (v.cameras >= 0).all() else None
-        same, diff = labelled_pairs(embed_pixels(tower, v.pixels), v.persons, cams)
+        vectors = embed_pixels(tower, v.pixels)
+        same, diff = labelled_pairs(vectors, v.persons, cams)
+        alike = lookalike_similarities(vectors, clothing_descriptor(v.pixels), v.persons, cams)
         if len(same) and len(diff):
-            pairs[v.name] = (same, diff, cams is not None)
+            pairs[v.name] = (same, diff, cams is not None, alike)
     if not pairs:
         return None, "validation has no same/different pairs: no threshold", {}
     same = np.concatenate([p[0] for p in pairs.values()])
     diff = np.concatenate([p[1] for p in pairs.values()])
     choice = equal_error_threshold(same, diff)
     threshold = round(choice.threshold, 4)
-    per = {}
-    for name, (s, d, _) in pairs.items():
-        frr, far = rates_at(threshold, s, d)
-        per[name] = {
-            "false_reject": frr,
-            "false_accept": far,
-            "same_pairs": len(s),
-            "different_pairs": len(d),
-        }
+    per = {name: dataset_rates(threshold, s, d, alike) for name, (s, d, _, alike) in pairs.items()}
     cross = all(p[2] for p in pairs.values())
     rule = (
         f"equal error rate over {'cross-camera ' if cross else ''}pairs of the held-out identities of "
