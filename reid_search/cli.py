@@ -38,6 +38,15 @@ IndexesOpt = Annotated[
     typer.Option("--indexes-dir", help="Where galleries live [default: $REID_SEARCH_INDEXES or ./indexes]."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+NamePatternOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--name-pattern",
+        "--camera-pattern",
+        help="Regex searched in file names: (?P<cam>...) camera, (?P<time>...) time, "
+        "other named groups kept as metadata.",
+    ),
+]
 
 
 def _fail(message: str) -> None:
@@ -53,6 +62,7 @@ def friendly_errors(func):
         from .gallery import GalleryError, IndexTypeError
         from .images import ImageError
         from .layouts import LayoutError
+        from .metadata import MetadataError
         from .model_store import ModelError
         from .protocols import ProtocolError
 
@@ -62,6 +72,7 @@ def friendly_errors(func):
             GalleryError,
             ImageError,
             LayoutError,
+            MetadataError,
             ModelError,
             ProtocolError,
             IndexTypeError,
@@ -95,7 +106,10 @@ def main_callback(
 def index(
     data: Annotated[
         Path,
-        typer.Argument(help="Dataset folder (MARS, Market-1501, Kaggle MARS or one folder per identity)."),
+        typer.Argument(
+            help="Dataset folder (MARS, Market-1501, Kaggle MARS, one folder per identity) or any "
+            "folder of unlabelled crops."
+        ),
     ],
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Gallery name [default: the folder's name].")
@@ -105,13 +119,16 @@ def index(
         str, typer.Option(help="image: a vector per image; tracklet: a mean-pooled vector per tracklet.")
     ] = "image",
     layout: Annotated[
-        str | None, typer.Option(help="mars, kaggle-mars, market1501 or generic [default: detect].")
+        str | None,
+        typer.Option(help="mars, kaggle-mars, market1501, unlabelled or generic [default: detect]."),
     ] = None,
     split: Annotated[
         list[str] | None, typer.Option(help="Split folder(s) to index [default: the test split].")
     ] = None,
-    camera_pattern: Annotated[
-        str | None, typer.Option(help="Generic layout: regex with a (?P<cam>...) group read from file names.")
+    name_pattern: NamePatternOpt = None,
+    metadata: Annotated[
+        Path | None,
+        typer.Option(help="CSV sidecar: a path column plus any (camera, time, site, ...); wins over names."),
     ] = None,
     rebuild: Annotated[bool, typer.Option(help="Delete the gallery and start over.")] = False,
     frames_per_tracklet: Annotated[
@@ -147,7 +164,8 @@ def index(
         level=level,
         layout=layout,
         splits=split,
-        camera_pattern=camera_pattern,
+        name_pattern=name_pattern,
+        metadata=metadata,
         rebuild=rebuild,
         indexes_dir=indexes_dir,
         frames_per_tracklet=frames_per_tracklet,
@@ -173,6 +191,18 @@ def index(
         f"{report.images_embedded} images in {report.seconds:.1f} s ({report.images_per_second:.0f} images/s)"
     )
     typer.echo(f"index {gallery.manifest['index'].get('factory')} written in {report.index_seconds:.1f} s")
+    if report.metadata_updated:
+        typer.echo(f"metadata updated on {report.metadata_updated} entries already present")
+    if report.metadata_unmatched:
+        more = (
+            f" (and {len(report.metadata_unmatched) - 3} more)" if len(report.metadata_unmatched) > 3 else ""
+        )
+        typer.echo(
+            f"warning: {len(report.metadata_unmatched)} --metadata rows name no image here: "
+            + ", ".join(report.metadata_unmatched[:3])
+            + more,
+            err=True,
+        )
     for s in report.skipped[:10]:
         typer.echo(f"skipped {s.path}: {s.reason}", err=True)
     if len(report.skipped) > 10:
@@ -207,9 +237,16 @@ def query(
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Identities to return.")] = 10,
     matches: Annotated[int, typer.Option(help="Best gallery matches shown per identity.")] = 3,
+    camera: Annotated[
+        list[int] | None, typer.Option(help="Search only entries of this camera (repeatable).")
+    ] = None,
     exclude_camera: Annotated[
         list[int] | None, typer.Option(help="Ignore gallery entries of this camera (repeatable).")
     ] = None,
+    after: Annotated[
+        str | None, typer.Option(help="Only entries seen at or after this time (2026-11-25T08:00).")
+    ] = None,
+    before: Annotated[str | None, typer.Option(help="Only entries seen at or before this time.")] = None,
     same_camera_rule: Annotated[
         bool,
         typer.Option(
@@ -224,16 +261,27 @@ def query(
         typer.Option(help="Same-person threshold on cosine similarity [default: the model card's]."),
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print JSON (schema reid-search/query/v1).")
+        bool, typer.Option("--json", help="Print JSON (schema reid-search/query/v2).")
     ] = False,
     model: ModelOpt = None,
     indexes_dir: IndexesOpt = None,
 ) -> None:
-    """Rank the gallery's identities by likeness to the query image(s)."""
-    from .gallery import Gallery
+    """Rank the gallery's identities by likeness to the query image(s).
+
+    Unlabelled entries are answered one by one. Filters (--camera, --exclude-camera,
+    --after, --before) apply inside the search: K answers whenever K pass.
+    """
+    from .gallery import EntryFilter, Gallery
+    from .metadata import parse_time
     from .rerank import RerankConfig
     from .search import search_gallery
 
+    where = EntryFilter(
+        tuple(camera or ()),
+        tuple(exclude_camera or ()),
+        parse_time(after) if after else None,
+        parse_time(before) if before else None,
+    )
     with Gallery.open(index_name, indexes_dir) as gallery:
         embedder = _embedder_for_gallery(gallery, model)
         result = search_gallery(
@@ -242,7 +290,7 @@ def query(
             images,
             top_k,
             matches,
-            exclude_camera or (),
+            where,
             same_camera_rule,
             RerankConfig() if rerank else None,
             min_score,
@@ -253,21 +301,23 @@ def query(
     for line in result.skipped:
         typer.echo(f"skipped {line}", err=True)
     typer.echo(f"query: {len(result.images)} image(s) against gallery {result.gallery}")
+    if result.filter:
+        typer.echo("filter: " + ", ".join(f"{k} {v}" for k, v in result.filter.items()))
     flag = {True: "yes", False: "no", None: "?"}
-    columns = "best matches (similarity, camera, tracklet, path)"
-    typer.echo(f"{'rank':>4}  {'person':<10} {'score':>6} {'match':>5}  {columns}")
+    columns = "best matches (similarity, camera, tracklet or time, path)"
+    typer.echo(f"{'rank':>4}  {'person':<12} {'score':>6} {'match':>5}  {columns}")
     for hit in result.identities:
+        who = hit.person if hit.person is not None else f"entry {hit.matches[0].faiss_id}"
         for j, m in enumerate(hit.matches):
-            head = (
-                f"{hit.rank:>4}  {hit.person:<10} {hit.score:6.3f} {flag[hit.match]:>5}"
-                if j == 0
-                else " " * 29
-            )
-            typer.echo(f"{head}  {m.similarity:.3f}  c{m.camera}  t{m.tracklet}  {m.path}")
-    if result.in_gallery is False:
+            head = f"{hit.rank:>4}  {who:<12} {hit.score:6.3f} {flag[hit.match]:>5}" if j == 0 else " " * 31
+            when = m.time or f"t{m.tracklet}"
+            typer.echo(f"{head}  {m.similarity:.3f}  c{m.camera}  {when}  {m.path}")
+    if not result.identities:
+        typer.echo("no gallery entry passes the filter")
+    elif result.in_gallery is False:
         typer.echo(
-            f"no identity reaches the same-person threshold {result.threshold:.3f} "
-            f"({result.threshold_source}): this person is probably not in the gallery"
+            f"no match: nothing in the gallery reaches the same-person threshold {result.threshold:.3f} "
+            f"({result.threshold_source}); this person is probably not in the gallery"
         )
 
 
@@ -308,7 +358,7 @@ def evaluate(
     protocol: Annotated[str, typer.Option(help="auto, cross-camera, market1501 or mars-official.")] = "auto",
     level: Annotated[str, typer.Option(help="Dataset folders: image or tracklet.")] = "image",
     layout: Annotated[str | None, typer.Option(help="Force a layout [default: detect].")] = None,
-    camera_pattern: Annotated[str | None, typer.Option(help="Generic layout: camera regex.")] = None,
+    name_pattern: NamePatternOpt = None,
     query_camera: Annotated[
         list[int] | None, typer.Option(help="Cross-camera: queries only from this camera (repeatable).")
     ] = None,
@@ -345,7 +395,7 @@ def evaluate(
         embedder,
         protocol=protocol,
         layout=layout,
-        camera_pattern=camera_pattern,
+        name_pattern=name_pattern,
         level=level,
         frames_per_tracklet=frames_per_tracklet,
         query_cameras=query_camera,

@@ -296,7 +296,7 @@ def evaluate(
     *,
     protocol: str = "auto",
     layout: str | None = None,
-    camera_pattern: str | None = None,
+    name_pattern: str | None = None,
     level: str = "image",
     frames_per_tracklet: int | None = DEFAULT_FRAMES_PER_TRACKLET,
     query_cameras: list[int] | None = None,
@@ -342,7 +342,7 @@ def evaluate(
 
         embedder = embedder or Embedder()
         model = model_info(embedder)
-        scan = scan_dataset(source, layout, camera_pattern)
+        scan = scan_dataset(source, layout, name_pattern)
         use_mars = scan.layout == "mars" and mars_info_dir(scan.root) is not None
         if protocol == "mars-official" or (
             protocol == "auto" and use_mars and not (query_cameras or gallery_cameras)

@@ -1,7 +1,7 @@
 """Dataset layouts: find every image of a re-ID dataset and what its name says.
 
 A layout turns a folder into :class:`ImageRecord` rows (person, camera, tracklet,
-frame) plus :class:`Skipped` rows for files it cannot use. Four layouts are known:
+frame) plus :class:`Skipped` rows for files it cannot use. Five layouts are known:
 
 * ``mars``     MARS official: ``bbox_train/``, ``bbox_test/``, ``PPPPCcTttttFfff.jpg``;
   person ``0000`` is a distractor, ``00-1`` junk. ``info/`` is handled by
@@ -10,8 +10,14 @@ frame) plus :class:`Skipped` rows for files it cannot use. Four layouts are know
   unless the file names still follow the MARS pattern).
 * ``market1501`` ``bounding_box_train/``, ``bounding_box_test/``, ``query/``,
   ``PPPP_cCsS_FFFFFF_NN.jpg``; ``-1`` junk, ``0000`` distractor.
-* ``generic``  one folder per identity, any image PIL reads; an optional regular
-  expression with a ``cam`` group reads the camera from the file name.
+* ``unlabelled`` crops nobody has labelled: images at any depth, person unknown; a
+  ``cam3/`` (``camera_3``, ``c3``) folder on the way gives the camera. Guessed when
+  the folder's only sub-folders (if any) are named for cameras or days; other
+  sub-folders read as identities (generic) unless ``--layout unlabelled``.
+* ``generic``  one folder per identity, any image PIL reads.
+
+Any layout takes camera, time and extra metadata from a file-name pattern or a CSV
+sidecar (:mod:`reid_search.metadata`).
 
 Usage::
 
@@ -34,10 +40,13 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 KIND_IDENTITY = "identity"
 KIND_DISTRACTOR = "distractor"
 KIND_JUNK = "junk"
+KIND_UNLABELLED = "unlabelled"  # a crop whose person nobody has said
 
 MARS_NAME = re.compile(r"^(?P<person>\d{4}|00-1)C(?P<cam>\d)T(?P<tracklet>\d{4})F(?P<frame>\d{3,})$")
 MARKET_NAME = re.compile(r"^(?P<person>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d)_(?P<frame>\d{6})_(?P<box>\d{2})$")
 
+CAMERA_FOLDER = re.compile(r"^(?:cam(?:era)?|c)[ _-]?(\d+)$", re.IGNORECASE)
+DATE_FOLDER = re.compile(r"^\d{4}-?\d{2}-?\d{2}(?:$|[T_ -])")
 MARS_SPLITS = ("bbox_train", "bbox_test")
 MARKET_SPLITS = ("bounding_box_train", "bounding_box_test", "query")
 
@@ -61,6 +70,8 @@ class ImageRecord:
     frame: int | None = None
     split: str = ""
     kind: str = KIND_IDENTITY
+    time: str | None = None  # ISO 8601, from a name pattern or a metadata CSV
+    extra: str | None = None  # JSON object of further metadata (site, ...)
 
     @property
     def sighting_key(self) -> str:
@@ -91,6 +102,8 @@ class DatasetScan:
     layout: str
     records: list[ImageRecord] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    metadata_given: bool = False  # a name pattern or CSV was applied (it is then the truth)
+    metadata_unmatched: list[str] = field(default_factory=list)  # CSV paths that are no image here
 
     def split(self, name: str) -> list[ImageRecord]:
         """The records of one split (``bbox_test``, ``query``...)."""
@@ -189,7 +202,7 @@ def _scan_kaggle(root: Path, scan: DatasetScan) -> None:
     base = root / "categories"
     if not base.is_dir():
         raise LayoutError(f"{root}: no categories/ folder (Kaggle MARS layout)")
-    _scan_identity_folders(base, "categories", scan, camera_pattern=None, parse_mars=True)
+    _scan_identity_folders(base, "categories", scan, parse_mars=True)
 
 
 # ----------------------------------------------------------------------- Market-1501
@@ -247,13 +260,7 @@ def _scan_market(root: Path, scan: DatasetScan) -> None:
 
 
 # --------------------------------------------------------------------------- generic
-def _scan_identity_folders(
-    base: Path,
-    split: str,
-    scan: DatasetScan,
-    camera_pattern: re.Pattern[str] | None,
-    parse_mars: bool = False,
-) -> None:
+def _scan_identity_folders(base: Path, split: str, scan: DatasetScan, parse_mars: bool = False) -> None:
     for entry in _sorted_entries(base):
         if not entry.is_dir():
             if entry.is_file():
@@ -262,33 +269,53 @@ def _scan_identity_folders(
         person = entry.name
         for path in _files_below(Path(entry.path)):
             record = parse_mars_name(path, split) if parse_mars else None
-            if record is None:
-                camera = _camera_from_pattern(path, camera_pattern)
-                record = ImageRecord(path=str(path), person=person, camera=camera, split=split)
-            scan.records.append(record)
-
-
-def _camera_from_pattern(path: Path, pattern: re.Pattern[str] | None) -> int | None:
-    if pattern is None:
-        return None
-    m = pattern.search(path.name)
-    if not m:
-        return None
-    value = m.group("cam") if "cam" in pattern.groupindex else m.group(1)
-    try:
-        return int(value)
-    except ValueError:
-        return None
+            scan.records.append(record or ImageRecord(path=str(path), person=person, split=split))
 
 
 def _match_generic(root: Path) -> bool:
     return any(e.is_dir() for e in _sorted_entries(root))
 
 
-def _scan_generic(root: Path, scan: DatasetScan, camera_pattern: re.Pattern[str] | None) -> None:
+def _scan_generic(root: Path, scan: DatasetScan) -> None:
     if not _match_generic(root):
         raise LayoutError(f"{root}: expected one sub-folder per identity")
-    _scan_identity_folders(root, root.name, scan, camera_pattern)
+    _scan_identity_folders(root, root.name, scan)
+
+
+# ------------------------------------------------------------------------ unlabelled
+def _structure_folder(name: str) -> bool:
+    """A folder named for a camera or a day, not for a person."""
+    return bool(CAMERA_FOLDER.match(name) or DATE_FOLDER.match(name))
+
+
+def _match_unlabelled(root: Path) -> bool:
+    """Crops, not identities: no sub-folder but camera / date ones, and images right in the
+    folder or such sub-folders. (Other sub-folders read as identities: generic.)"""
+    entries = _sorted_entries(root)
+    folders = [e.name for e in entries if e.is_dir()]
+    if not all(_structure_folder(name) for name in folders):
+        return False
+    return bool(folders) or any(e.is_file() and _looks_like_image(Path(e.name)) for e in entries)
+
+
+def _camera_from_folders(path: Path, root: Path) -> int | None:
+    """The camera a ``cam3/`` (``camera_3``, ``c3``) folder on the way to ``path`` names."""
+    for part in reversed(path.relative_to(root).parts[:-1]):
+        m = CAMERA_FOLDER.match(part)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _scan_unlabelled(root: Path, scan: DatasetScan) -> None:
+    for path in _files_below(root):
+        if not _looks_like_image(path):
+            scan.skipped.append(Skipped(str(path), "not an image file"))
+            continue
+        camera = _camera_from_folders(path, root)
+        scan.records.append(
+            ImageRecord(path=str(path), person=None, camera=camera, split=root.name, kind=KIND_UNLABELLED)
+        )
 
 
 def image_share(root: Path, limit: int = 20_000) -> tuple[int, int]:
@@ -308,7 +335,7 @@ def _plausible_dataset(root: Path) -> None:
     if files == 0 or images < 0.9 * files:
         raise LayoutError(
             f"{root}: does not look like a dataset ({images} of {files} files are images); "
-            "pass --layout generic to index it anyway"
+            "pass --layout unlabelled (or generic) to index it anyway"
         )
 
 
@@ -319,68 +346,74 @@ class Layout:
 
     name: str
     matches: Callable[[Path], bool]
-    scan: Callable[[Path, DatasetScan, re.Pattern[str] | None], None]
+    scan: Callable[[Path, DatasetScan], None]
+    labelled: bool = True  # does it say who is in each image?
 
 
 LAYOUT_REGISTRY: dict[str, Layout] = {
     layout.name: layout
     for layout in (
-        Layout("mars", _match_mars, lambda root, scan, _: _scan_mars(root, scan)),
-        Layout("kaggle-mars", _match_kaggle, lambda root, scan, _: _scan_kaggle(root, scan)),
-        Layout("market1501", _match_market, lambda root, scan, _: _scan_market(root, scan)),
+        Layout("mars", _match_mars, _scan_mars),
+        Layout("kaggle-mars", _match_kaggle, _scan_kaggle),
+        Layout("market1501", _match_market, _scan_market),
+        Layout("unlabelled", _match_unlabelled, _scan_unlabelled, labelled=False),
         Layout("generic", _match_generic, _scan_generic),  # last: the fallback
     )
 }
+GUESSED_LAYOUTS = ("unlabelled", "generic")  # matched by shape only: the tree must be mostly images
 LAYOUTS = tuple(LAYOUT_REGISTRY)
 
 
 def detect_layout(root: str | Path) -> str:
     """Name the layout of ``root``: the first registered layout that matches (generic last).
 
-    Generic is only guessed for a tree that is mostly images.
+    Unlabelled and generic are only guessed for a tree that is mostly images.
     """
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"{root}: not a folder")
     for layout in LAYOUT_REGISTRY.values():
         if layout.matches(root):
-            if layout.name == "generic":
+            if layout.name in GUESSED_LAYOUTS:
                 _plausible_dataset(root)
             return layout.name
     raise LayoutError(f"{root}: no known layout fits (known: {', '.join(LAYOUTS)})")
 
 
-def compile_camera_pattern(pattern: str | None) -> re.Pattern[str] | None:
-    """Compile ``--camera-pattern``; it needs a ``(?P<cam>...)`` group or one plain group."""
-    if not pattern:
-        return None
-    try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise LayoutError(f"--camera-pattern {pattern!r}: {exc}") from exc
-    if "cam" not in compiled.groupindex and compiled.groups < 1:
-        raise LayoutError(f"--camera-pattern {pattern!r}: needs a group, e.g. 'c(?P<cam>\\d+)'")
-    return compiled
-
-
 def scan_dataset(
     root: str | Path,
     layout: str | None = None,
-    camera_pattern: str | None = None,
+    name_pattern: str | None = None,
     splits: Iterable[str] | None = None,
+    metadata: str | Path | None = None,
 ) -> DatasetScan:
     """List every image below ``root`` with what its layout says of it.
 
-    ``layout`` None means auto-detect; ``splits`` keeps only those split folders.
+    ``layout`` None means auto-detect; ``splits`` keeps only those split folders;
+    ``name_pattern`` and ``metadata`` (a CSV) add camera, time and extra metadata
+    (:mod:`reid_search.metadata`).
     """
+    from .metadata import MetadataError, apply_metadata, compile_name_pattern, read_metadata_csv
+
     root_path = Path(root).expanduser().resolve()
     if not root_path.is_dir():
         raise LayoutError(f"{root}: not a folder")
     name = layout or detect_layout(root_path)
     if name not in LAYOUTS:
         raise LayoutError(f"unknown layout {name!r}; known layouts: {', '.join(LAYOUTS)}")
+    try:
+        pattern = compile_name_pattern(name_pattern)
+        table = read_metadata_csv(metadata, root_path) if metadata else None
+    except MetadataError as exc:
+        raise LayoutError(str(exc)) from None
     scan = DatasetScan(root=str(root_path), layout=name)
-    LAYOUT_REGISTRY[name].scan(root_path, scan, compile_camera_pattern(camera_pattern))
+    LAYOUT_REGISTRY[name].scan(root_path, scan)
+    if pattern is not None or table is not None:
+        scan.metadata_given = True
+        try:
+            scan.records, scan.metadata_unmatched = apply_metadata(scan.records, pattern, table)
+        except MetadataError as exc:
+            raise LayoutError(str(exc)) from None
     if splits is not None:
         wanted = set(splits)
         unknown = wanted - set(scan.splits)

@@ -16,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,12 +25,12 @@ from typing import Any
 import numpy as np
 
 from .embedder import Embedder, pool_tracklet
-from .gallery import Gallery, GalleryError
+from .gallery import EntryFilter, Gallery, GalleryError
 from .images import ImageError, list_images
 from .layouts import parse_any_name
 from .rerank import RerankConfig, rerank_similarities
 
-QUERY_SCHEMA = "reid-search/query/v1"
+QUERY_SCHEMA = "reid-search/query/v2"
 
 
 @dataclass
@@ -41,15 +42,32 @@ class GalleryMatch:
     tracklet: int | None
     frame: int | None
     similarity: float
+    time: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], similarity: float) -> GalleryMatch:
+        extra = json.loads(row["extra"]) if row.get("extra") else {}
+        return cls(
+            row["faiss_id"], row["path"], row["person"], row["camera"], row["tracklet"], row["frame"],
+            similarity, row.get("time"), extra,
+        )  # fmt: skip
 
 
 @dataclass
 class IdentityHit:
+    """One ranked answer: a labelled person, or an unlabelled gallery entry (``person`` None)."""
+
     rank: int
-    person: str
+    person: str | None
     score: float  # what the ranking used: best cosine, or best re-ranked score with --rerank
     matches: list[GalleryMatch]
     match: bool | None = None  # best cosine at or above the same-person threshold (None: no threshold)
+
+    @property
+    def key(self) -> str:
+        """What the answer groups: ``person:ID``, or ``entry:FAISS_ID`` for an unlabelled entry."""
+        return f"person:{self.person}" if self.person is not None else f"entry:{self.matches[0].faiss_id}"
 
     @property
     def similarity(self) -> float:
@@ -67,6 +85,7 @@ class QueryResult:
     identities: list[IdentityHit]
     skipped: list[str] = field(default_factory=list)
     excluded: dict[str, Any] = field(default_factory=dict)
+    filter: dict[str, Any] = field(default_factory=dict)
     rerank: dict[str, Any] | None = None
     threshold: float | None = None  # same-person threshold the match flags use
     threshold_source: str = ""
@@ -87,6 +106,7 @@ class QueryResult:
             "query": {
                 "images": self.images,
                 "skipped": self.skipped,
+                "filter": self.filter,
                 "excluded": self.excluded,
                 "rerank": self.rerank,
                 "threshold": self.threshold,
@@ -96,6 +116,7 @@ class QueryResult:
             "results": [
                 {
                     "rank": h.rank,
+                    "key": h.key,
                     "person": h.person,
                     "score": round(h.score, 6),
                     "similarity": round(h.similarity, 6),
@@ -112,11 +133,14 @@ def rank_identities(
     query_vector: np.ndarray,
     top_k: int = 10,
     matches_per_identity: int = 3,
-    exclude_cameras: Sequence[int] = (),
+    where: EntryFilter | None = None,
     exclude_person_camera: tuple[str, int] | None = None,
     rerank: RerankConfig | None = None,
 ) -> list[IdentityHit]:
-    """The ``top_k`` identities closest to ``query_vector``, searching deeper until enough survive filters.
+    """The ``top_k`` identities closest to ``query_vector`` among entries passing ``where``.
+
+    ``where`` (cameras, time window) is applied inside the index search; the search goes
+    deeper until ``top_k`` identities are found or the passing entries are exhausted.
 
     With ``rerank``, the shortlist fetched from the index is k-reciprocal re-ranked (the
     query and its shortlist form the neighbourhoods) and scores become re-ranked
@@ -126,7 +150,7 @@ def rank_identities(
         return []
     fetch = min(gallery.size, max(64, top_k * matches_per_identity * 8))
     while True:
-        sims, ids = gallery.search(query_vector, fetch)
+        sims, ids = gallery.search(query_vector, fetch, where)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0]
         order = {i: s for i, s in hits}  # ranking score of each entry: its cosine unless re-ranked
         if rerank is not None:
@@ -138,23 +162,17 @@ def rank_identities(
         grouped: dict[str, list[GalleryMatch]] = {}
         for faiss_id, sim in hits:
             row = rows[faiss_id]
-            if row["camera"] in exclude_cameras or (
-                exclude_person_camera and (row["person"], row["camera"]) == exclude_person_camera
-            ):
+            if exclude_person_camera and (row["person"], row["camera"]) == exclude_person_camera:
                 continue
-            key = row["person"] if row["person"] is not None else row["path"]
-            grouped.setdefault(key, []).append(
-                GalleryMatch(
-                    faiss_id, row["path"], row["person"], row["camera"], row["tracklet"], row["frame"], sim
-                )
-            )
+            key = ("person", row["person"]) if row["person"] is not None else ("entry", faiss_id)
+            grouped.setdefault(key, []).append(GalleryMatch.from_row(row, sim))
         if len(grouped) >= top_k or fetch >= gallery.size:
             break
         fetch = min(gallery.size, fetch * 4)
-    ranked = sorted(grouped.items(), key=lambda kv: -order[kv[1][0].faiss_id])[:top_k]
+    ranked = sorted(grouped.values(), key=lambda matches: -order[matches[0].faiss_id])[:top_k]
     return [
-        IdentityHit(r, person, order[matches[0].faiss_id], matches[:matches_per_identity])
-        for r, (person, matches) in enumerate(ranked, start=1)
+        IdentityHit(r, matches[0].person, order[matches[0].faiss_id], matches[:matches_per_identity])
+        for r, matches in enumerate(ranked, start=1)
     ]
 
 
@@ -175,13 +193,15 @@ def search_gallery(
     images: Sequence[str | Path],
     top_k: int = 10,
     matches_per_identity: int = 3,
-    exclude_cameras: Sequence[int] = (),
+    where: EntryFilter | None = None,
     same_camera_rule: bool = False,
     rerank: RerankConfig | None = None,
     min_score: float | None = None,
 ) -> QueryResult:
     """Embed the query image(s) (folders expand) and rank the gallery's identities.
 
+    ``where`` keeps only some cameras or a time window, inside the search (K answers
+    whenever K exist among the passing entries).
     ``same_camera_rule`` drops gallery entries of the query's own person and camera, as
     the evaluation protocols do (the person and camera are read from the file names).
     Each identity is flagged ``match`` when its best cosine reaches the same-person
@@ -196,18 +216,12 @@ def search_gallery(
         raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
     query_vector = pool_tracklet(vectors)
     exclusion = _protocol_exclusion([paths[i] for i in used]) if same_camera_rule else None
-    hits = rank_identities(
-        gallery, query_vector, top_k, matches_per_identity, exclude_cameras, exclusion, rerank
-    )
+    hits = rank_identities(gallery, query_vector, top_k, matches_per_identity, where, exclusion, rerank)
     threshold = min_score if min_score is not None else embedder.card.threshold
     source = "--min-score" if min_score is not None else ("model card" if threshold is not None else "")
     for hit in hits:
         hit.match = None if threshold is None else hit.similarity >= threshold
-    excluded: dict[str, Any] = {}
-    if exclude_cameras:
-        excluded["cameras"] = list(exclude_cameras)
-    if exclusion:
-        excluded["person_camera"] = {"person": exclusion[0], "camera": exclusion[1]}
+    excluded = {"person_camera": {"person": exclusion[0], "camera": exclusion[1]}} if exclusion else {}
     return QueryResult(
         gallery.name,
         gallery.model_sha256,
@@ -215,6 +229,7 @@ def search_gallery(
         hits,
         [str(f) for f in failures],
         excluded,
+        where.to_dict() if where is not None else {},
         asdict(rerank) if rerank else None,
         threshold,
         source,

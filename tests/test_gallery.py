@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
-from reid_search.gallery import Gallery, GalleryError, build_gallery
+from reid_search.gallery import EntryFilter, Gallery, GalleryError, build_gallery
 from reid_search.layouts import scan_dataset
 from reid_search.search import search_gallery
 from reid_search.synthetic import generate_dataset
@@ -151,7 +151,9 @@ def test_search_ranks_identities_and_applies_exclusions(synth_root, embedder, in
     scores = [h.score for h in result.identities]
     assert scores == sorted(scores, reverse=True)
     assert len({h.person for h in result.identities}) == 5
-    excluded = search_gallery(gallery, embedder, [probe.path], top_k=12, exclude_cameras=[1])
+    excluded = search_gallery(
+        gallery, embedder, [probe.path], top_k=12, where=EntryFilter(exclude_cameras=(1,))
+    )
     assert all(m.camera != 1 for h in excluded.identities for m in h.matches)
     assert len(excluded.identities) == 12
     rule = search_gallery(gallery, embedder, [probe.path], top_k=12, same_camera_rule=True)

@@ -72,7 +72,7 @@ def test_generic_with_camera_pattern(tmp_path):
     touch(tmp_path / "alice" / "cam1_001.png")
     touch(tmp_path / "bob" / "cam2_007.png")
     touch(tmp_path / "stray.jpg")
-    scan = scan_dataset(tmp_path, camera_pattern=r"cam(?P<cam>\d+)_")
+    scan = scan_dataset(tmp_path, name_pattern=r"cam(?P<cam>\d+)_")
     assert scan.layout == "generic"
     assert {(r.person, r.camera) for r in scan.records} == {("alice", 1), ("bob", 2)}
     assert [Path(s.path).name for s in scan.skipped] == ["stray.jpg"]
@@ -81,7 +81,7 @@ def test_generic_with_camera_pattern(tmp_path):
 def test_layout_override_and_unknown_layout(tmp_path):
     touch(tmp_path / "bbox_test" / "0001" / "0001C1T0001F001.jpg")
     assert scan_dataset(tmp_path, layout="generic").layout == "generic"
-    with pytest.raises(LayoutError, match="known layouts: mars, kaggle-mars, market1501, generic"):
+    with pytest.raises(LayoutError, match="known layouts: mars, kaggle-mars, market1501, unlabelled, generic"):
         scan_dataset(tmp_path, layout="duke")
 
 
@@ -106,7 +106,7 @@ def test_a_folder_of_other_files_is_not_taken_for_a_dataset(tmp_path):
     for i in range(30):
         touch(tmp_path / f"project{i % 3}" / f"notes{i}.txt")
     touch(tmp_path / "photos" / "a.jpg")
-    message = r"not look like a dataset .1 of 31 files are images.*--layout generic"
+    message = r"not look like a dataset .1 of 31 files are images.*--layout unlabelled"
     with pytest.raises(LayoutError, match=message):
         detect_layout(tmp_path)
     assert scan_dataset(tmp_path, layout="generic").layout == "generic"  # forced: accepted

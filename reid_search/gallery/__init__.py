@@ -13,6 +13,7 @@ Usage::
 """
 
 from .build import BuildReport, Unit, build_gallery, make_units, model_info
+from .filters import EntryFilter
 from .index import AUTO, IndexTypeError, auto_index_type
 from .store import (
     DB_FILE,
@@ -34,6 +35,7 @@ __all__ = [
     "LEVELS",
     "MANIFEST_FILE",
     "BuildReport",
+    "EntryFilter",
     "Gallery",
     "GalleryError",
     "IndexTypeError",

@@ -60,6 +60,8 @@ class BuildReport:
     images_embedded: int = 0
     already_present: int = 0
     replaced: int = 0
+    metadata_updated: int = 0  # entries already present whose camera / time / extra changed
+    metadata_unmatched: list[str] = field(default_factory=list)  # CSV rows naming no image here
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
     index_seconds: float = 0.0
@@ -74,6 +76,8 @@ class BuildReport:
             "added": self.added,
             "already_present": self.already_present,
             "replaced": self.replaced,
+            "metadata_updated": self.metadata_updated,
+            "metadata_unmatched": self.metadata_unmatched,
             "images_embedded": self.images_embedded,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "seconds": round(self.seconds, 3),
@@ -140,6 +144,8 @@ def _unit_row(unit: Unit, faiss_id: int, facts: list) -> dict[str, Any]:
         "height": facts[0].height if facts else None,
         "n_frames": len(unit.records),
         "added_at": now_iso(),
+        "time": first.time,
+        "extra": first.extra,
     }
 
 
@@ -151,7 +157,8 @@ def build_gallery(
     level: str = "image",
     layout: str | None = None,
     splits: Iterable[str] | None = None,
-    camera_pattern: str | None = None,
+    name_pattern: str | None = None,
+    metadata: str | Path | None = None,
     rebuild: bool = False,
     indexes_dir: str | Path | None = None,
     frames_per_tracklet: int | None = DEFAULT_FRAMES_PER_TRACKLET,
@@ -167,8 +174,14 @@ def build_gallery(
     beside the old one and replaces it only when done. ``vectors`` (a
     :class:`~reid_search.vectors.VectorsFile` of this data) supplies precomputed vectors
     instead of the embedder. ``index_type``: a FAISS factory string or ``auto``.
+    ``name_pattern`` / ``metadata`` (CSV) give camera, time and extra metadata
+    (:mod:`reid_search.metadata`); run again with new metadata, entries already
+    embedded get it without being embedded again.
     """
-    scan = data if isinstance(data, DatasetScan) else scan_dataset(data, layout, camera_pattern, splits)
+    if isinstance(data, DatasetScan):
+        scan = data
+    else:
+        scan = scan_dataset(data, layout, name_pattern, splits, metadata)
     if not isinstance(data, DatasetScan) and splits is None:
         wanted = set(default_gallery_splits(scan))
         scan.records = [r for r in scan.records if r.split in wanted]
@@ -258,6 +271,10 @@ def _build_into(
     report.replaced = len(stale)
     pending = [u for u in units if u.key not in done or done[u.key][1] != u.signature]
     report.already_present = len(units) - len(pending)
+    if scan.metadata_given:  # else a run without --metadata would erase what an earlier one set
+        present = [u for u in units if u.key in done and done[u.key][1] == u.signature]
+        report.metadata_updated = gallery.update_metadata({done[u.key][0]: u.records[0] for u in present})
+    report.metadata_unmatched = list(scan.metadata_unmatched)
     gallery.add_units([], np.zeros((0, gallery.dim), np.float32), [], scan.skipped)
     report.skipped.extend(scan.skipped)
 

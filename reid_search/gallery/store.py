@@ -3,7 +3,8 @@
 Layout of ``indexes/NAME/``::
 
     meta.sqlite     table ``vectors``: a row per gallery entry (id, path, content hash,
-                    person, camera, tracklet, frame, size, ...) and its float32 vector;
+                    person, camera, tracklet, frame, size, time, extra metadata as JSON,
+                    ...) and its float32 vector;
                     ``frames`` (tracklet members), ``skipped`` (files passed over, why),
                     ``state`` (the deletion generation)
     index.faiss     the FAISS index (a cache: see :mod:`reid_search.gallery.index`)
@@ -43,6 +44,7 @@ from .. import __version__
 from ..layouts import Skipped
 from ..model_store import write_json_atomic
 from . import index as idx
+from .filters import EXACT_FILTER_LIMIT, EntryFilter, exact_top_k, selector_params
 
 MANIFEST_FORMAT = "reid-search/gallery/v2"
 OLD_FORMATS = ("reid-search/gallery/v1",)  # vectors only in index.faiss: migrated on open
@@ -68,7 +70,10 @@ ROW_COLUMNS = (
     "height",
     "n_frames",
     "added_at",
+    "time",
+    "extra",
 )
+ADDED_COLUMNS = {"vector": "blob", "time": "text", "extra": "text"}  # not in every older gallery
 READ_CHUNK = 50_000
 
 
@@ -137,7 +142,8 @@ def _ensure_schema(con: sqlite3.Connection) -> None:
         create table if not exists vectors (
             faiss_id integer primary key, unit_key text, signature text, path text, sha256 text,
             person text, kind text, camera integer, tracklet integer, frame integer, split text,
-            width integer, height integer, n_frames integer, added_at text, vector blob
+            width integer, height integer, n_frames integer, added_at text, vector blob,
+            time text, extra text
         );
         create unique index if not exists idx_vectors_unit_key on vectors (unit_key);
         create index if not exists idx_vectors_person on vectors (person);
@@ -148,8 +154,11 @@ def _ensure_schema(con: sqlite3.Connection) -> None:
         """
     )
     columns = {r[1] for r in con.execute("pragma table_info(vectors)")}
-    if "vector" not in columns:  # a v1 gallery: vectors lived only in index.faiss
-        con.execute("alter table vectors add column vector blob")
+    for column, kind in ADDED_COLUMNS.items():  # v1: no vector (it lived in index.faiss); no time
+        if column not in columns:
+            con.execute(f"alter table vectors add column {column} {kind}")
+    con.execute("create index if not exists idx_vectors_camera on vectors (camera)")
+    con.execute("create index if not exists idx_vectors_time on vectors (time)")
 
 
 def _blob(vector: np.ndarray) -> bytes:
@@ -441,14 +450,44 @@ class Gallery:
         state.count = int(index.ntotal)
         state.generation = self.generation
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(similarities, ids), each (n_queries, k); id -1 pads short results."""
+    def search(
+        self, queries: np.ndarray, k: int, where: EntryFilter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, ids), each (n_queries, k); id -1 pads short results.
+
+        ``where`` restricts the search to matching entries inside the search
+        (:mod:`reid_search.gallery.filters`): the k best of those, not a filtered top-k.
+        """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.dim:
             raise GalleryError(f"query dimension {queries.shape[1]} != gallery's {self.dim}")
+        if where is not None and where.active:
+            return self._filtered_search(queries, k, where)
         index = self.index
         k = max(1, min(k, int(index.ntotal)))
         return idx.search(index, queries, k, self._index_state.params)
+
+    def count(self, where: EntryFilter | None = None) -> int:
+        """How many entries pass ``where`` (all entries when None)."""
+        clause, params = where.sql() if where is not None else ("1", [])
+        return int(self.con.execute(f"select count(*) from vectors where {clause}", params).fetchone()[0])
+
+    def _filtered_search(
+        self, queries: np.ndarray, k: int, where: EntryFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        clause, params = where.sql()
+        k = max(1, k)
+        if self.count(where) <= EXACT_FILTER_LIMIT:
+            rows = self.con.execute(f"select faiss_id, vector from vectors where {clause}", params).fetchall()
+            ids = np.array([r[0] for r in rows], np.int64)
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), self.dim)
+            return exact_top_k(queries, ids, vectors, min(k, max(1, len(rows))))
+        allowed = np.array(
+            [r[0] for r in self.con.execute(f"select faiss_id from vectors where {clause}", params)]
+        )
+        index = self.index
+        search_params, _selector = selector_params(index, allowed, self._index_state.params)
+        return index.search(queries, min(k, len(allowed)), params=search_params)
 
     def save_index(self) -> None:
         """Write the (caught-up) index and its sidecar, if they differ from what is on disk."""
@@ -539,6 +578,26 @@ class Gallery:
                     "insert or replace into skipped (path, reason, seen_at) values (?, ?, ?)",
                     [(s.path, s.reason, now) for s in skipped],
                 )
+
+    def update_metadata(self, records: dict[int, Any]) -> int:
+        """Set camera, time and extra of entries (id -> record) where they differ; returns how many."""
+        if not records:
+            return 0
+        current = {
+            r[0]: (r[1], r[2], r[3])
+            for r in self.con.execute("select faiss_id, camera, time, extra from vectors")
+        }
+        changed = [
+            (r.camera, r.time, r.extra, i)
+            for i, r in records.items()
+            if i in current and current[i] != (r.camera, r.time, r.extra)
+        ]
+        if changed:
+            with self._transaction():
+                self.con.executemany(
+                    "update vectors set camera = ?, time = ?, extra = ? where faiss_id = ?", changed
+                )
+        return len(changed)
 
     def done_units(self) -> dict[str, tuple[int, str]]:
         """unit key -> (id, signature) for everything already embedded."""

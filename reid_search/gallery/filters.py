@@ -1,0 +1,95 @@
+"""Search only part of a gallery: some cameras, a time window. Applied inside the search.
+
+A filter becomes an SQL condition on the gallery's rows. When few entries pass (at most
+:data:`EXACT_FILTER_LIMIT`) their stored vectors are searched exactly; otherwise the
+FAISS index searches with an ID selector of the passing ids, so the k results are the k
+best *among the passing entries*, never what is left of a top-k cut.
+
+Usage::
+
+    >>> f = EntryFilter(cameras=(1, 3), after="2026-11-25T08:00:00")
+    >>> f.sql()
+    ('camera in (?,?) and time >= ?', [1, 3, '2026-11-25T08:00:00'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+EXACT_FILTER_LIMIT = 50_000  # passing entries up to which filtered search reads vectors and is exact
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """Which gallery entries a search may return. Times are ISO 8601 text; ``after`` and
+    ``before`` are inclusive, and an entry without a time never passes a time bound."""
+
+    cameras: tuple[int, ...] = ()
+    exclude_cameras: tuple[int, ...] = ()
+    after: str | None = None
+    before: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.cameras or self.exclude_cameras or self.after or self.before)
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """(where clause, parameters); ``1`` when nothing is filtered."""
+        terms: list[str] = []
+        params: list[Any] = []
+        if self.cameras:
+            terms.append(f"camera in ({','.join('?' * len(self.cameras))})")
+            params += [int(c) for c in self.cameras]
+        if self.exclude_cameras:
+            marks = ",".join("?" * len(self.exclude_cameras))
+            terms.append(f"(camera is null or camera not in ({marks}))")
+            params += [int(c) for c in self.exclude_cameras]
+        if self.after:
+            terms.append("time >= ?")
+            params.append(self.after)
+        if self.before:
+            terms.append("time <= ?")
+            params.append(self.before)
+        return (" and ".join(terms) or "1"), params
+
+    def to_dict(self) -> dict[str, Any]:
+        """The non-empty parts, for reports (``{"cameras": [1, 3]}``)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v}
+
+
+def exact_top_k(
+    queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-``k`` over the given entries, padded with id -1 like FAISS."""
+    n = len(queries)
+    sims_out = np.full((n, k), -np.inf, np.float32)
+    ids_out = np.full((n, k), -1, np.int64)
+    if len(ids) == 0:
+        return sims_out, ids_out
+    sims = queries @ vectors.T
+    take = min(k, len(ids))
+    top = np.argpartition(-sims, take - 1, axis=1)[:, :take]
+    top_sims = np.take_along_axis(sims, top, axis=1)
+    order = np.argsort(-top_sims, axis=1, kind="stable")
+    sims_out[:, :take] = np.take_along_axis(top_sims, order, axis=1)
+    ids_out[:, :take] = ids[np.take_along_axis(top, order, axis=1)]
+    return sims_out, ids_out
+
+
+def selector_params(index, allowed: np.ndarray, params: dict[str, int]):
+    """FAISS search parameters restricting ``index`` to the ids in ``allowed`` (its own
+    nprobe / efSearch kept); the selector must outlive the search, so both are returned."""
+    import faiss
+
+    selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+    inner = faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap) else index)
+    if isinstance(inner, faiss.IndexHNSW):
+        search_params = faiss.SearchParametersHNSW(sel=selector, efSearch=int(params.get("efSearch", 16)))
+    elif isinstance(inner, faiss.IndexIVF):
+        search_params = faiss.SearchParametersIVF(sel=selector, nprobe=int(params.get("nprobe", 1)))
+    else:
+        search_params = faiss.SearchParameters(sel=selector)
+    return search_params, selector
