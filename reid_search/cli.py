@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -97,8 +98,15 @@ def main_callback(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", help="Let TensorFlow, LiteRT, ONNX Runtime log their start-up on stderr."),
+    ] = False,
 ) -> None:
     """reid-search: who is this person, and how well can we tell?"""
+    if verbose:  # read when the runtimes load, which is always later than this
+        os.environ["REID_SEARCH_VERBOSE"] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
 
 
 @app.command()
@@ -310,8 +318,9 @@ def query(
         who = hit.person if hit.person is not None else f"entry {hit.matches[0].faiss_id}"
         for j, m in enumerate(hit.matches):
             head = f"{hit.rank:>4}  {who:<12} {hit.score:6.3f} {flag[hit.match]:>5}" if j == 0 else " " * 31
-            when = m.time or f"t{m.tracklet}"
-            typer.echo(f"{head}  {m.similarity:.3f}  c{m.camera}  {when}  {m.path}")
+            camera = "c-" if m.camera is None else f"c{m.camera}"
+            when = m.time or ("-" if m.tracklet is None else f"t{m.tracklet}")
+            typer.echo(f"{head}  {m.similarity:.3f}  {camera}  {when}  {m.path}")
     if not result.identities:
         typer.echo("no gallery entry passes the filter")
     elif result.in_gallery is False:

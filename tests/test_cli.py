@@ -173,3 +173,26 @@ def test_embed_then_index_precomputed_vectors(synth_root, tmp_path, indexes_dir)
     result = run("index", synth_root, "--name", "pre", "--vectors", vectors, "--quiet", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["added"] == 108
+
+
+def test_query_stderr_is_quiet_unless_verbose(mars_samples, tmp_path):
+    """No TensorFlow / LiteRT start-up lines on stderr for a normal query (real process)."""
+    import os
+    import shutil
+
+    crops = tmp_path / "crops"
+    shutil.copytree(mars_samples, crops)
+    env = {**os.environ, "REID_SEARCH_INDEXES": str(tmp_path / "indexes")}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as in a user's shell
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(REPO / "cli.py"), *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+    built = cli("index", str(crops), "--quiet")
+    assert built.returncode == 0 and built.stderr == "", built.stderr
+    quiet = cli("query", str(crops / "1.jpg"), "-k", "2")
+    assert quiet.returncode == 0 and "entry 0" in quiet.stdout
+    assert quiet.stderr == ""
+    loud = cli("--verbose", "query", str(crops / "1.jpg"), "-k", "2")
+    assert loud.returncode == 0 and "TensorFlow Lite" in loud.stderr
