@@ -315,12 +315,15 @@ def query(
     columns = "best matches (similarity, camera, tracklet or time, path)"
     typer.echo(f"{'rank':>4}  {'person':<12} {'score':>6} {'match':>5}  {columns}")
     for hit in result.identities:
-        who = hit.person if hit.person is not None else f"entry {hit.matches[0].faiss_id}"
+        who = hit.key.replace(":", " ", 1).removeprefix("person ")
         for j, m in enumerate(hit.matches):
             head = f"{hit.rank:>4}  {who:<12} {hit.score:6.3f} {flag[hit.match]:>5}" if j == 0 else " " * 31
             camera = "c-" if m.camera is None else f"c{m.camera}"
             when = m.time or ("-" if m.tracklet is None else f"t{m.tracklet}")
             typer.echo(f"{head}  {m.similarity:.3f}  {camera}  {when}  {m.path}")
+        if hit.cluster:
+            cams = ",".join(map(str, hit.cluster["cameras"])) or "-"
+            typer.echo(f"{'':31}  cluster of {hit.cluster['size']} entries, cameras {cams}")
     if not result.identities:
         typer.echo("no gallery entry passes the filter")
     elif result.in_gallery is False:
@@ -736,6 +739,70 @@ def reindex(
         f"{gallery.path}: index {state.factory} over {state.count} vectors "
         f"({time.perf_counter() - started:.1f} s; params {state.params})"
     )
+
+
+@app.command()
+@friendly_errors
+def cluster(
+    name: Annotated[str, typer.Argument(help="Gallery name or folder.")],
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Link entries at or above this cosine [default: the model card's threshold]."),
+    ] = None,
+    k: Annotated[int, typer.Option("--k", help="Neighbours per entry; links must be k-reciprocal.")] = 10,
+    rebuild: Annotated[bool, typer.Option(help="Cluster every entry again, not only new ones.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    indexes_dir: IndexesOpt = None,
+) -> None:
+    """Group a gallery's entries into people (k-reciprocal neighbours above the threshold).
+
+    Incremental: new entries join existing clusters or start new ones. Unlabelled queries
+    then answer with clusters: "this person, seen on cameras 1, 3, 6, in 14 images".
+    """
+    from .gallery import Gallery
+    from .gallery.clusters import cluster_gallery
+
+    with Gallery.open(name, indexes_dir) as gallery, gallery.writing():
+        report = cluster_gallery(gallery, threshold, k, rebuild)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    how = "all entries" if report.reclustered else "new entries"
+    typer.echo(
+        f"{gallery.path}: {report.clustered} {how} clustered at threshold {report.threshold:.4f} "
+        f"(k {report.k}) in {report.seconds:.1f} s: {report.clusters} clusters, {report.merged} merged"
+    )
+
+
+@app.command()
+@friendly_errors
+def clusters(
+    name: Annotated[str, typer.Argument(help="Gallery name or folder.")],
+    min_size: Annotated[int, typer.Option(help="Only clusters with at least this many entries.")] = 1,
+    limit: Annotated[int, typer.Option(help="Show at most this many (biggest first; 0 = all).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    indexes_dir: IndexesOpt = None,
+) -> None:
+    """List a gallery's clusters: size, cameras, time span, biggest first."""
+    from .gallery import Gallery
+    from .gallery.clusters import list_clusters
+
+    with Gallery.open(name, indexes_dir) as gallery:
+        found = list_clusters(gallery, min_size)
+        unclustered = gallery.con.execute("select count(*) from vectors where cluster is null").fetchone()[0]
+    shown = found[:limit] if limit else found
+    if as_json:
+        typer.echo(json.dumps({"clusters": [c.to_dict() for c in shown], "total": len(found)}, indent=2))
+        return
+    if not found:
+        typer.echo(f"no clusters (run 'reid-search cluster {name}' first)")
+        return
+    typer.echo(f"{'cluster':>7}  {'size':>5}  cameras      time span")
+    for c in shown:
+        cams = ",".join(map(str, c.cameras)) or "-"
+        span = f"{c.first_time} .. {c.last_time}" if c.first_time else "-"
+        typer.echo(f"{c.cluster:>7}  {c.size:>5}  {cams:<12} {span}")
+    typer.echo(f"{len(found)} clusters; {unclustered} entries not clustered yet")
 
 
 def main() -> None:

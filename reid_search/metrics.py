@@ -18,7 +18,7 @@ Usage::
     >>> sims = np.array([[0.9, 0.8, 0.1]])
     >>> pos = np.array([[False, True, True]])
     >>> s = summarise([score_query(sims[0], pos[0], np.zeros(3, bool))])
-    >>> s.cmc[0], round(s.mean_ap, 4), round(s.mean_inp, 4)
+    >>> float(s.cmc[0]), round(s.mean_ap, 4), round(s.mean_inp, 4)
     (0.0, 0.5833, 0.6667)
 """
 
@@ -125,4 +125,40 @@ def summarise(scores: Sequence[QueryScore], max_rank: int = 50) -> MetricSummary
         mean_inp=float(np.mean([s.inp for s in scored])),
         n_scored=len(scored),
         unmatched=unmatched,
+    )
+
+
+@dataclass(frozen=True)
+class ClusterScores:
+    """Pairwise agreement of a grouping with the true people (every pair of entries counts)."""
+
+    precision: float  # pairs put together that are the same person
+    recall: float  # same-person pairs that were put together
+    clusters: int
+    people: int
+
+    @property
+    def f1(self) -> float:
+        total = self.precision + self.recall
+        return 2 * self.precision * self.recall / total if total else 0.0
+
+
+def pairwise_cluster_scores(people: Sequence, clusters: Sequence) -> ClusterScores:
+    """Pairwise precision and recall of ``clusters`` against ``people`` (labels per entry).
+
+    >>> s = pairwise_cluster_scores(["a", "a", "a", "b"], [0, 0, 1, 1])
+    >>> round(s.precision, 3), round(s.recall, 3), s.clusters, s.people
+    (0.5, 0.333, 2, 2)
+    """
+    _, person = np.unique(np.asarray(people), return_inverse=True)
+    _, cluster = np.unique(np.asarray(clusters), return_inverse=True)
+    pairs = lambda counts: float((counts * (counts - 1) / 2).sum())  # noqa: E731
+    joint = np.unique(np.stack([person, cluster]), axis=1, return_counts=True)[1]
+    together, same = pairs(joint), pairs(np.bincount(person))
+    predicted = pairs(np.bincount(cluster))
+    return ClusterScores(
+        precision=together / predicted if predicted else 1.0,
+        recall=together / same if same else 1.0,
+        clusters=int(cluster.max() + 1) if len(cluster) else 0,
+        people=int(person.max() + 1) if len(person) else 0,
     )

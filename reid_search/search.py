@@ -26,6 +26,7 @@ import numpy as np
 
 from .embedder import Embedder, pool_tracklet
 from .gallery import EntryFilter, Gallery, GalleryError
+from .gallery.clusters import cluster_summary
 from .images import ImageError, list_images
 from .layouts import parse_any_name
 from .rerank import RerankConfig, rerank_similarities
@@ -44,30 +45,43 @@ class GalleryMatch:
     similarity: float
     time: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cluster: int | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any], similarity: float) -> GalleryMatch:
         extra = json.loads(row["extra"]) if row.get("extra") else {}
         return cls(
             row["faiss_id"], row["path"], row["person"], row["camera"], row["tracklet"], row["frame"],
-            similarity, row.get("time"), extra,
+            similarity, row.get("time"), extra, row.get("cluster"),
         )  # fmt: skip
+
+    @property
+    def group(self) -> tuple[str, Any]:
+        """What this match answers for: its person, else its cluster, else itself."""
+        if self.person is not None:
+            return ("person", self.person)
+        if self.cluster is not None:
+            return ("cluster", self.cluster)
+        return ("entry", self.faiss_id)
 
 
 @dataclass
 class IdentityHit:
-    """One ranked answer: a labelled person, or an unlabelled gallery entry (``person`` None)."""
+    """One ranked answer: a labelled person, a cluster of unlabelled entries (``reid-search
+    cluster``), or one unlabelled entry (``person`` None)."""
 
     rank: int
     person: str | None
     score: float  # what the ranking used: best cosine, or best re-ranked score with --rerank
     matches: list[GalleryMatch]
     match: bool | None = None  # best cosine at or above the same-person threshold (None: no threshold)
+    cluster: dict[str, Any] | None = None  # id, size, cameras, first/last time of the answer's cluster
 
     @property
     def key(self) -> str:
-        """What the answer groups: ``person:ID``, or ``entry:FAISS_ID`` for an unlabelled entry."""
-        return f"person:{self.person}" if self.person is not None else f"entry:{self.matches[0].faiss_id}"
+        """``person:ID``, ``cluster:ID`` or ``entry:FAISS_ID``."""
+        kind, value = self.matches[0].group
+        return f"{kind}:{value}"
 
     @property
     def similarity(self) -> float:
@@ -118,6 +132,7 @@ class QueryResult:
                     "rank": h.rank,
                     "key": h.key,
                     "person": h.person,
+                    "cluster": h.cluster,
                     "score": round(h.score, 6),
                     "similarity": round(h.similarity, 6),
                     "match": h.match,
@@ -164,8 +179,8 @@ def rank_identities(
             row = rows[faiss_id]
             if exclude_person_camera and (row["person"], row["camera"]) == exclude_person_camera:
                 continue
-            key = ("person", row["person"]) if row["person"] is not None else ("entry", faiss_id)
-            grouped.setdefault(key, []).append(GalleryMatch.from_row(row, sim))
+            match = GalleryMatch.from_row(row, sim)
+            grouped.setdefault(match.group, []).append(match)
         if len(grouped) >= top_k or fetch >= gallery.size:
             break
         fetch = min(gallery.size, fetch * 4)
@@ -217,6 +232,11 @@ def search_gallery(
     query_vector = pool_tracklet(vectors)
     exclusion = _protocol_exclusion([paths[i] for i in used]) if same_camera_rule else None
     hits = rank_identities(gallery, query_vector, top_k, matches_per_identity, where, exclusion, rerank)
+    for hit in hits:
+        kind, value = hit.matches[0].group
+        if kind == "cluster":
+            summary = cluster_summary(gallery, value)
+            hit.cluster = summary.to_dict() if summary else None
     threshold = min_score if min_score is not None else embedder.card.threshold
     source = "--min-score" if min_score is not None else ("model card" if threshold is not None else "")
     for hit in hits:

@@ -164,3 +164,22 @@ def test_mars_sized_protocol_scores_every_query():
     positive, junk = matching_masks(items, sample, protocol.gallery)
     reference = [score_query(vectors[q] @ vectors.T, positive[i], junk[i]) for i, q in enumerate(sample)]
     assert [s.first_hit for s in scores[:25]] == [r.first_hit for r in reference]
+
+
+def test_pairwise_cluster_scores_count_every_pair():
+    from itertools import combinations
+
+    from reid_search.metrics import pairwise_cluster_scores
+
+    rng = np.random.default_rng(0)
+    people, clusters = rng.integers(0, 6, 40), rng.integers(0, 9, 40)
+    pairs = list(combinations(range(40), 2))
+    together = [(i, j) for i, j in pairs if clusters[i] == clusters[j]]
+    same = [(i, j) for i, j in pairs if people[i] == people[j]]
+    both = [p for p in together if people[p[0]] == people[p[1]]]
+    scores = pairwise_cluster_scores(people, clusters)
+    assert scores.precision == pytest.approx(len(both) / len(together))
+    assert scores.recall == pytest.approx(len(both) / len(same))
+    assert (scores.clusters, scores.people) == (len(set(clusters)), len(set(people)))
+    perfect = pairwise_cluster_scores(people, people + 100)
+    assert perfect.precision == perfect.recall == perfect.f1 == 1.0

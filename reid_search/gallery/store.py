@@ -4,9 +4,9 @@ Layout of ``indexes/NAME/``::
 
     meta.sqlite     table ``vectors``: a row per gallery entry (id, path, content hash,
                     person, camera, tracklet, frame, size, time, extra metadata as JSON,
-                    ...) and its float32 vector;
+                    cluster, ...) and its float32 vector;
                     ``frames`` (tracklet members), ``skipped`` (files passed over, why),
-                    ``state`` (the deletion generation)
+                    ``state`` (the deletion generation, clustering settings)
     index.faiss     the FAISS index (a cache: see :mod:`reid_search.gallery.index`)
     index.json      what index.faiss holds (factory string, watermark, parameters)
     manifest.json   format, tool version, the model's SHA-256, dim, metric, index type,
@@ -73,7 +73,14 @@ ROW_COLUMNS = (
     "time",
     "extra",
 )
-ADDED_COLUMNS = {"vector": "blob", "time": "text", "extra": "text"}  # not in every older gallery
+ADDED_COLUMNS = {  # not in every older gallery
+    "vector": "blob",
+    "time": "text",
+    "extra": "text",
+    "cluster": "integer",  # :mod:`reid_search.gallery.clusters`
+    "knn_floor": "real",
+}
+READ_COLUMNS = (*ROW_COLUMNS, "cluster")
 READ_CHUNK = 50_000
 
 
@@ -143,7 +150,7 @@ def _ensure_schema(con: sqlite3.Connection) -> None:
             faiss_id integer primary key, unit_key text, signature text, path text, sha256 text,
             person text, kind text, camera integer, tracklet integer, frame integer, split text,
             width integer, height integer, n_frames integer, added_at text, vector blob,
-            time text, extra text
+            time text, extra text, cluster integer, knn_floor real
         );
         create unique index if not exists idx_vectors_unit_key on vectors (unit_key);
         create index if not exists idx_vectors_person on vectors (person);
@@ -159,6 +166,7 @@ def _ensure_schema(con: sqlite3.Connection) -> None:
             con.execute(f"alter table vectors add column {column} {kind}")
     con.execute("create index if not exists idx_vectors_camera on vectors (camera)")
     con.execute("create index if not exists idx_vectors_time on vectors (time)")
+    con.execute("create index if not exists idx_vectors_cluster on vectors (cluster)")
 
 
 def _blob(vector: np.ndarray) -> bytes:
@@ -361,7 +369,7 @@ class Gallery:
 
     def rows(self, ids: Iterable[int] | None = None) -> dict[int, dict[str, Any]]:
         """Rows (without vectors) by id (all rows when ``ids`` is None)."""
-        cols = ", ".join(ROW_COLUMNS)
+        cols = ", ".join(READ_COLUMNS)
         if ids is None:
             return {r["faiss_id"]: dict(r) for r in self.con.execute(f"select {cols} from vectors")}
         wanted = [int(i) for i in ids]
@@ -568,7 +576,10 @@ class Gallery:
                 sql = f"insert into vectors ({', '.join(cols)}) values ({', '.join('?' * len(cols))})"
                 self.con.executemany(
                     sql,
-                    [[r[c] for c in ROW_COLUMNS] + [_blob(v)] for r, v in zip(rows, vectors, strict=True)],
+                    [
+                        [r.get(c) for c in ROW_COLUMNS] + [_blob(v)]
+                        for r, v in zip(rows, vectors, strict=True)
+                    ],
                 )
                 self.con.executemany("delete from skipped where path = ?", [(r["path"],) for r in rows])
             if frames:
