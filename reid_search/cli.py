@@ -805,6 +805,50 @@ def clusters(
     typer.echo(f"{len(found)} clusters; {unclustered} entries not clustered yet")
 
 
+@app.command()
+@friendly_errors
+def serve(
+    index_name: Annotated[
+        str | None, typer.Option("--index", "-i", help="Default gallery [default: the only one].")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="REID_SEARCH_TOKEN", help="Require this token on every API call."),
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest image accepted, in MB.")] = 8.0,
+    indexes_dir: IndexesOpt = None,
+) -> None:
+    """Serve the galleries: a web page at /, a JSON API under /api, its docs at /docs."""
+    from .serve.config import require_serve_extra
+
+    try:
+        require_serve_extra()
+    except ModuleNotFoundError as exc:
+        _fail(str(exc))
+    import uvicorn
+
+    from .serve import ServeConfig, create_app
+
+    if index_name is not None:
+        from .gallery import Gallery
+
+        Gallery.open(index_name, indexes_dir).close()  # a wrong name fails now, not per request
+    config = ServeConfig(
+        indexes_dir=indexes_dir,
+        default_gallery=index_name,
+        token=token,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+    )
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        typer.echo(
+            f"warning: serving on {host} without --token: anyone who can reach it may search", err=True
+        )
+    typer.echo(f"reid-search on http://{host}:{port}/  (API docs: /docs)")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="reid-search")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -83,3 +84,43 @@ def test_query_real_sample(real_gallery, mars_samples):
     data = json.loads(result.stdout)
     assert len(data["results"]) == 5
     assert all(r["person"] for r in data["results"])
+
+
+def test_own_unlabelled_crops_answer_who_is_there_and_who_is_not(cuhk_test, tmp_path):
+    """Index camera-2 crops of half the test people as an unlabelled folder (detector-style
+    names), then ask with camera-1 crops of people in it and of people left out."""
+    import shutil
+
+    from reid_search.layouts import parse_mars_name
+
+    records = [parse_mars_name(p) for p in sorted(cuhk_test.rglob("*.jpg"))]
+    people = sorted({r.person for r in records})
+    present = set(people[::2])  # the other half is left out
+    crops, owner = tmp_path / "crops", {}
+    crops.mkdir()
+    for i, r in enumerate(x for x in records if x.camera == 2 and x.person in present):
+        name = f"det_{i:05d}.jpg"
+        shutil.copyfile(r.path, crops / name)
+        owner[name] = r.person
+    indexes = tmp_path / "indexes"
+    built = CliRunner().invoke(app, ["index", str(crops), "--indexes-dir", str(indexes), "--quiet", "--json"])
+    assert built.exit_code == 0, built.output
+    assert json.loads(built.output)["counts"]["persons"] == 0  # no labels, no layout flag
+    probes = {}
+    for r in records:
+        if r.camera == 1:
+            probes.setdefault(r.person, r.path)
+    said_present, said_absent, top1 = [], [], []
+    for person, path in probes.items():
+        args = ["query", path, "--index", "crops", "--indexes-dir", str(indexes), "-k", "1", "--json"]
+        answer = json.loads(CliRunner().invoke(app, args).output)
+        (said_present if person in present else said_absent).append(answer["in_gallery"])
+        if person in present:
+            top1.append(owner[Path(answer["results"][0]["matches"][0]["path"]).name] == person)
+    print(
+        f"present found {np.mean(said_present):.2f}, absent flagged {1 - np.mean(said_absent):.2f}, "
+        f"top-1 {np.mean(top1):.2f}"
+    )
+    assert np.mean(top1) >= 0.6
+    assert np.mean(said_present) >= 0.6
+    assert 1 - np.mean(said_absent) >= 0.5

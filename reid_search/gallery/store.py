@@ -136,7 +136,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(path, timeout=30, isolation_level=None)  # explicit transactions
+    # explicit transactions; any thread may use the connection, one at a time (the server locks)
+    con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     con.row_factory = sqlite3.Row
     con.execute("pragma journal_mode=wal")
     con.execute("pragma synchronous=normal")

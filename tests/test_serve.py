@@ -1,0 +1,173 @@
+"""The HTTP API: answers, limits, the token, path safety, and a gallery that grows while served."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from reid_search.gallery import build_gallery
+from reid_search.serve import ServeConfig, create_app
+
+
+@pytest.fixture()
+def served(synth_root, embedder, tmp_path):
+    indexes = tmp_path / "indexes"
+    gallery, _ = build_gallery(synth_root, "synth", embedder, indexes_dir=indexes, progress=False)
+    gallery.close()
+    return indexes
+
+
+def client_for(indexes, **settings) -> TestClient:
+    return TestClient(create_app(ServeConfig(indexes_dir=indexes, **settings)))
+
+
+def crop(synth_root, person: str = "0004", camera: int = 1):
+    path = next(p for p in sorted(synth_root.rglob("*.jpg")) if p.name.startswith(f"{person}C{camera}"))
+    return path.name, path.read_bytes()
+
+
+def png_bytes(width: int, height: int, noise: bool = False) -> bytes:
+    out = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 255, (height, width, 3), np.uint8) if noise else None
+    image = Image.fromarray(pixels) if noise else Image.new("RGB", (width, height), (90, 60, 30))
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_health_and_galleries(served):
+    client = client_for(served)
+    assert client.get("/api/health").json()["galleries"] == 1
+    (listed,) = client.get("/api/galleries").json()
+    assert listed["name"] == "synth" and listed["size"] == 108 and listed["cameras"] == [1, 2, 3]
+
+
+def test_query_answers_in_the_query_schema_with_filters_and_the_same_camera_rule(served, synth_root):
+    client = client_for(served)
+    name, data = crop(synth_root)
+    answer = client.post("/api/query", files=[("images", (name, data, "image/jpeg"))], data={"top_k": "3"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["schema"] == "reid-search/query/v2" and body["query"]["images"] == [name]
+    assert body["results"][0]["person"] == "0004" and len(body["results"]) == 3
+    ruled = client.post(
+        "/api/query",
+        files=[("images", (name, data, "image/jpeg"))],
+        data={"same_camera_rule": "true", "camera": ["1", "2"], "top_k": "5"},
+    ).json()
+    cams = {m["camera"] for r in ruled["results"] for m in r["matches"]}
+    assert cams <= {1, 2} and ("0004", 1) not in {
+        (m["person"], m["camera"]) for r in ruled["results"] for m in r["matches"]
+    }
+    assert ruled["query"]["excluded"] == {"person_camera": {"person": "0004", "camera": 1}}
+
+
+def test_compare_gives_similarity_and_verdict(served, synth_root):
+    client = client_for(served)
+    a, b = crop(synth_root, "0004", 1), crop(synth_root, "0004", 2)
+    r = client.post("/api/compare", files={"image_a": (a[0], a[1]), "image_b": (b[0], b[1])})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["image_a"] == a[0] and -1 <= body["similarity"] <= 1 and body["verdict"]
+
+
+def test_thumbnails_are_served_by_id_only(served):
+    client = client_for(served)
+    ok = client.get("/api/thumb/synth/0")
+    assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(ok.content)).height == 160
+    assert client.get("/api/thumb/synth/99999").status_code == 404
+    attempts = ["synth/..%2F..%2Fetc%2Fpasswd", "synth/-1", "synth/0%20or%201"]  # ids are integers
+    attempts += [f"{g}/0" for g in ("..", "..%2F..%2Fetc", ".synth", "%2Fetc", "synth%2F..%2Fsynth", "SYNTH")]
+    for attempt in attempts:
+        refused = client.get(f"/api/thumb/{attempt}")
+        assert refused.status_code in (404, 422) and "image" not in refused.headers["content-type"], attempt
+    assert client.get("/api/image/synth/0").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "upload, status, reason",
+    [
+        (("big.png", png_bytes(64, 64, noise=True)), 413, "larger than"),
+        (("huge.png", png_bytes(3000, 3000)), 400, "pixels, more than"),
+        (("notes.jpg", b"this is not an image"), 400, "not an image"),
+        (("empty.jpg", b""), 400, "empty file"),
+    ],
+)
+def test_bad_uploads_are_refused_with_the_reason(served, upload, status, reason):
+    limits = {"max_upload_bytes": 200 if upload[0] == "big.png" else 2**20, "max_pixels": 1_000_000}
+    client = client_for(served, **limits)
+    r = client.post("/api/query", files=[("images", upload)])
+    assert r.status_code == status and reason in r.json()["detail"]
+    assert client.get("/api/health").status_code == 200  # and the server carries on
+
+
+def test_too_many_files_and_too_large_bodies_are_413(served, synth_root):
+    client = client_for(served, max_files=2, max_upload_bytes=2**20)
+    name, data = crop(synth_root)
+    r = client.post("/api/query", files=[("images", (name, data))] * 3)
+    assert r.status_code == 413 and "at most 2" in r.json()["detail"]
+    big = client.post(
+        "/api/query", content=b"x" * (4 * 2**20), headers={"content-type": "multipart/form-data; boundary=x"}
+    )
+    assert big.status_code == 413
+
+
+def test_a_token_guards_every_api_call(served, synth_root):
+    client = client_for(served, token="s3cret")
+    assert client.get("/api/health").status_code == 401
+    assert client.get("/api/thumb/synth/0").status_code == 401
+    assert client.get("/api/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/api/health", headers={"X-Token": "wrong"}).status_code == 401
+    assert client.get("/api/thumb/synth/0?token=s3cret").status_code == 200
+    assert client.get("/").status_code == 200  # the page itself holds no data
+
+
+def test_unknown_gallery_is_404(served, synth_root):
+    name, data = crop(synth_root)
+    r = client_for(served).post("/api/query", files=[("images", (name, data))], data={"gallery": "nope"})
+    assert r.status_code == 404 and "no gallery 'nope'" in r.json()["detail"]
+
+
+def test_the_page_needs_no_cdn(served):
+    page = client_for(served).get("/").text
+    assert 'id="drop"' in page and "/api/query" in page
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)
+
+
+def test_entries_added_while_serving_are_found_without_a_restart(served, synth_root, embedder, tmp_path):
+    from reid_search.synthetic import generate_dataset
+
+    client = client_for(served)
+    newcomers = generate_dataset(
+        tmp_path / "more", n_people=2, n_cameras=3, frames_per_tracklet=3, seed=9, first_person=50
+    )
+    name, data = crop(newcomers, "0050", 1)
+    before = client.post("/api/query", files=[("images", (name, data))], data={"top_k": "1"}).json()
+    assert before["results"][0]["person"] != "0050"
+    gallery, report = build_gallery(newcomers, "synth", embedder, indexes_dir=served, progress=False)
+    gallery.close()
+    assert report.added == 18
+    after = client.post("/api/query", files=[("images", (name, data))], data={"top_k": "1"}).json()
+    assert after["results"][0]["person"] == "0050"
+    assert client.get("/api/galleries").json()[0]["size"] == 126
+    assert np.isfinite(after["results"][0]["score"])
+
+
+def test_serve_without_the_extra_names_it(monkeypatch):
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from reid_search.cli import app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "fastapi" else real(name, *a)
+    )
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 2 and "pip install 'reid-search[serve]'" in result.stderr
