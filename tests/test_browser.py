@@ -1,0 +1,83 @@
+"""The real server and its page in headless Chromium (Debian's ``chromium`` package, driven by
+Playwright through ``executable_path``: no browser download). Writes the README screenshot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOT = REPO / "docs" / "images" / "serve-page.png"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (apt-get install -y chromium; .ci/run installs it)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(cuhk_test, tmp_path):
+    indexes = tmp_path / "indexes"
+    env = {**os.environ, "REID_SEARCH_INDEXES": str(indexes)}
+    cli = [sys.executable, str(REPO / "cli.py")]
+    subprocess.run([*cli, "index", str(cuhk_test), "--name", "cuhk03-test", "-q"], env=env, check=True)
+    port = free_port()
+    proc = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{url}/api/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"server did not start: {proc.stderr.read().decode()}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_page_uploads_a_crop_and_shows_ranked_thumbnails(server, cuhk_test, mars_samples):
+    from playwright.sync_api import sync_playwright
+
+    probe = sorted((cuhk_test / "0750").glob("0750C1*.jpg"))[0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server)
+        page.wait_for_selector("#gallery option", state="attached")
+        page.fill("#top-k", "5")
+        page.fill("#exclude", "1")  # the query's own camera: answers come from camera 2
+        page.set_input_files("#files", str(probe))
+        page.wait_for_selector(".row.result figure img")
+        page.wait_for_function(
+            "[...document.querySelectorAll('.row.result img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
+        rows = page.locator(".row.result")
+        assert rows.count() == 5
+        assert "#1" in rows.first.inner_text() and "0750" in page.locator("#results").inner_text()
+        assert "cam 1" not in page.locator("#results").inner_text()
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.click("#tab-compare")
+        page.set_input_files("#image-a", str(mars_samples / "1.jpg"))
+        page.set_input_files("#image-b", str(mars_samples / "2.jpg"))
+        page.wait_for_function("document.getElementById('compare-result').textContent.includes('similarity')")
+        browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000 and Path(SCREENSHOT).read_bytes()[:4] == b"\x89PNG"
