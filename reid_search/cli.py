@@ -268,6 +268,10 @@ def query(
         float | None,
         typer.Option(help="Same-person threshold on cosine similarity [default: the model card's]."),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Draw the query beside its top-k answers to this PNG (green/red when labelled)."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON (schema reid-search/query/v2).")
     ] = False,
@@ -303,9 +307,18 @@ def query(
             RerankConfig() if rerank else None,
             min_score,
         )
+    if plot:
+        from .layouts import parse_any_name
+        from .rankplot import draw_rank_rows, query_rank_row
+
+        named = parse_any_name(result.images[0])
+        row = query_rank_row(result, named.person if named else None)
+        draw_rank_rows([row], plot, f"gallery {result.gallery}")
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(json.dumps({**result.to_dict(), "plot": str(plot) if plot else None}, indent=2))
         return
+    if plot:
+        typer.echo(f"figure: {plot}")
     for line in result.skipped:
         typer.echo(f"skipped {line}", err=True)
     typer.echo(f"query: {len(result.images)} image(s) against gallery {result.gallery}")
@@ -389,6 +402,9 @@ def evaluate(
     flip_tta: Annotated[
         bool, typer.Option(help="Dataset folders: average each image's vector with its mirror image's.")
     ] = False,
+    plot_ranks: Annotated[
+        int, typer.Option(help="Also draw the N worst and N best queries beside their top-10.")
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics JSON.")] = False,
     model: ModelOpt = None,
     indexes_dir: IndexesOpt = None,
@@ -418,13 +434,15 @@ def evaluate(
         rerank=RerankConfig() if rerank else None,
     )
     out = out or _fresh_folder(Path("runs") / f"eval-{Path(source).name}")
-    paths = write_report(report, out)
+    paths = write_report(report, out, plot_ranks)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
     typer.echo(format_summary(report))
     typer.echo(f"report     {paths['metrics_json']}  {paths['cmc_csv']}  {paths['per_query_csv']}")
     typer.echo(f"CMC plot   {paths['cmc_png']}")
+    if plot_ranks:
+        typer.echo(f"rank lists {paths['ranks_worst_png']}  {paths['ranks_best_png']}")
 
 
 @app.command()

@@ -43,8 +43,10 @@ def plot_cmc(curves: dict[str, list[float]], out: str | Path, title: str = "CMC"
     return out
 
 
-def write_report(report: EvaluationReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``metrics.json``, ``cmc.csv``, ``per_query.csv`` and ``cmc.png`` into ``out_dir``."""
+def write_report(report: EvaluationReport, out_dir: str | Path, plot_ranks: int = 0) -> dict[str, Path]:
+    """Write ``metrics.json``, ``cmc.csv``, ``per_query.csv`` and ``cmc.png`` into ``out_dir``;
+    with ``plot_ranks`` N also ``ranks-worst.png`` / ``ranks-best.png``: the N queries of
+    lowest and highest AP beside their top-10 (:mod:`reid_search.rankplot`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = report.to_dict()
@@ -82,6 +84,13 @@ def write_report(report: EvaluationReport, out_dir: str | Path) -> dict[str, Pat
         paths["cmc_png"],
         title=f"CMC, {report.protocol.name} protocol, {data['n_queries_scored']} queries",
     )
+    if plot_ranks > 0:
+        from .rankplot import draw_rank_rows, evaluation_rank_rows
+
+        for which, worst in (("worst", True), ("best", False)):
+            rows = evaluation_rank_rows(report, plot_ranks, worst=worst)
+            title = f"{which} {len(rows)} queries by AP ({name}; green: same person, red: another)"
+            paths[f"ranks_{which}_png"] = draw_rank_rows(rows, out / f"ranks-{which}.png", title)
     return paths
 
 
