@@ -39,6 +39,16 @@ IndexesOpt = Annotated[
     typer.Option("--indexes-dir", help="Where galleries live [default: $REID_SEARCH_INDEXES or ./indexes]."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+EngineOpt = Annotated[
+    str,
+    typer.Option("--engine", help="Where embedding runs: local, or ray (pip install 'reid-search[ray]')."),
+]
+RayAddressOpt = Annotated[
+    str | None, typer.Option("--ray-address", help="Ray: a running cluster (auto, ray://host:10001).")
+]
+RayActorsOpt = Annotated[
+    int | None, typer.Option("--ray-actors", help="Ray: embedding actors [default: the cluster's CPUs].")
+]
 NamePatternOpt = Annotated[
     str | None,
     typer.Option(
@@ -155,16 +165,20 @@ def index(
         typer.Option(help="Precomputed vectors (.npz from 'embed' of DATA) instead of embedding."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the build report as JSON.")] = False,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
     indexes_dir: IndexesOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Embed every image of DATA into a gallery (resumes; adds only new files)."""
-    from .embedder import Embedder
     from .gallery import build_gallery
     from .vectors import read_vectors
 
     precomputed = read_vectors(vectors) if vectors else None
-    embedder = None if precomputed else Embedder(model, batch_size=batch_size)
+    embedder = None
+    if not precomputed:
+        embedder = _make_embedder(engine, model, batch_size, address=ray_address, actors=ray_actors)
     gallery, report = build_gallery(
         data,
         name,
@@ -219,6 +233,16 @@ def index(
             err=True,
         )
     gallery.close()
+
+
+def _make_embedder(engine: str, model, batch_size: int = 64, flip: bool = False, address=None, actors=None):
+    """The embedder of ``--engine``; a missing extra or an unknown engine is one clear line."""
+    from .engines import EngineOptions, make_embedder
+
+    try:
+        return make_embedder(engine, model, batch_size, flip, EngineOptions(actors, address))
+    except (ModuleNotFoundError, ValueError) as exc:
+        _fail(str(exc))
 
 
 def _embedder_for_gallery(gallery, model: Path | None):
@@ -407,17 +431,21 @@ def evaluate(
     ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics JSON.")] = False,
     model: ModelOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
     indexes_dir: IndexesOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Rank-1/5/10/20, mAP, mINP and a CMC curve (PNG, CSV, JSON)."""
-    from .embedder import Embedder
     from .evaluation import evaluate as run_evaluation
     from .evaluation import gallery_source
     from .report import format_summary, write_report
     from .rerank import RerankConfig
 
-    embedder = None if gallery_source(source, indexes_dir) else Embedder(model, flip=flip_tta)
+    embedder = None
+    if not gallery_source(source, indexes_dir):
+        embedder = _make_embedder(engine, model, flip=flip_tta, address=ray_address, actors=ray_actors)
     report = run_evaluation(
         source,
         embedder,
@@ -452,14 +480,17 @@ def embed(
     out: Annotated[Path, typer.Option("--out", "-o", help="Vectors file to write (.npz).")],
     model: ModelOpt = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Embed every image below DATA into a .npz (paths relative to DATA, L2-normalised vectors)."""
-    from .embedder import Embedder
     from .vectors import embed_folder
 
+    embedder = _make_embedder(engine, model, batch_size, address=ray_address, actors=ray_actors)
     try:
-        report = embed_folder(data, Embedder(model, batch_size=batch_size), out, progress=not quiet)
+        report = embed_folder(data, embedder, out, progress=not quiet)
     except ValueError as exc:
         _fail(str(exc))
     for line in report.skipped:

@@ -1,0 +1,125 @@
+"""The Ray engine on a local Ray (2 CPUs, no dashboard): the same gallery as the local engine,
+a worker killed mid-run is replaced, a driver killed mid-run resumes to the exact set.
+
+Marked ``ray`` (``pytest -m "not ray"`` skips them; CI runs them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from reid_search.cli import app
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray", reason="needs the [ray] extra")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def stored(gallery_dir: Path) -> dict[str, tuple]:
+    """unit key -> (person, camera, sha256, vector) as SQLite holds them."""
+    with sqlite3.connect(gallery_dir / "meta.sqlite") as con:
+        rows = con.execute("select unit_key, person, camera, sha256, vector from vectors").fetchall()
+    return {r[0]: (r[1], r[2], r[3], np.frombuffer(r[4], np.float32)) for r in rows}
+
+
+def assert_same_gallery(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    assert all(a[k][:3] == b[k][:3] for k in a)
+    cosines = [float(a[k][3] @ b[k][3]) for k in a]
+    assert min(cosines) >= 0.9999
+
+
+@pytest.fixture(scope="module")
+def local_build(cuhk_test, tmp_path_factory):
+    indexes = tmp_path_factory.mktemp("local-indexes")
+    result = CliRunner().invoke(
+        app, ["index", str(cuhk_test), "--name", "g", "--indexes-dir", str(indexes), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    return stored(indexes / "g")
+
+
+def test_a_ray_build_holds_the_same_rows_and_vectors_as_a_local_build(
+    local_ray, cuhk_test, local_build, tmp_path
+):
+    args = ["index", str(cuhk_test), "--name", "g", "--indexes-dir", str(tmp_path), "-q"]
+    result = CliRunner().invoke(app, [*args, "--engine", "ray", "--ray-actors", "2"])
+    assert result.exit_code == 0, result.output
+    assert_same_gallery(stored(tmp_path / "g"), local_build)
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_its_batch_redone(local_ray, cuhk_test, tmp_path):
+    from reid_search.embedder import Embedder
+    from reid_search.ray_engine import RayEmbedder
+
+    paths = sorted(cuhk_test.rglob("*.jpg"))[:320]
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    embedder = RayEmbedder(actors=2, batch_size=16, pid_dir=str(pids))
+    seen, vectors, killed = [], {}, None
+    for batch in embedder.iter_batches(paths):
+        seen.extend(batch.indices)
+        vectors.update(zip(batch.indices, batch.vectors, strict=True))
+        if killed is None:
+            killed = int(sorted(pids.iterdir())[0].stem)
+            os.kill(killed, signal.SIGKILL)
+    assert killed is not None and len(list(pids.iterdir())) >= 3  # a new actor was started
+    assert seen == list(range(len(paths)))  # every image once, in order
+    expected, _, _ = Embedder(batch_size=16).embed_files(paths)
+    assert min(float(vectors[i] @ expected[i]) for i in range(len(paths))) >= 0.9999
+
+
+def test_a_driver_killed_mid_run_resumes_to_the_exact_set(cuhk_test, local_build, tmp_path):
+    env = {**os.environ, "REID_SEARCH_INDEXES": str(tmp_path)}
+    command = [sys.executable, str(REPO / "cli.py"), "index", str(cuhk_test), "--name", "g", "-q"]
+    command += ["--engine", "ray", "--ray-actors", "2", "--batch-size", "16"]
+    first = subprocess.Popen(command, env=env, start_new_session=True)
+    database = tmp_path / "g" / "meta.sqlite"
+    deadline = time.monotonic() + 240
+    count = 0
+    while time.monotonic() < deadline and first.poll() is None:
+        if database.is_file():
+            with sqlite3.connect(database) as con:
+                count = con.execute("select count(*) from vectors").fetchone()[0]
+            if count >= 100:
+                break
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the driver (and the Ray it started) dies mid-run
+    first.wait()
+    assert 100 <= count < 938
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert_same_gallery(stored(tmp_path / "g"), local_build)
+    subprocess.run(["ray", "stop", "--force"], capture_output=True)  # any Ray the killed driver left
+
+
+def test_engine_ray_without_the_extra_names_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    result = CliRunner().invoke(
+        app, ["embed", str(tmp_path), "--out", str(tmp_path / "v.npz"), "--engine", "ray"]
+    )
+    assert result.exit_code == 2 and "pip install 'reid-search[ray]'" in result.stderr
+
+
+def test_the_local_engine_does_not_import_ray(tmp_path):
+    code = (
+        "import sys, reid_search.cli, reid_search.engines, reid_search.gallery; print('ray' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
