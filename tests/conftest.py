@@ -54,3 +54,15 @@ def indexes_dir(tmp_path, monkeypatch) -> Path:
 
 def pytest_configure(config):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def index_with_cli(data: Path, indexes: Path, name: str, *options: str) -> Path:
+    """``reid-search index DATA --name NAME`` into ``indexes``; the gallery folder."""
+    from typer.testing import CliRunner
+
+    from reid_search.cli import app
+
+    args = ["index", str(data), "--name", name, "--indexes-dir", str(indexes), "--quiet", *options]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return indexes / name

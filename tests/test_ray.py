@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reid_search.cli import app
-from tests.conftest import REPO
+from tests.conftest import REPO, index_with_cli
 
 pytestmark = pytest.mark.ray
 
@@ -47,21 +47,14 @@ def assert_same_gallery(a: dict, b: dict) -> None:
 
 @pytest.fixture(scope="module")
 def local_build(cuhk_test, tmp_path_factory):
-    indexes = tmp_path_factory.mktemp("local-indexes")
-    result = CliRunner().invoke(
-        app, ["index", str(cuhk_test), "--name", "g", "--indexes-dir", str(indexes), "-q"]
-    )
-    assert result.exit_code == 0, result.output
-    return stored(indexes / "g")
+    return stored(index_with_cli(cuhk_test, tmp_path_factory.mktemp("local-indexes"), "g"))
 
 
 def test_a_ray_build_holds_the_same_rows_and_vectors_as_a_local_build(
     local_ray, cuhk_test, local_build, tmp_path
 ):
-    args = ["index", str(cuhk_test), "--name", "g", "--indexes-dir", str(tmp_path), "-q"]
-    result = CliRunner().invoke(app, [*args, "--engine", "ray", "--ray-actors", "2"])
-    assert result.exit_code == 0, result.output
-    assert_same_gallery(stored(tmp_path / "g"), local_build)
+    built = index_with_cli(cuhk_test, tmp_path, "g", "--engine", "ray", "--ray-actors", "2")
+    assert_same_gallery(stored(built), local_build)
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_its_batch_redone(local_ray, cuhk_test, tmp_path):

@@ -12,16 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from reid_search.cli import app
+from tests.conftest import index_with_cli
 
 
 @pytest.fixture(scope="module")
 def real_gallery(cuhk_test, tmp_path_factory):
-    indexes = tmp_path_factory.mktemp("indexes")
-    result = CliRunner().invoke(
-        app, ["index", str(cuhk_test), "--name", "cuhk", "--indexes-dir", str(indexes), "--quiet"]
-    )
-    assert result.exit_code == 0, result.output
-    return indexes / "cuhk"
+    return index_with_cli(cuhk_test, tmp_path_factory.mktemp("indexes"), "cuhk")
 
 
 def independent_metrics(gallery_dir):
