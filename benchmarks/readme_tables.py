@@ -1,8 +1,8 @@
-"""Write the README's benchmark tables from the JSON files in benchmarks/results/.
+"""Write the benchmark tables of README.md and docs/ from the JSON files in benchmarks/results/.
 
 Each table sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers in
-README.md; this script replaces what is between them, so README numbers always come from
-a benchmark run. Tables whose JSON is missing are left as they are.
+README.md or a docs/ page; this script replaces what is between them, so documented
+numbers always come from a benchmark run. Tables whose JSON is missing are left as they are.
 
     python benchmarks/readme_tables.py
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-README = REPO / "README.md"
+DOCUMENTS = (REPO / "README.md", REPO / "docs" / "cluster.md")
 
 
 def _load(name: str):
@@ -89,12 +89,62 @@ def levers_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ray_speed_table(rows: list[dict]) -> str:
+    local = next((r for r in rows if r["engine"] == "local"), None)
+    lines = [
+        "| engine | actors | images | seconds (median) | images/s | vs local |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = f"{r['images_per_s'] / local['images_per_s']:.2f}x" if local else ""
+        actors = r["actors"] if r["actors"] is not None else "-"
+        speed = f"{r['seconds']:.1f} | {r['images_per_s']:.0f}"
+        lines.append(f"| {r['engine']} | {actors} | {r['images']:,} | {speed} | {ratio} |")
+    return "\n".join(lines)
+
+
+def serve_load_table(r: dict) -> str:
+    rss = [m["rss_mb"] for m in r["server_rss_mb"]]
+    return "\n".join(
+        [
+            "| queries | client threads | errors | p50 ms | p99 ms | max ms | queries/s | server RSS (MB) |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {r['queries']} | {r['client_threads']} | {r['errors']} | {r['p50_ms']:.0f} | "
+            f"{r['p99_ms']:.0f} | {r['max_ms']:.0f} | {r['queries_per_s']:.1f} | "
+            f"{rss[0]:.0f} at start, {rss[1]:.0f} -> {rss[-1]:.0f} after warm-up |",
+        ]
+    )
+
+
+def clustering_table(result: dict) -> str:
+    lines = [
+        "| test set | threshold (how chosen) | pairwise precision | pairwise recall | clusters | people |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["quality"]:
+        if r["rule"].startswith("sweep"):
+            continue
+        lines.append(
+            f"| {r['test_set']} | {r['threshold']:.3f} ({r['rule']}) | {r['pairwise_precision']:.3f} | "
+            f"{r['pairwise_recall']:.3f} | {r['clusters']} | {r['people']} |"
+        )
+    for c in result.get("cost", []):
+        lines.append(
+            f"| {c['entries']:,} simulated entries, {c['index_type']} k-NN | 0.700 (fixed) | cost: "
+            f"{c['cluster_s']:.0f} s | peak RSS {c['peak_rss_bytes'] / 1e9:.2f} GB | {c['clusters']:,} | |"
+        )
+    return "\n".join(lines)
+
+
 TABLES = {
     "levers": ("levers.json", levers_table),
     "cross-domain": ("cross_domain.json", cross_domain_table),
     "scale": ("scale.json", scale_table),
     "embed-speed": ("embed_speed.json", embed_speed_table),
     "eval-speed": ("eval_speed.json", eval_speed_table),
+    "ray-speed": ("ray_speed.json", ray_speed_table),
+    "serve-load": ("serve_load.json", serve_load_table),
+    "clustering": ("clustering.json", clustering_table),
 }
 
 
@@ -102,15 +152,16 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    text = README.read_text()
-    for name, (file, render) in TABLES.items():
-        data = _load(file)
-        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
-        if data is None or not pattern.search(text):
-            continue
-        text = pattern.sub(lambda m, d=data, r=render: m.group(1) + r(d) + "\n" + m.group(2), text)
-        print(f"README: {name} table updated from {file}")
-    README.write_text(text)
+    for document in DOCUMENTS:
+        text = document.read_text()
+        for name, (file, render) in TABLES.items():
+            data = _load(file)
+            pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+            if data is None or not pattern.search(text):
+                continue
+            text = pattern.sub(lambda m, d=data, r=render: m.group(1) + r(d) + "\n" + m.group(2), text)
+            print(f"{document.name}: {name} table updated from {file}")
+        document.write_text(text)
 
 
 if __name__ == "__main__":
