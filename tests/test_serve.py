@@ -171,3 +171,35 @@ def test_serve_without_the_extra_names_it(monkeypatch):
     )
     result = CliRunner().invoke(app, ["serve"])
     assert result.exit_code == 2 and "pip install 'reid-search[serve]'" in result.stderr
+
+
+def test_queries_during_a_build_see_only_whole_committed_batches(served, embedder, tmp_path):
+    """While ``index`` commits batches into the served gallery, every answer is whole: 200,
+    and every entry it names has its row (never a vector without its row or the reverse)."""
+    import threading
+
+    from reid_search.synthetic import generate_dataset
+
+    client = client_for(served)
+    newcomers = generate_dataset(
+        tmp_path / "more", n_people=8, n_cameras=3, frames_per_tracklet=4, seed=3, first_person=60
+    )
+    probe = next(p for p in sorted(newcomers.rglob("*.jpg")) if p.name.startswith("0060C1"))
+    building = threading.Thread(
+        target=lambda: build_gallery(newcomers, "synth", embedder, indexes_dir=served, progress=False)[
+            0
+        ].close()
+    )
+    sizes = []
+    building.start()
+    while building.is_alive() or len(sizes) < 3:
+        answer = client.post(
+            "/api/query", files=[("images", (probe.name, probe.read_bytes()))], data={"top_k": "20"}
+        )
+        assert answer.status_code == 200, answer.text
+        ids = [m["faiss_id"] for r in answer.json()["results"] for m in r["matches"]]
+        assert all(client.get(f"/api/thumb/synth/{i}").status_code == 200 for i in ids[:5])
+        sizes.append(client.get("/api/galleries").json()[0]["size"])
+    building.join()
+    sizes.append(client.get("/api/galleries").json()[0]["size"])
+    assert sizes == sorted(sizes) and sizes[-1] == 108 + 96  # grew, never shrank, ended whole
