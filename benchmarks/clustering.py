@@ -40,7 +40,7 @@ SWEEP = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
 
 def thresholds(embedder) -> dict[str, float]:
     """Thresholds chosen on the training splits' held-out identities only."""
-    from reid_search.calibration import calibrate_model
+    from reid_search.training.calibration import calibrate_model
 
     datasets = [str(d) for d in TRAIN]
     return {
@@ -51,7 +51,7 @@ def thresholds(embedder) -> dict[str, float]:
 
 def score(gallery, threshold: float, k: int) -> dict:
     from reid_search.gallery.clusters import cluster_gallery
-    from reid_search.metrics import pairwise_cluster_scores
+    from reid_search.search.metrics import pairwise_cluster_scores
 
     report = cluster_gallery(gallery, threshold, k, rebuild=True)
     rows = [r for r in gallery.rows().values() if r["kind"] == "identity"]
@@ -70,7 +70,7 @@ def score(gallery, threshold: float, k: int) -> dict:
 
 
 def quality(model: str | None, k: int) -> list[dict]:
-    from reid_search.embedder import Embedder
+    from reid_search.embedding.embedder import Embedder
     from reid_search.gallery import build_gallery
 
     embedder = Embedder(model)

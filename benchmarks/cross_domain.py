@@ -28,9 +28,9 @@ import json
 import time
 from pathlib import Path
 
-from reid_search.embedder import Embedder
-from reid_search.evaluation import evaluate
-from reid_search.rerank import RerankConfig
+from reid_search.embedding.embedder import Embedder
+from reid_search.search.evaluation import evaluate
+from reid_search.search.rerank import RerankConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -45,8 +45,8 @@ def one_run(data: Path, model: Path | None, indexes: Path) -> float:
 
 def runtime_variants(tmp: Path) -> dict[str, Path]:
     """The default model run by Keras (a copy whose card names no fast file) and by onnxruntime."""
-    from reid_search.export import export_model
-    from reid_search.model_store import DEFAULT_MODEL, read_card, write_card
+    from reid_search.embedding.export import export_model
+    from reid_search.embedding.model_store import DEFAULT_MODEL, read_card, write_card
 
     folder = tmp / "variants"
     folder.mkdir()

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reid_search.evaluation import score_protocol
-from reid_search.metrics import summarise
-from reid_search.protocols import EvalItems, Protocol
+from reid_search.data.protocols import EvalItems, Protocol
+from reid_search.search.evaluation import score_protocol
+from reid_search.search.metrics import summarise
 
 OUT = Path(__file__).resolve().parent / "results" / "eval_speed.json"
 

@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from reid_search import __version__
-from reid_search.embedder import Embedder
+from reid_search.data.images import load_image
+from reid_search.data.layouts import scan_dataset
+from reid_search.embedding.embedder import Embedder
 from reid_search.gallery import build_gallery
-from reid_search.images import load_image
-from reid_search.layouts import scan_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cuhk03-mars" / "bbox_test"

@@ -21,11 +21,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from reid_search.augment import AugmentConfig
-from reid_search.embedder import Embedder
-from reid_search.evaluation import evaluate
-from reid_search.tower import TowerConfig
+from reid_search.embedding.embedder import Embedder
+from reid_search.embedding.tower import TowerConfig
+from reid_search.search.evaluation import evaluate
 from reid_search.training import TrainConfig, parse_losses, train
+from reid_search.training.augment import AugmentConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

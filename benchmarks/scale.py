@@ -53,8 +53,8 @@ def real_vectors(cache: Path) -> np.ndarray:
     """Default-model embeddings of every shared cuhk03-mars and market1501-train image (cached)."""
     if cache.is_file():
         return np.load(cache)
-    from reid_search.embedder import Embedder
-    from reid_search.vectors import image_files
+    from reid_search.embedding.embedder import Embedder
+    from reid_search.embedding.vectors import image_files
 
     embedder = Embedder()
     files = image_files(DATA / "cuhk03-mars") + image_files(DATA / "market1501-train")

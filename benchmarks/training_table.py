@@ -18,9 +18,9 @@ import json
 import time
 from pathlib import Path
 
-from reid_search.embedder import Embedder
-from reid_search.evaluation import evaluate
-from reid_search.tower import TowerConfig
+from reid_search.embedding.embedder import Embedder
+from reid_search.embedding.tower import TowerConfig
+from reid_search.search.evaluation import evaluate
 from reid_search.training import TrainConfig, parse_losses, train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,15 +19,15 @@ __version__ = "0.1.0"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter quiet
 
 _EXPORTS = {
-    "Embedder": "reid_search.embedder",
+    "Embedder": "reid_search.embedding.embedder",
     "Gallery": "reid_search.gallery",
     "build_gallery": "reid_search.gallery",
-    "search_gallery": "reid_search.search",
-    "compare_images": "reid_search.search",
-    "evaluate": "reid_search.evaluation",
-    "scan_dataset": "reid_search.layouts",
-    "load_model": "reid_search.model_store",
-    "generate_dataset": "reid_search.synthetic",
+    "search_gallery": "reid_search.search.query",
+    "compare_images": "reid_search.search.query",
+    "evaluate": "reid_search.search.evaluation",
+    "scan_dataset": "reid_search.data.layouts",
+    "load_model": "reid_search.embedding.model_store",
+    "generate_dataset": "reid_search.data.synthetic",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -70,12 +70,12 @@ def friendly_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from .data.images import ImageError
+        from .data.layouts import LayoutError
+        from .data.metadata import MetadataError
+        from .data.protocols import ProtocolError
+        from .embedding.model_store import ModelError
         from .gallery import GalleryError, IndexTypeError
-        from .images import ImageError
-        from .layouts import LayoutError
-        from .metadata import MetadataError
-        from .model_store import ModelError
-        from .protocols import ProtocolError
 
         try:
             return func(*args, **kwargs)
@@ -172,8 +172,8 @@ def index(
     quiet: QuietOpt = False,
 ) -> None:
     """Embed every image of DATA into a gallery (resumes; adds only new files)."""
+    from .embedding.vectors import read_vectors
     from .gallery import build_gallery
-    from .vectors import read_vectors
 
     precomputed = read_vectors(vectors) if vectors else None
     embedder = None
@@ -237,7 +237,7 @@ def index(
 
 def _make_embedder(engine: str, model, batch_size: int = 64, flip: bool = False, address=None, actors=None):
     """The embedder of ``--engine``; a missing extra or an unknown engine is one clear line."""
-    from .engines import EngineOptions, make_embedder
+    from .embedding.engines import EngineOptions, make_embedder
 
     try:
         return make_embedder(engine, model, batch_size, flip, EngineOptions(actors, address))
@@ -247,7 +247,7 @@ def _make_embedder(engine: str, model, batch_size: int = 64, flip: bool = False,
 
 def _embedder_for_gallery(gallery, model: Path | None):
     """The model that built the gallery, unless --model names another (then it must match)."""
-    from .embedder import Embedder
+    from .embedding.embedder import Embedder
     from .gallery import GalleryError
 
     if model is not None:
@@ -307,10 +307,10 @@ def query(
     Unlabelled entries are answered one by one. Filters (--camera, --exclude-camera,
     --after, --before) apply inside the search: K answers whenever K pass.
     """
+    from .data.metadata import parse_time
     from .gallery import EntryFilter, Gallery
-    from .metadata import parse_time
-    from .rerank import RerankConfig
-    from .search import search_gallery
+    from .search.query import search_gallery
+    from .search.rerank import RerankConfig
 
     where = EntryFilter(
         tuple(camera or ()),
@@ -332,8 +332,8 @@ def query(
             min_score,
         )
     if plot:
-        from .layouts import parse_any_name
-        from .rankplot import draw_rank_rows, query_rank_row
+        from .data.layouts import parse_any_name
+        from .search.rankplot import draw_rank_rows, query_rank_row
 
         named = parse_any_name(result.images[0])
         row = query_rank_row(result, named.person if named else None)
@@ -380,8 +380,8 @@ def compare(
     model: ModelOpt = None,
 ) -> None:
     """Similarity of two images and a same/different verdict at the model's threshold."""
-    from .embedder import Embedder
-    from .search import compare_images, plot_comparison
+    from .embedding.embedder import Embedder
+    from .search.query import compare_images, plot_comparison
 
     comparison = compare_images(Embedder(model), image_a, image_b)
     if plot:
@@ -438,10 +438,10 @@ def evaluate(
     quiet: QuietOpt = False,
 ) -> None:
     """Rank-1/5/10/20, mAP, mINP and a CMC curve (PNG, CSV, JSON)."""
-    from .evaluation import evaluate as run_evaluation
-    from .evaluation import gallery_source
-    from .report import format_summary, write_report
-    from .rerank import RerankConfig
+    from .search.evaluation import evaluate as run_evaluation
+    from .search.evaluation import gallery_source
+    from .search.report import format_summary, write_report
+    from .search.rerank import RerankConfig
 
     embedder = None
     if not gallery_source(source, indexes_dir):
@@ -486,7 +486,7 @@ def embed(
     quiet: QuietOpt = False,
 ) -> None:
     """Embed every image below DATA into a .npz (paths relative to DATA, L2-normalised vectors)."""
-    from .vectors import embed_folder
+    from .embedding.vectors import embed_folder
 
     embedder = _make_embedder(engine, model, batch_size, address=ray_address, actors=ray_actors)
     try:
@@ -512,7 +512,7 @@ def export(
     ] = True,
 ) -> None:
     """Convert a .keras model to a fast CPU format (card included; vectors match Keras)."""
-    from .export import export_model
+    from .embedding.export import export_model
 
     target = export_model(model, format, out, link)
     typer.echo(f"exported {model} -> {target} ({target.stat().st_size / 1e6:.1f} MB)")
@@ -533,8 +533,8 @@ def calibrate(
     write: Annotated[bool, typer.Option(help="Store the threshold in the model's card(s).")] = False,
 ) -> None:
     """Choose the same-person threshold on held-out identities; print its error rates per dataset."""
-    from .calibration import calibrate_model, write_threshold
-    from .embedder import Embedder
+    from .embedding.embedder import Embedder
+    from .training.calibration import calibrate_model, write_threshold
 
     result = calibrate_model(Embedder(model), [str(d) for d in data], far, val_fraction, seed)
     typer.echo(f"threshold {result.threshold:.4f}: {result.rule}")
@@ -566,7 +566,7 @@ def records(
     layout: Annotated[str | None, typer.Option(help="Force a layout [default: detect].")] = None,
 ) -> None:
     """Write identity-disjoint train/validation TFRecord shards (image, labels, camera, tracklet, path)."""
-    from .records import write_records
+    from .data.records import write_records
 
     summary = write_records(data, out, val_fraction, seed, shards, split, layout)
     typer.echo(
@@ -678,10 +678,10 @@ def train(
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    from .augment import AugmentConfig
-    from .tower import TowerConfig, default_input_size
+    from .embedding.tower import TowerConfig, default_input_size
     from .training import TrainConfig, parse_losses
     from .training import train as run_training
+    from .training.augment import AugmentConfig
 
     h, w = _input_size(input_size) if input_size else default_input_size(architecture)
     config = TrainConfig(
@@ -718,7 +718,7 @@ def train(
         f"model: {result.model_path} (card {result.model_path.with_suffix('').with_suffix('.card.json')})"
     )
     if export:
-        from .model_store import copy_model
+        from .embedding.model_store import copy_model
 
         typer.echo(f"exported: {copy_model(result.model_path, export)}")
 

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .embedder import Embedder
-from .evaluation import EvaluationReport, evaluate
+from .data.layouts import scan_dataset
+from .data.synthetic import generate_dataset
+from .embedding.embedder import Embedder
 from .gallery import build_gallery, default_indexes_dir
-from .layouts import scan_dataset
-from .report import format_summary, write_report
-from .search import QueryResult, search_gallery
-from .synthetic import generate_dataset
+from .search.evaluation import EvaluationReport, evaluate
+from .search.query import QueryResult, search_gallery
+from .search.report import format_summary, write_report
 
 
 @dataclass

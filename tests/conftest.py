@@ -38,7 +38,7 @@ def embedder():
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """12 people x 3 cameras x 1 tracklet x 3 frames, MARS-named (108 images)."""
-    from reid_search.synthetic import generate_dataset
+    from reid_search.data.synthetic import generate_dataset
 
     return generate_dataset(
         tmp_path_factory.mktemp("synth"), n_people=12, n_cameras=3, frames_per_tracklet=3, seed=7

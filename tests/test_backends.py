@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from reid_search.backends import OnnxBackend, open_model
 from reid_search.cli import app
-from reid_search.embedder import Embedder
-from reid_search.model_store import ModelError
+from reid_search.embedding.backends import OnnxBackend, open_model
+from reid_search.embedding.embedder import Embedder
+from reid_search.embedding.model_store import ModelError
 
 from .conftest import REPO, shared_data
 
@@ -180,7 +180,7 @@ def test_unknown_model_suffix_is_a_clear_error(tmp_path):
 
 
 def test_onnx_import_rebuilds_the_network_in_keras(tiny):
-    from reid_search.onnx_import import keras_from_onnx
+    from reid_search.embedding.onnx_import import keras_from_onnx
 
     folder, _, pixels, expected = tiny
     nhwc = (pixels / 255 - np.array(MEAN)) / np.array(STD)
@@ -190,7 +190,7 @@ def test_onnx_import_rebuilds_the_network_in_keras(tiny):
 
 def test_onnx_tower_starts_as_the_pretrained_peer():
     """The re-ID-pretrained start: the OSNet tower's vectors equal OSNet's own under onnxruntime."""
-    from reid_search.tower import TowerConfig, build_tower
+    from reid_search.embedding.tower import TowerConfig, build_tower
 
     onnx_file = shared_data().parent / "peers" / "osnet_x0_25_msmt17.onnx"
     tower = build_tower(TowerConfig("onnx", 256, 128, 512, str(onnx_file)))
@@ -210,7 +210,7 @@ def test_peer_cards_reach_the_shared_models():
 
 
 def test_embed_command_writes_relative_paths_and_unit_vectors(mars_samples, tmp_path):
-    from reid_search.vectors import read_vectors
+    from reid_search.embedding.vectors import read_vectors
 
     (tmp_path / "imgs" / "sub").mkdir(parents=True)
     for i in (1, 2):

@@ -39,12 +39,14 @@ def test_query_table_and_json(built, synth_root):
     assert "0005" in table.output.splitlines()[2]  # rank 1 is the person itself (same image in gallery)
     out = run("query", probe, "--index", "synth", "--top-k", "4", "--json", "--exclude-camera", "2")
     data = json.loads(out.stdout)
-    assert data["schema"] == "reid-search/query/v1"
+    assert data["schema"] == "reid-search/query/v2"
     assert [r["rank"] for r in data["results"]] == [1, 2, 3, 4]
+    assert all(r["key"] == f"person:{r['person']}" and r["cluster"] is None for r in data["results"])
     match = data["results"][0]["matches"][0]
-    assert set(match) == {"faiss_id", "path", "person", "camera", "tracklet", "frame", "similarity"}
+    fields = {"faiss_id", "path", "person", "camera", "tracklet", "frame", "similarity", "time", "extra", "cluster"}
+    assert set(match) == fields
     assert all(m["camera"] != 2 for r in data["results"] for m in r["matches"])
-    assert data["query"]["excluded"] == {"cameras": [2]}
+    assert data["query"]["filter"] == {"exclude_cameras": [2]} and data["query"]["excluded"] == {}
 
 
 def test_query_folder_is_one_tracklet_query(built, synth_root, tmp_path):
@@ -109,8 +111,8 @@ def test_bad_input_is_one_line_and_exit_2(args, message, indexes_dir):
 def test_query_with_another_model_is_refused(built, synth_root, tmp_path):
     import shutil
 
-    from reid_search.model_store import DEFAULT_MODEL, ModelCard, card_path, read_card, save_model
-    from reid_search.tower import TowerConfig, build_tower
+    from reid_search.embedding.model_store import DEFAULT_MODEL, ModelCard, card_path, read_card, save_model
+    from reid_search.embedding.tower import TowerConfig, build_tower
 
     other = tmp_path / "other.keras"
     card: ModelCard = read_card(DEFAULT_MODEL)

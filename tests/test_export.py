@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from reid_search.backends import KerasBackend, LiteRtBackend, open_model
 from reid_search.cli import app
-from reid_search.embedder import Embedder
-from reid_search.model_store import DEFAULT_MODEL, read_card
+from reid_search.embedding.backends import KerasBackend, LiteRtBackend, open_model
+from reid_search.embedding.embedder import Embedder
+from reid_search.embedding.model_store import DEFAULT_MODEL, read_card
 
 runner = CliRunner()
 

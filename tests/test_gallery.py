@@ -10,10 +10,10 @@ import faiss
 import numpy as np
 import pytest
 
+from reid_search.data.layouts import scan_dataset
+from reid_search.data.synthetic import generate_dataset
 from reid_search.gallery import EntryFilter, Gallery, GalleryError, build_gallery
-from reid_search.layouts import scan_dataset
-from reid_search.search import search_gallery
-from reid_search.synthetic import generate_dataset
+from reid_search.search.query import search_gallery
 
 
 @pytest.fixture()
@@ -209,7 +209,7 @@ def test_failed_rebuild_keeps_the_old_gallery(data, embedder, indexes_dir, monke
 
 
 def test_precomputed_vectors_build_the_same_gallery(synth_root, embedder, indexes_dir, tmp_path):
-    from reid_search.vectors import embed_folder, read_vectors
+    from reid_search.embedding.vectors import embed_folder, read_vectors
 
     embedded, _ = build_gallery(synth_root, "embedded", embedder, progress=False)
     embed_folder(synth_root / "bbox_test", embedder, tmp_path / "v.npz")

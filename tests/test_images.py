@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reid_search.images import ImageError, load_image
+from reid_search.data.images import ImageError, load_image
 
 
 @pytest.fixture()
@@ -46,7 +46,7 @@ def test_training_records_and_serving_decode_alike(tmp_path):
     queries, dataset training) and from the bytes stored in TFRecords (records training)."""
     from PIL import Image
 
-    from reid_search.images import load_image
+    from reid_search.data.images import load_image
     from reid_search.training.data import decode_all
 
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reid_search.layers import InstanceBatchNorm
+from reid_search.embedding.layers import InstanceBatchNorm
 
 
 def trained_batch_norm(channels: int):
@@ -39,8 +39,8 @@ def test_batch_norm_half_keeps_the_replaced_layers_inference_output():
 
 
 def test_ibn_tower_saves_loads_and_embeds_identically(tmp_path):
-    from reid_search.model_store import ModelCard, load_model, save_model
-    from reid_search.tower import TowerConfig, build_tower
+    from reid_search.embedding.model_store import ModelCard, load_model, save_model
+    from reid_search.embedding.tower import TowerConfig, build_tower
 
     config = TowerConfig("mobilenetv2", 64, 32, 16, None, 0, ibn_blocks=3)
     tower = build_tower(config)
@@ -55,7 +55,7 @@ def test_ibn_tower_saves_loads_and_embeds_identically(tmp_path):
 
 
 def test_ibn_on_a_tower_without_blocks_is_a_clear_error():
-    from reid_search.tower import TowerConfig, build_tower
+    from reid_search.embedding.tower import TowerConfig, build_tower
 
     with pytest.raises(ValueError, match="mobilenetv2 only"):
         build_tower(TowerConfig("mini", 64, 32, 16, ibn_blocks=2))

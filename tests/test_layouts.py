@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reid_search.layouts import (
+from reid_search.data.layouts import (
     KIND_DISTRACTOR,
     KIND_JUNK,
     LayoutError,

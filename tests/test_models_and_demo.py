@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reid_search.model_store import DEFAULT_MODEL, ModelError, card_path, load_model, read_card
-from reid_search.synthetic import generate_dataset
+from reid_search.data.synthetic import generate_dataset
+from reid_search.embedding.model_store import DEFAULT_MODEL, ModelError, card_path, load_model, read_card
 
 
 def test_default_model_has_a_complete_card():

@@ -11,9 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from reid_search.cli import app
+from reid_search.data.layouts import (
+    KIND_UNLABELLED,
+    LayoutError,
+    detect_layout,
+    parse_mars_name,
+    scan_dataset,
+)
 from reid_search.gallery import EntryFilter, build_gallery
-from reid_search.layouts import KIND_UNLABELLED, LayoutError, detect_layout, parse_mars_name, scan_dataset
-from reid_search.search import search_gallery
+from reid_search.search.query import search_gallery
 
 runner = CliRunner()
 NAME_PATTERN = r"^cam(?P<cam>\d+)_(?P<time>\d{8}T\d{6})_"

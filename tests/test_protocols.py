@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_search.evaluation import evaluate
-from reid_search.protocols import ProtocolError, load_mars_official
-from reid_search.synthetic import generate_dataset, write_mars_info
+from reid_search.data.protocols import ProtocolError, load_mars_official
+from reid_search.data.synthetic import generate_dataset, write_mars_info
+from reid_search.search.evaluation import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_real_mars_info_without_frames_is_a_clear_error(tmp_path):
 
 def to_market(src: Path, dst: Path) -> Path:
     """Re-lay a synthetic MARS set as Market-1501: camera 1 frame 1 -> query/, rest -> bounding_box_test/."""
-    from reid_search.layouts import parse_mars_name
+    from reid_search.data.layouts import parse_mars_name
 
     for path in sorted(src.glob("bbox_test/*/*.jpg")):
         r = parse_mars_name(path)
@@ -102,9 +102,9 @@ def test_generic_folders_without_cameras_still_score(tmp_path):
     others; only the query itself is junk."""
     from PIL import Image
 
-    from reid_search.evaluation import items_from_scan
-    from reid_search.layouts import scan_dataset
-    from reid_search.protocols import cross_camera, matching_masks
+    from reid_search.data.layouts import scan_dataset
+    from reid_search.data.protocols import cross_camera, matching_masks
+    from reid_search.search.evaluation import items_from_scan
 
     for person in ("alice", "bob"):
         (tmp_path / person).mkdir()
@@ -116,7 +116,7 @@ def test_generic_folders_without_cameras_still_score(tmp_path):
         dim = 4
 
         def iter_pooled(self, groups):
-            from reid_search.embedder import PooledBatch, PooledGroup
+            from reid_search.embedding.embedder import PooledBatch, PooledGroup
 
             yield PooledBatch(
                 [PooledGroup(i, np.eye(4, dtype=np.float32)[i % 2], []) for i in range(len(groups))],

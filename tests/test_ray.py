@@ -58,8 +58,8 @@ def test_a_ray_build_holds_the_same_rows_and_vectors_as_a_local_build(
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_its_batch_redone(local_ray, cuhk_test, tmp_path):
-    from reid_search.embedder import Embedder
-    from reid_search.ray_engine import RayEmbedder
+    from reid_search.embedding.embedder import Embedder
+    from reid_search.embedding.ray_engine import RayEmbedder
 
     paths = sorted(cuhk_test.rglob("*.jpg"))[:320]
     pids = tmp_path / "pids"
@@ -111,8 +111,7 @@ def test_engine_ray_without_the_extra_names_it(monkeypatch, tmp_path):
 
 
 def test_the_local_engine_does_not_import_ray(tmp_path):
-    code = (
-        "import sys, reid_search.cli, reid_search.engines, reid_search.gallery; print('ray' in sys.modules)"
-    )
+    modules = "reid_search.cli, reid_search.embedding.engines, reid_search.gallery"
+    code = f"import sys, {modules}; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -87,7 +87,7 @@ def test_own_unlabelled_crops_answer_who_is_there_and_who_is_not(cuhk_test, tmp_
     names), then ask with camera-1 crops of people in it and of people left out."""
     import shutil
 
-    from reid_search.layouts import parse_mars_name
+    from reid_search.data.layouts import parse_mars_name
 
     records = [parse_mars_name(p) for p in sorted(cuhk_test.rglob("*.jpg"))]
     people = sorted({r.person for r in records})

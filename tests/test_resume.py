@@ -12,7 +12,7 @@ import time
 import faiss
 import pytest
 
-from reid_search.synthetic import generate_dataset
+from reid_search.data.synthetic import generate_dataset
 
 N_IMAGES = 50 * 3 * 4
 

@@ -140,7 +140,7 @@ def test_the_page_needs_no_cdn(served):
 
 
 def test_entries_added_while_serving_are_found_without_a_restart(served, synth_root, embedder, tmp_path):
-    from reid_search.synthetic import generate_dataset
+    from reid_search.data.synthetic import generate_dataset
 
     client = client_for(served)
     newcomers = generate_dataset(
@@ -178,7 +178,7 @@ def test_queries_during_a_build_see_only_whole_committed_batches(served, embedde
     and every entry it names has its row (never a vector without its row or the reverse)."""
     import threading
 
-    from reid_search.synthetic import generate_dataset
+    from reid_search.data.synthetic import generate_dataset
 
     client = client_for(served)
     newcomers = generate_dataset(

@@ -8,11 +8,11 @@ import pytest
 from typer.testing import CliRunner
 
 from reid_search.cli import app
-from reid_search.model_store import load_model
-from reid_search.sampler import PKSampler
-from reid_search.synthetic import generate_dataset
-from reid_search.tower import TowerConfig
+from reid_search.data.synthetic import generate_dataset
+from reid_search.embedding.model_store import load_model
+from reid_search.embedding.tower import TowerConfig
 from reid_search.training import TrainConfig, load_teacher_targets, load_training_data
+from reid_search.training.sampler import PKSampler
 
 runner = CliRunner()
 

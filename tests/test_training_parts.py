@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from reid_search import losses as L
-from reid_search.augment import AugmentConfig, Augmenter
-from reid_search.sampler import PKSampler
 from reid_search.training import cosine_schedule, parse_losses
+from reid_search.training import losses as L
+from reid_search.training.augment import AugmentConfig, Augmenter
+from reid_search.training.sampler import PKSampler
 
 
 def test_pk_sampler_batches_hold_p_identities_of_k_images():
@@ -121,7 +121,7 @@ def test_teacher_regression_is_one_minus_cosine():
 
 
 def test_seed_tower_is_the_original_architecture_at_its_native_size():
-    from reid_search.tower import TowerConfig, build_tower, default_input_size
+    from reid_search.embedding.tower import TowerConfig, build_tower, default_input_size
 
     h, w = default_input_size("seed")
     tower = build_tower(TowerConfig("seed", h, w, 64))
@@ -135,7 +135,7 @@ def test_seed_tower_is_the_original_architecture_at_its_native_size():
 
 
 def test_far_threshold_accepts_at_most_the_target_share_of_different_pairs():
-    from reid_search.calibration import far_threshold, rates_at
+    from reid_search.training.calibration import far_threshold, rates_at
 
     rng = np.random.default_rng(0)
     same, diff = rng.normal(0.7, 0.1, 500), rng.normal(0.2, 0.15, 5000)
@@ -151,8 +151,8 @@ def test_calibrate_command_writes_the_threshold_and_rates(tmp_path):
     from typer.testing import CliRunner
 
     from reid_search.cli import app
-    from reid_search.model_store import DEFAULT_MODEL, read_card
-    from reid_search.synthetic import generate_dataset
+    from reid_search.data.synthetic import generate_dataset
+    from reid_search.embedding.model_store import DEFAULT_MODEL, read_card
 
     data = generate_dataset(
         tmp_path / "d", n_people=20, n_cameras=2, frames_per_tracklet=2, seed=4, split="bbox_train"
@@ -181,7 +181,7 @@ def crop(upper: tuple[int, int, int], lower: tuple[int, int, int], brightness: f
 
 
 def test_lookalike_is_another_person_on_another_camera_dressed_most_alike():
-    from reid_search.lookalikes import clothing_descriptor, lookalike_pairs
+    from reid_search.training.lookalikes import clothing_descriptor, lookalike_pairs
 
     red, blue, green, yellow = (200, 30, 30), (30, 30, 200), (30, 200, 30), (220, 220, 40)
     images = np.stack(

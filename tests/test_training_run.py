@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from reid_search.cli import app
-from reid_search.layouts import scan_dataset
-from reid_search.model_store import load_model
-from reid_search.records import read_records
-from reid_search.synthetic import generate_dataset
+from reid_search.data.layouts import scan_dataset
+from reid_search.data.records import read_records
+from reid_search.data.synthetic import generate_dataset
+from reid_search.embedding.model_store import load_model
 
 runner = CliRunner()
 
@@ -186,7 +186,7 @@ def test_distillation_toward_teacher_targets(train_root, tmp_path):
 
 def cached_config(train_root, tmp_path, steps: int):
     """A tiny MobileNetV2 run with blocks 1-9 frozen and 2 cached views."""
-    from reid_search.tower import TowerConfig
+    from reid_search.embedding.tower import TowerConfig
     from reid_search.training import TrainConfig
 
     return TrainConfig(
@@ -223,9 +223,9 @@ def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
     import shlex
 
     import reid_search.training as training
-    from reid_search.augment import AugmentConfig
-    from reid_search.tower import TowerConfig
+    from reid_search.embedding.tower import TowerConfig
     from reid_search.training import TrainConfig, train_command
+    from reid_search.training.augment import AugmentConfig
 
     config = TrainConfig(
         data="some/data",

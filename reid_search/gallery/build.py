@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..layouts import DatasetScan, ImageRecord, Skipped, default_gallery_splits, scan_dataset
+from ..data.layouts import DatasetScan, ImageRecord, Skipped, default_gallery_splits, scan_dataset
 from ..progress import Progress
 from . import index as idx
 from .store import (
@@ -88,7 +88,7 @@ class BuildReport:
 
 def make_units(records: Sequence[ImageRecord], level: str, frames_per_tracklet: int | None) -> list[Unit]:
     """Group records into gallery units: one per image, or one per tracklet (frames sampled)."""
-    from ..embedder import sample_frames
+    from ..embedding.embedder import sample_frames
 
     if level == "image":
         return [Unit(r.path, [r], r.path) for r in records]
@@ -172,10 +172,10 @@ def build_gallery(
     Only files not yet in the gallery are embedded; unreadable files are recorded in the
     ``skipped`` table and in the report, never fatal. ``rebuild`` builds a new gallery
     beside the old one and replaces it only when done. ``vectors`` (a
-    :class:`~reid_search.vectors.VectorsFile` of this data) supplies precomputed vectors
+    :class:`~reid_search.embedding.vectors.VectorsFile` of this data) supplies precomputed vectors
     instead of the embedder. ``index_type``: a FAISS factory string or ``auto``.
     ``name_pattern`` / ``metadata`` (CSV) give camera, time and extra metadata
-    (:mod:`reid_search.metadata`); run again with new metadata, entries already
+    (:mod:`reid_search.data.metadata`); run again with new metadata, entries already
     embedded get it without being embedded again.
     """
     if isinstance(data, DatasetScan):
@@ -186,7 +186,7 @@ def build_gallery(
         wanted = set(default_gallery_splits(scan))
         scan.records = [r for r in scan.records if r.split in wanted]
     if vectors is None and embedder is None:
-        from ..embedder import Embedder
+        from ..embedding.embedder import Embedder
 
         embedder = Embedder()
     info = model_info(embedder) if vectors is None else _vectors_model_info(vectors)
@@ -363,7 +363,7 @@ def _add_precomputed(
     gallery: Gallery, vectors, units: list[Unit], root: str, report: BuildReport, level: str
 ) -> None:
     """Add units from a vectors file (paths relative to the dataset root), in batches."""
-    from ..embedder import l2_normalise
+    from ..embedding.embedder import l2_normalise
 
     if level != "image":
         raise GalleryError("precomputed vectors are per image: use --level image")

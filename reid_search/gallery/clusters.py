@@ -235,7 +235,7 @@ def cluster_gallery(
 
 
 def _card_threshold(gallery: Gallery) -> float:
-    from ..model_store import card_path, read_card_file
+    from ..embedding.model_store import card_path, read_card_file
 
     path = gallery.manifest["model"].get("path")
     card = card_path(path) if path else None

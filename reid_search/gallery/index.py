@@ -142,7 +142,7 @@ def write_index(folder: Path, index, state: IndexState) -> None:
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, target)
-    from ..model_store import write_json_atomic
+    from .._files import write_json_atomic
 
     write_json_atomic(folder / SIDECAR_FILE, asdict(state))
 

@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..layouts import Skipped
-from ..model_store import write_json_atomic
+from .._files import write_json_atomic
+from ..data.layouts import Skipped
 from . import index as idx
 from .filters import EXACT_FILTER_LIMIT, EntryFilter, exact_top_k, selector_params
 

@@ -29,12 +29,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
 from .. import __version__
+from ..data.images import ImageError
+from ..data.metadata import MetadataError, parse_time
+from ..embedding.model_store import ModelError
 from ..gallery import EntryFilter, GalleryError, read_manifest
-from ..images import ImageError
-from ..metadata import MetadataError, parse_time
-from ..model_store import ModelError
-from ..rerank import RerankConfig
-from ..search import compare_images, search_gallery
+from ..search.query import compare_images, search_gallery
+from ..search.rerank import RerankConfig
 from .config import ServeConfig
 from .pool import GalleryPool, UnknownGallery
 

@@ -65,7 +65,7 @@ class GalleryPool:
             yield handle
 
     def _handle(self, name: str) -> Handle:
-        from ..embedder import Embedder
+        from ..embedding.embedder import Embedder
 
         path = self.indexes_dir / name
         inode = (path / DB_FILE).stat().st_ino

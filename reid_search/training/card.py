@@ -19,16 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from ..calibration import dataset_rates, equal_error_threshold, labelled_pairs, lookalike_similarities
-from ..lookalikes import clothing_descriptor
-from ..model_store import ModelCard
+from ..embedding.model_store import ModelCard
+from .calibration import dataset_rates, equal_error_threshold, labelled_pairs, lookalike_similarities
 from .config import TrainConfig
 from .data import TrainingData, ValidationSet
+from .lookalikes import clothing_descriptor
 
 
 def embed_pixels(tower, pixels: np.ndarray, batch: int = 128) -> np.ndarray:
     """Unit embeddings of uint8 pixels by the tower in inference mode."""
-    from ..embedder import l2_normalise
+    from ..embedding.embedder import l2_normalise
 
     out = [
         tower(pixels[i : i + batch].astype(np.float32), training=False).numpy()
@@ -38,9 +38,9 @@ def embed_pixels(tower, pixels: np.ndarray, batch: int = 128) -> np.ndarray:
 
 
 def _score_set(vectors: np.ndarray, val: ValidationSet) -> dict[str, float]:
-    from ..evaluation import score_protocol
-    from ..metrics import summarise
-    from ..protocols import EvalItems, cross_camera
+    from ..data.protocols import EvalItems, cross_camera
+    from ..search.evaluation import score_protocol
+    from ..search.metrics import summarise
 
     items = EvalItems.from_labels(vectors, val.persons, val.cameras, paths=val.paths)
     cams = sorted(set(val.cameras.tolist()))

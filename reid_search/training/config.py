@@ -15,8 +15,8 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..augment import AugmentConfig
-from ..tower import TowerConfig
+from ..embedding.tower import TowerConfig
+from .augment import AugmentConfig
 
 LOSSES = ("pair", "contrastive", "triplet", "id", "distill", "regress")
 BLOCK_TOWERS = ("mobilenetv2", "onnx")  # towers --freeze-blocks / --cached-views understand

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import ImageError, decode_image, load_image
-from ..layouts import KIND_IDENTITY, scan_dataset
-from ..vectors import read_vectors
+from ..data.images import ImageError, decode_image, load_image
+from ..data.layouts import KIND_IDENTITY, scan_dataset
+from ..embedding.vectors import read_vectors
 from .config import TrainConfig
 
 TRAIN_SPLITS = ("bbox_train", "bounding_box_train")
@@ -107,7 +107,7 @@ def decode_all(
 
 
 def _records_part(folder: str) -> _Part:
-    from ..records import read_records
+    from ..data.records import read_records
 
     summary_file = Path(folder) / "summary.json"
     root = json.loads(summary_file.read_text()).get("source", folder) if summary_file.is_file() else folder
@@ -117,7 +117,7 @@ def _records_part(folder: str) -> _Part:
 
 
 def _dataset_part(folder: str, val_fraction: float, seed: int) -> _Part:
-    from ..records import split_identities
+    from ..data.records import split_identities
 
     scan = scan_dataset(folder)
     records = scan.records
@@ -154,7 +154,7 @@ def _relative_key(path: str, root: str) -> str:
 
 def load_training_data(config: TrainConfig) -> TrainingData:
     """Read every dataset of ``config.data``, split its identities, namespace and decode."""
-    from ..records import is_records_folder
+    from ..data.records import is_records_folder
 
     size = config.tower.input_size
     parts = [

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model_store import write_json_atomic
+from .._files import write_json_atomic
 from .build import build_heads, cosine_schedule, freeze_backbone_blocks, split_at_block
 from .card import build_card, calibrate_threshold, validate_sets
 from .config import TrainConfig, train_command
@@ -52,9 +52,9 @@ class Trainer:
         import keras
         import tensorflow as tf
 
-        from ..augment import Augmenter
-        from ..sampler import PKSampler
-        from ..tower import build_tower
+        from ..embedding.tower import build_tower
+        from .augment import Augmenter
+        from .sampler import PKSampler
 
         config.validate()
         self.config, self.data, self.log = config, data, log
@@ -149,7 +149,7 @@ class Trainer:
     def _make_train_step(self):
         import tensorflow as tf
 
-        from .. import losses as L
+        from . import losses as L
 
         c = self.config
         weights = c.losses
@@ -290,7 +290,7 @@ class Trainer:
 
     def export(self, seconds: float, interrupted: bool) -> tuple[Path, dict[str, Any]]:
         """Write the tower as ``model.keras`` with its card (validation metrics and threshold)."""
-        from ..model_store import save_model
+        from ..embedding.model_store import save_model
 
         metrics = self.validate()
         card = build_card(

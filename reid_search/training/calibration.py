@@ -106,7 +106,7 @@ def lookalike_similarities(
     vectors: np.ndarray, descriptors: np.ndarray, persons: np.ndarray, cameras: np.ndarray | None
 ) -> np.ndarray:
     """Model similarity of each image and its look-alike (the other person, on another
-    camera, dressed most alike: :mod:`reid_search.lookalikes`); one value per distinct pair."""
+    camera, dressed most alike: :mod:`reid_search.training.lookalikes`); one value per distinct pair."""
     from .lookalikes import lookalike_pairs
 
     found = lookalike_pairs(descriptors, persons, cameras)
@@ -148,9 +148,9 @@ def calibrate_model(
     """
     from pathlib import Path
 
-    from .layouts import KIND_IDENTITY, scan_dataset
+    from ..data.layouts import KIND_IDENTITY, scan_dataset
+    from ..data.records import split_identities
     from .lookalikes import clothing_descriptors
-    from .records import split_identities
 
     pairs, lookalikes = {}, {}
     for data in datasets:
@@ -195,7 +195,7 @@ def write_threshold(model_path, calibration: Calibration) -> list:
     from dataclasses import replace
     from pathlib import Path
 
-    from .model_store import card_path, read_card_file, write_card
+    from ..embedding.model_store import card_path, read_card_file, write_card
 
     path = Path(model_path)
     written = []

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from .embedder import Embedder, pool_tracklet
-from .gallery import EntryFilter, Gallery, GalleryError
-from .gallery.clusters import cluster_summary
-from .images import ImageError, list_images
-from .layouts import parse_any_name
+from ..data.images import ImageError, list_images
+from ..data.layouts import parse_any_name
+from ..embedding.embedder import Embedder, pool_tracklet
+from ..gallery import EntryFilter, Gallery, GalleryError
+from ..gallery.clusters import cluster_summary
 from .rerank import RerankConfig, rerank_similarities
 
 QUERY_SCHEMA = "reid-search/query/v2"

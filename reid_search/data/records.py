@@ -8,7 +8,7 @@ person label, person, camera, tracklet, frame and source path, plus ``label_map.
 
 Usage::
 
-    >>> from reid_search.records import write_records, read_records
+    >>> from reid_search.data.records import write_records, read_records
     >>> summary = write_records("../shared/data/cuhk03-mars", "runs/records")   # doctest: +SKIP
     >>> examples = read_records("runs/records", "train")                         # doctest: +SKIP
     >>> examples[0].person, examples[0].label                                    # doctest: +SKIP
@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .._files import write_json_atomic
 from .layouts import KIND_IDENTITY, ImageRecord, scan_dataset
-from .model_store import write_json_atomic
 
 RECORDS_FORMAT = "reid-search/records/v1"
 

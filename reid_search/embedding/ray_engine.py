@@ -1,6 +1,6 @@
 """The Ray engine: decode and embed on a Ray cluster, everything else unchanged on the driver.
 
-:class:`RayEmbedder` is an :class:`~reid_search.embedder.Embedder` whose batches come from
+:class:`RayEmbedder` is an :class:`~reid_search.embedding.embedder.Embedder` whose batches come from
 Ray Data: ``map_batches`` over a pool of actors, each loading the model once. The model's
 files travel through Ray's object store (workers need no copy of the model); the images
 are read by the workers from their paths, so those must be visible to every node (a
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.images import ImageError
 from .embedder import EmbeddedBatch, Embedder, ImageFacts
-from .images import ImageError
 from .model_store import write_card
 
 RAY_EXTRA_HINT = "--engine ray needs Ray: pip install 'reid-search[ray]'"

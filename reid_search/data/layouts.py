@@ -5,7 +5,7 @@ frame) plus :class:`Skipped` rows for files it cannot use. Five layouts are know
 
 * ``mars``     MARS official: ``bbox_train/``, ``bbox_test/``, ``PPPPCcTttttFfff.jpg``;
   person ``0000`` is a distractor, ``00-1`` junk. ``info/`` is handled by
-  :mod:`reid_search.protocols`.
+  :mod:`reid_search.data.protocols`.
 * ``kaggle-mars`` MARS as re-packed on Kaggle: ``categories/PPPP/*.jpg`` (no cameras
   unless the file names still follow the MARS pattern).
 * ``market1501`` ``bounding_box_train/``, ``bounding_box_test/``, ``query/``,
@@ -17,11 +17,11 @@ frame) plus :class:`Skipped` rows for files it cannot use. Five layouts are know
 * ``generic``  one folder per identity, any image PIL reads.
 
 Any layout takes camera, time and extra metadata from a file-name pattern or a CSV
-sidecar (:mod:`reid_search.metadata`).
+sidecar (:mod:`reid_search.data.metadata`).
 
 Usage::
 
-    >>> from reid_search.layouts import scan_dataset
+    >>> from reid_search.data.layouts import scan_dataset
     >>> scan = scan_dataset("../shared/data/cuhk03-mars/bbox_test")  # doctest: +SKIP
     >>> scan.layout, len(scan.records), scan.records[0].person       # doctest: +SKIP
     ('mars', 938, '0744')
@@ -391,7 +391,7 @@ def scan_dataset(
 
     ``layout`` None means auto-detect; ``splits`` keeps only those split folders;
     ``name_pattern`` and ``metadata`` (a CSV) add camera, time and extra metadata
-    (:mod:`reid_search.metadata`).
+    (:mod:`reid_search.data.metadata`).
     """
     from .metadata import MetadataError, apply_metadata, compile_name_pattern, read_metadata_csv
 

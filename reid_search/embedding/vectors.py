@@ -8,8 +8,8 @@ user's own pipeline can consume.
 
 Usage::
 
-    >>> from reid_search.embedder import Embedder
-    >>> from reid_search.vectors import embed_folder, read_vectors
+    >>> from reid_search.embedding.embedder import Embedder
+    >>> from reid_search.embedding.vectors import embed_folder, read_vectors
     >>> report = embed_folder("../shared/data/cuhk03-mars", Embedder(), "t.npz")  # doctest: +SKIP
     >>> read_vectors("t.npz").embeddings.shape                                   # doctest: +SKIP
     (8177, 256)
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.layouts import IMAGE_SUFFIXES
+from ..progress import Progress
 from .embedder import Embedder
-from .layouts import IMAGE_SUFFIXES
-from .progress import Progress
 
 
 @dataclass

@@ -74,7 +74,7 @@ def clothing_descriptor(pixels: np.ndarray, chunk: int = 256) -> np.ndarray:
 
 def clothing_descriptors(paths: Sequence[str | Path]) -> tuple[np.ndarray, list[int]]:
     """Descriptors of the readable files among ``paths`` and their indices (unreadable skipped)."""
-    from .images import ImageError, decode_image
+    from ..data.images import ImageError, decode_image
 
     pixels, used = [], []
     for i, path in enumerate(paths):

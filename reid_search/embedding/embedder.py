@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.images import ImageError, LoadedImage, load_image
 from .backends import Backend, open_model
-from .images import ImageError, LoadedImage, load_image
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Embedder:
 
     ``model`` is a model file of any supported format (``.keras``, ``.onnx``, OpenVINO
     ``.xml``, ``.tflite``) or a card pointing at one, a loaded
-    :class:`~reid_search.backends.Backend`, or None for the package's default model.
+    :class:`~reid_search.embedding.backends.Backend`, or None for the package's default model.
     ``flip=True`` is flip test-time augmentation: each vector is the normalised sum of the
     image's and its mirror image's vectors (twice the compute).
     """

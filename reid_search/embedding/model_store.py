@@ -9,12 +9,12 @@ galleries record so a gallery is never searched with another model.
 
 Usage::
 
-    >>> from reid_search.model_store import load_model
+    >>> from reid_search.embedding.model_store import load_model
     >>> model = load_model()            # the package's default model   # doctest: +SKIP
     >>> model.card.embedding_dim, model.sha256[:12]                     # doctest: +SKIP
     (256, '3f2a...')
 
-:func:`load_model` returns a :class:`reid_search.backends.Backend` (any format); training and
+:func:`load_model` returns a :class:`reid_search.embedding.backends.Backend` (any format); training and
 export, which need the Keras graph itself, use its ``keras_model``.
 """
 
@@ -22,20 +22,20 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .images import file_sha256
+from .. import __version__
+from .._files import write_json_atomic
+from ..data.images import file_sha256
 
 if TYPE_CHECKING:
     import keras
 
 CARD_FORMAT = "reid-search/model-card/v1"
-DEFAULT_MODEL = Path(__file__).parent / "models" / "default.keras"
+DEFAULT_MODEL = Path(__file__).parents[1] / "models" / "default.keras"
 PREPROCESSING = (
     "RGB; resized bilinearly to (input_height, input_width) without keeping aspect; "
     "float32 0-255 fed to the model, which divides by 255 and applies ImageNet mean/std itself"
@@ -94,24 +94,6 @@ def card_path(model_path: str | Path) -> Path:
     return p.with_name(p.stem + ".card.json")
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_card(model_path: str | Path) -> ModelCard:
     """Read the card beside a ``.keras`` model file."""
     return read_card_file(card_path(model_path))
@@ -167,7 +149,7 @@ def resolve_model_path(model: str | Path | None) -> Path:
 def load_model(model: str | Path | None = None, threads: int | None = None):
     """Load a model of any format with its card; ``None`` loads the package's default model.
 
-    Returns a :class:`reid_search.backends.Backend` (``card``, ``path``, ``sha256``,
+    Returns a :class:`reid_search.embedding.backends.Backend` (``card``, ``path``, ``sha256``,
     ``embed``; Keras models also ``keras_model``).
     """
     from .backends import open_model

@@ -15,7 +15,7 @@ loading the ``.keras`` model for embedding picks the fast file automatically.
 
 Usage::
 
-    >>> from reid_search.export import export_model
+    >>> from reid_search.embedding.export import export_model
     >>> export_model("reid_search/models/default.keras", "litert")   # doctest: +SKIP
     PosixPath('reid_search/models/default-litert.tflite')
 """
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from .images import file_sha256
+from ..data.images import file_sha256
 from .model_store import ModelError, read_card, write_card
 
 

@@ -3,7 +3,7 @@
 ``evaluate`` picks the protocol from what the source holds (``protocol="auto"``):
 MARS ``info/`` files -> ``mars-official``; Market-1501 ``query/`` -> ``market1501``;
 otherwise ``cross-camera`` (``cross-tracklet`` when no cameras are known). See
-:mod:`reid_search.protocols` for the matching rule and :mod:`reid_search.metrics` for the
+:mod:`reid_search.data.protocols` for the matching rule and :mod:`reid_search.search.metrics` for the
 metric definitions.
 
 Usage::
@@ -24,12 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .gallery import DEFAULT_FRAMES_PER_TRACKLET, MANIFEST_FILE, Gallery, make_units, resolve_gallery_path
-from .layouts import DatasetScan, default_gallery_splits, scan_dataset
-from .metrics import MetricSummary, QueryScore, score_block, summarise
-from .progress import Progress
-from .protocols import (
+from .. import __version__
+from ..data.layouts import DatasetScan, default_gallery_splits, scan_dataset
+from ..data.protocols import (
     EvalItems,
     MatchCodes,
     Protocol,
@@ -42,6 +39,9 @@ from .protocols import (
     mars_tracklet_key,
     matching_masks,
 )
+from ..gallery import DEFAULT_FRAMES_PER_TRACKLET, MANIFEST_FILE, Gallery, make_units, resolve_gallery_path
+from ..progress import Progress
+from .metrics import MetricSummary, QueryScore, score_block, summarise
 from .rerank import RerankConfig, rerank_similarities
 
 AP_DEFINITION = (
@@ -192,7 +192,7 @@ def mars_official_items(
     root: str | Path, embedder, frames_per_tracklet: int | None, progress: bool
 ) -> tuple[EvalItems, np.ndarray, list[str]]:
     """Embed the official MARS test tracklets, in ``tracks_test_info`` order."""
-    from .embedder import sample_frames
+    from ..embedding.embedder import sample_frames
 
     tracklets, query_rows = load_mars_official(root)
     groups = [sample_frames(t.frames, frames_per_tracklet) for t in tracklets]
@@ -337,8 +337,8 @@ def evaluate(
                 chosen = choose_protocol(items, protocol, query_cameras, gallery_cameras)
         notes.append(f"vectors read from gallery {gallery_path} (FAISS file + SQLite rows)")
     else:
-        from .embedder import Embedder
-        from .gallery import model_info
+        from ..embedding.embedder import Embedder
+        from ..gallery import model_info
 
         embedder = embedder or Embedder()
         model = model_info(embedder)

@@ -100,7 +100,7 @@ def query_rank_row(result, query_person: str | None = None) -> RankRow:
 def evaluation_rank_rows(report, n: int, worst: bool, k: int = 10) -> list[RankRow]:
     """The ``n`` scored queries of an evaluation with the lowest (or highest) AP, each with
     its top-``k`` gallery items after junk removal (cosine order, as the metrics rank)."""
-    from .protocols import MatchCodes, matching_masks
+    from ..data.protocols import MatchCodes, matching_masks
 
     items, protocol = report.items, report.protocol
     scored = [i for i, s in enumerate(report.scores) if s.ap is not None]

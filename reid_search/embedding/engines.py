@@ -1,6 +1,6 @@
 """Where embedding runs: ``local`` (this process, decoding in threads) or ``ray`` (a Ray cluster).
 
-Both give an :class:`~reid_search.embedder.Embedder`; galleries, vectors files and
+Both give an :class:`~reid_search.embedding.embedder.Embedder`; galleries, vectors files and
 evaluations are written the same way by the driver whichever engine embeds. The local
 engine never imports Ray.
 

@@ -1,7 +1,7 @@
 """Losses that pull the same person together and push different people apart.
 
 All take a batch of embeddings and integer identity labels (a P x K batch from
-:mod:`reid_search.sampler`), so every pair in the batch is used:
+:mod:`reid_search.training.sampler`), so every pair in the batch is used:
 
 * :func:`pair_loss`          the original project's: sigmoid cross-entropy of a dense layer
   over ``|f1 - f2|`` (same = 1), both pair classes weighted equally

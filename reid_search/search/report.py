@@ -2,7 +2,7 @@
 
 Usage::
 
-    >>> from reid_search.report import write_report
+    >>> from reid_search.search.report import write_report
     >>> paths = write_report(report, "runs/eval-cuhk")     # doctest: +SKIP
     >>> sorted(paths)                                       # doctest: +SKIP
     ['cmc_csv', 'cmc_png', 'metrics_json', 'per_query_csv']
@@ -13,8 +13,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from .._files import write_json_atomic
 from .evaluation import EvaluationReport
-from .model_store import write_json_atomic
 
 
 def plot_cmc(curves: dict[str, list[float]], out: str | Path, title: str = "CMC") -> Path:
@@ -46,7 +46,7 @@ def plot_cmc(curves: dict[str, list[float]], out: str | Path, title: str = "CMC"
 def write_report(report: EvaluationReport, out_dir: str | Path, plot_ranks: int = 0) -> dict[str, Path]:
     """Write ``metrics.json``, ``cmc.csv``, ``per_query.csv`` and ``cmc.png`` into ``out_dir``;
     with ``plot_ranks`` N also ``ranks-worst.png`` / ``ranks-best.png``: the N queries of
-    lowest and highest AP beside their top-10 (:mod:`reid_search.rankplot`)."""
+    lowest and highest AP beside their top-10 (:mod:`reid_search.search.rankplot`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = report.to_dict()

@@ -3,14 +3,14 @@
 Two towers with shared weights are one Keras model applied twice, so "the tower" is all
 that is ever saved or loaded. Every tower takes RGB float pixels in 0-255 at
 ``(input_height, input_width)`` and does its own normalisation inside, so the only
-preprocessing a user applies is :func:`reid_search.images.load_image`.
+preprocessing a user applies is :func:`reid_search.data.images.load_image`.
 
 Architectures:
 
 * ``mini``        a small 4-block CNN with global pooling (fast; the interim default)
 * ``mobilenetv2`` Keras MobileNetV2 (alpha 1.0), optionally initialised from a local
   ImageNet weights file or Keras' own ``imagenet`` download; ``ibn_blocks`` N turns the
-  expand-layer batch norm of its first N blocks into IBN-a (:mod:`reid_search.layers`)
+  expand-layer batch norm of its first N blocks into IBN-a (:mod:`reid_search.embedding.layers`)
 * ``seed``        the original project's tower: four 3x3 conv blocks of 256/128/64/32
   filters (max-pool, batch norm, ReLU), flatten, 4096-d sigmoid dense
 * ``onnx``        a re-ID network imported with its weights from an ONNX file given as
@@ -22,7 +22,7 @@ normalised pixel tensor to a feature vector); :func:`build_tower` adds the share
 
 Usage::
 
-    >>> from reid_search.tower import TowerConfig, build_tower
+    >>> from reid_search.embedding.tower import TowerConfig, build_tower
     >>> tower = build_tower(TowerConfig(architecture="mini", input_height=128, input_width=64))
     >>> tower.output_shape
     (None, 256)

@@ -1,0 +1,11 @@
+"""Gallery -> answers: queries (open set, filters, clusters), re-ranking, evaluation and its
+metrics, reports and rank-list pictures.
+
+``query`` holds the search itself; its main names are re-exported here::
+
+    >>> from reid_search.search import search_gallery, compare_images    # doctest: +SKIP
+"""
+
+from .query import Comparison, GalleryMatch, IdentityHit, QueryResult, compare_images, search_gallery
+
+__all__ = ["Comparison", "GalleryMatch", "IdentityHit", "QueryResult", "compare_images", "search_gallery"]
