@@ -43,7 +43,18 @@ def test_query_table_and_json(built, synth_root):
     assert [r["rank"] for r in data["results"]] == [1, 2, 3, 4]
     assert all(r["key"] == f"person:{r['person']}" and r["cluster"] is None for r in data["results"])
     match = data["results"][0]["matches"][0]
-    fields = {"faiss_id", "path", "person", "camera", "tracklet", "frame", "similarity", "time", "extra", "cluster"}
+    fields = {
+        "faiss_id",
+        "path",
+        "person",
+        "camera",
+        "tracklet",
+        "frame",
+        "similarity",
+        "time",
+        "extra",
+        "cluster",
+    }
     assert set(match) == fields
     assert all(m["camera"] != 2 for r in data["results"] for m in r["matches"])
     assert data["query"]["filter"] == {"exclude_cameras": [2]} and data["query"]["excluded"] == {}

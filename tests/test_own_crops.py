@@ -177,3 +177,12 @@ def test_query_command_shows_times_and_filters_by_time(own_gallery, indexes_dir)
     assert table.exit_code == 0 and "entry " in table.output and "2026-11-25T10:" in table.output
     bad = runner.invoke(app, ["query", str(probe), "--index", "own", "--before", "soon"])
     assert bad.exit_code == 2 and "cannot read a time from 'soon'" in bad.output
+
+
+def test_crops_nested_by_date_are_unlabelled_and_identity_folders_are_not(tmp_path):
+    for path in ("deep/2026/11/25/cam3/a.jpg", "deep/2026/11/26/cam1/b.jpg", "people/0001/a.jpg"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"x")
+    deep = scan_dataset(tmp_path / "deep")
+    assert deep.layout == "unlabelled" and sorted(r.camera for r in deep.records) == [1, 3]
+    assert detect_layout(tmp_path / "people") == "generic"

@@ -11,9 +11,10 @@ frame) plus :class:`Skipped` rows for files it cannot use. Five layouts are know
 * ``market1501`` ``bounding_box_train/``, ``bounding_box_test/``, ``query/``,
   ``PPPP_cCsS_FFFFFF_NN.jpg``; ``-1`` junk, ``0000`` distractor.
 * ``unlabelled`` crops nobody has labelled: images at any depth, person unknown; a
-  ``cam3/`` (``camera_3``, ``c3``) folder on the way gives the camera. Guessed when
-  the folder's only sub-folders (if any) are named for cameras or days; other
-  sub-folders read as identities (generic) unless ``--layout unlabelled``.
+  ``cam3/`` (``camera_3``, ``c3``) folder on the way gives the camera. Guessed when no
+  sub-folder reads as a person: one holding images directly and not named for a camera
+  (``cam3``) or a day (``2026-11-25``). ``crops/2026/11/25/*.jpg`` is unlabelled,
+  ``people/alice/*.jpg`` generic; ``--layout unlabelled`` settles any other case.
 * ``generic``  one folder per identity, any image PIL reads.
 
 Any layout takes camera, time and extra metadata from a file-name pattern or a CSV
@@ -288,14 +289,19 @@ def _structure_folder(name: str) -> bool:
     return bool(CAMERA_FOLDER.match(name) or DATE_FOLDER.match(name))
 
 
-def _match_unlabelled(root: Path) -> bool:
-    """Crops, not identities: no sub-folder but camera / date ones, and images right in the
-    folder or such sub-folders. (Other sub-folders read as identities: generic.)"""
-    entries = _sorted_entries(root)
-    folders = [e.name for e in entries if e.is_dir()]
-    if not all(_structure_folder(name) for name in folders):
+def _holds_images(folder: Path) -> bool:
+    """Does ``folder`` hold image files directly (not only in sub-folders)?"""
+    return any(e.is_file() and _looks_like_image(Path(e.name)) for e in _sorted_entries(folder))
+
+
+def _match_unlabelled(root: Path, sample: int = 50) -> bool:
+    """Crops, not identities: no sub-folder that reads as a person (one holding images
+    directly and not named for a camera or a day), and images somewhere below."""
+    folders = [Path(e.path) for e in _sorted_entries(root) if e.is_dir()]
+    people = [f for f in folders if not _structure_folder(f.name)][:sample]
+    if any(_holds_images(f) for f in people):
         return False
-    return bool(folders) or any(e.is_file() and _looks_like_image(Path(e.name)) for e in entries)
+    return _holds_images(root) or any(True for _ in _files_below(root))
 
 
 def _camera_from_folders(path: Path, root: Path) -> int | None:
