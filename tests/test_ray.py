@@ -32,22 +32,38 @@ def local_ray():
 
 
 def stored(gallery_dir: Path) -> dict[str, tuple]:
-    """unit key -> (person, camera, sha256, vector) as SQLite holds them."""
+    """unit key -> (person, camera, sha256, vector) as SQLite holds them, plus the skipped files."""
     with sqlite3.connect(gallery_dir / "meta.sqlite") as con:
         rows = con.execute("select unit_key, person, camera, sha256, vector from vectors").fetchall()
-    return {r[0]: (r[1], r[2], r[3], np.frombuffer(r[4], np.float32)) for r in rows}
+        skipped = sorted(con.execute("select path, reason from skipped").fetchall())
+    return {"skipped": skipped, **{r[0]: (r[1], r[2], r[3], np.frombuffer(r[4], np.float32)) for r in rows}}
 
 
 def assert_same_gallery(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    assert all(a[k][:3] == b[k][:3] for k in a)
-    cosines = [float(a[k][3] @ b[k][3]) for k in a]
+    assert a.keys() == b.keys() and a["skipped"] == b["skipped"]
+    entries = [k for k in a if k != "skipped"]
+    assert all(a[k][:3] == b[k][:3] for k in entries)
+    cosines = [float(a[k][3] @ b[k][3]) for k in entries]
     assert min(cosines) >= 0.9999
 
 
 @pytest.fixture(scope="module")
-def local_build(cuhk_test, tmp_path_factory):
-    return stored(index_with_cli(cuhk_test, tmp_path_factory.mktemp("local-indexes"), "g"))
+def test_copy(cuhk_test, tmp_path_factory) -> Path:
+    """cuhk03-mars bbox_test plus two bad files (an empty JPEG, a text file named .jpg)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("data") / "bbox_test"
+    shutil.copytree(cuhk_test, root)
+    (root / "0744" / "0744C1T0001F999.jpg").write_bytes(b"")
+    (root / "0745" / "0745C1T0001F999.jpg").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_build(test_copy, tmp_path_factory):
+    built = stored(index_with_cli(test_copy, tmp_path_factory.mktemp("local-indexes"), "g"))
+    assert len(built["skipped"]) == 2 and len(built) == 1 + 938
+    return built
 
 
 def test_a_ray_build_holds_the_same_rows_and_vectors_as_a_local_build(
@@ -78,9 +94,9 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_batch_redone(local_ray, cuh
     assert min(float(vectors[i] @ expected[i]) for i in range(len(paths))) >= 0.9999
 
 
-def test_a_driver_killed_mid_run_resumes_to_the_exact_set(cuhk_test, local_build, tmp_path):
+def test_a_driver_killed_mid_run_resumes_to_the_exact_set(test_copy, local_build, tmp_path):
     env = {**os.environ, "REID_SEARCH_INDEXES": str(tmp_path)}
-    command = [sys.executable, str(REPO / "cli.py"), "index", str(cuhk_test), "--name", "g", "-q"]
+    command = [sys.executable, str(REPO / "cli.py"), "index", str(test_copy), "--name", "g", "-q"]
     command += ["--engine", "ray", "--ray-actors", "2", "--batch-size", "16"]
     first = subprocess.Popen(command, env=env, start_new_session=True)
     database = tmp_path / "g" / "meta.sqlite"
