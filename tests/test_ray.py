@@ -40,7 +40,9 @@ def stored(gallery_dir: Path) -> dict[str, tuple]:
 
 
 def assert_same_gallery(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys() and a["skipped"] == b["skipped"]
+    only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+    assert not only_a and not only_b, (len(a), len(b), only_a[:3], only_b[:3])
+    assert a["skipped"] == b["skipped"]
     entries = [k for k in a if k != "skipped"]
     assert all(a[k][:3] == b[k][:3] for k in entries)
     cosines = [float(a[k][3] @ b[k][3]) for k in entries]
@@ -48,7 +50,7 @@ def assert_same_gallery(a: dict, b: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def test_copy(cuhk_test, tmp_path_factory) -> Path:
+def data_with_bad_files(cuhk_test, tmp_path_factory) -> Path:
     """cuhk03-mars bbox_test plus two bad files (an empty JPEG, a text file named .jpg)."""
     import shutil
 
@@ -60,16 +62,42 @@ def test_copy(cuhk_test, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_build(test_copy, tmp_path_factory):
-    built = stored(index_with_cli(test_copy, tmp_path_factory.mktemp("local-indexes"), "g"))
+def local_build(data_with_bad_files, tmp_path_factory):
+    built = stored(index_with_cli(data_with_bad_files, tmp_path_factory.mktemp("local-indexes"), "g"))
     assert len(built["skipped"]) == 2 and len(built) == 1 + 938
     return built
 
 
+# first: it stops the Ray the killed driver left, which must not be the one the others share
+def test_a_driver_killed_mid_run_resumes_to_the_exact_set(data_with_bad_files, local_build, tmp_path):
+    env = {**os.environ, "REID_SEARCH_INDEXES": str(tmp_path)}
+    command = [sys.executable, str(REPO / "cli.py"), "index", str(data_with_bad_files), "--name", "g", "-q"]
+    command += ["--engine", "ray", "--ray-actors", "2", "--batch-size", "16"]
+    first = subprocess.Popen(command, env=env, start_new_session=True)
+    database = tmp_path / "g" / "meta.sqlite"
+    deadline = time.monotonic() + 240
+    count = 0
+    while time.monotonic() < deadline and first.poll() is None:
+        if database.is_file():
+            with sqlite3.connect(database) as con:
+                count = con.execute("select count(*) from vectors").fetchone()[0]
+            if count >= 100:
+                break
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the driver (and the Ray it started) dies mid-run
+    first.wait()
+    assert 100 <= count < 938
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert_same_gallery(stored(tmp_path / "g"), local_build)
+    # any Ray the killed driver left; this test runs before the others start theirs
+    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+
+
 def test_a_ray_build_holds_the_same_rows_and_vectors_as_a_local_build(
-    local_ray, cuhk_test, local_build, tmp_path
+    local_ray, data_with_bad_files, local_build, tmp_path
 ):
-    built = index_with_cli(cuhk_test, tmp_path, "g", "--engine", "ray", "--ray-actors", "2")
+    built = index_with_cli(data_with_bad_files, tmp_path, "g", "--engine", "ray", "--ray-actors", "2")
     assert_same_gallery(stored(built), local_build)
 
 
@@ -92,30 +120,6 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_batch_redone(local_ray, cuh
     assert seen == list(range(len(paths)))  # every image once, in order
     expected, _, _ = Embedder(batch_size=16).embed_files(paths)
     assert min(float(vectors[i] @ expected[i]) for i in range(len(paths))) >= 0.9999
-
-
-def test_a_driver_killed_mid_run_resumes_to_the_exact_set(test_copy, local_build, tmp_path):
-    env = {**os.environ, "REID_SEARCH_INDEXES": str(tmp_path)}
-    command = [sys.executable, str(REPO / "cli.py"), "index", str(test_copy), "--name", "g", "-q"]
-    command += ["--engine", "ray", "--ray-actors", "2", "--batch-size", "16"]
-    first = subprocess.Popen(command, env=env, start_new_session=True)
-    database = tmp_path / "g" / "meta.sqlite"
-    deadline = time.monotonic() + 240
-    count = 0
-    while time.monotonic() < deadline and first.poll() is None:
-        if database.is_file():
-            with sqlite3.connect(database) as con:
-                count = con.execute("select count(*) from vectors").fetchone()[0]
-            if count >= 100:
-                break
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)  # the driver (and the Ray it started) dies mid-run
-    first.wait()
-    assert 100 <= count < 938
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr
-    assert_same_gallery(stored(tmp_path / "g"), local_build)
-    subprocess.run(["ray", "stop", "--force"], capture_output=True)  # any Ray the killed driver left
 
 
 def test_engine_ray_without_the_extra_names_it(monkeypatch, tmp_path):
