@@ -100,9 +100,10 @@ def cost_worker(path: Path, index_type: str, k: int) -> dict:
         gallery.reindex(index_type)
         index_s = time.perf_counter() - started
         report = cluster_gallery(gallery, 0.7, k, rebuild=True)
+        entries = gallery.size
     return {
         "index_type": index_type,
-        "entries": gallery.size,
+        "entries": entries,
         "k": k,
         "index_s": round(index_s, 1),
         "cluster_s": round(report.seconds, 1),

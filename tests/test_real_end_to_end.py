@@ -117,6 +117,7 @@ def test_own_unlabelled_crops_answer_who_is_there_and_who_is_not(cuhk_test, tmp_
         f"present found {np.mean(said_present):.2f}, absent flagged {1 - np.mean(said_absent):.2f}, "
         f"top-1 {np.mean(top1):.2f}"
     )
-    assert np.mean(top1) >= 0.6
-    assert np.mean(said_present) >= 0.6
-    assert 1 - np.mean(said_absent) >= 0.5
+    # the default model at its card threshold: 0.82 / 0.84 / 0.82 measured
+    assert np.mean(top1) >= 0.7
+    assert np.mean(said_present) >= 0.7
+    assert 1 - np.mean(said_absent) >= 0.7
