@@ -128,7 +128,11 @@ def test_query_with_another_model_is_refused(built, synth_root, tmp_path):
     other = tmp_path / "other.keras"
     card: ModelCard = read_card(DEFAULT_MODEL)
     card.name = "other"
-    save_model(build_tower(TowerConfig(seed=1)), card, other)
+    save_model(
+        build_tower(TowerConfig(input_height=card.input_height, input_width=card.input_width, seed=1)),
+        card,
+        other,
+    )
     assert card_path(other).is_file()
     probe = synth_root / "bbox_test" / "0001" / "0001C1T0001F001.jpg"
     result = run("query", probe, "--model", other)
