@@ -301,7 +301,7 @@ def _match_unlabelled(root: Path, sample: int = 50) -> bool:
     people = [f for f in folders if not _structure_folder(f.name)][:sample]
     if any(_holds_images(f) for f in people):
         return False
-    return _holds_images(root) or any(True for _ in _files_below(root))
+    return next(_files_below(root), None) is not None
 
 
 def _camera_from_folders(path: Path, root: Path) -> int | None:

@@ -92,6 +92,7 @@ class EmbedActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         paths = [str(p) for p in batch["path"]]
+        position = {p: i for i, p in enumerate(paths)}
         n = len(paths)
         vectors = np.zeros((n, self.dim), np.float32)
         ok = np.zeros(n, bool)
@@ -102,7 +103,7 @@ class EmbedActor:
                 vectors[i], ok[i], sha[i] = vector, True, facts.sha256
                 width[i], height[i] = facts.width, facts.height
             for failure in done.failures:
-                error[paths.index(str(failure.path))] = failure.reason
+                error[position[str(failure.path)]] = failure.reason
         return {
             "i": batch["i"], "path": np.array(paths, dtype=object), "vector": vectors, "ok": ok,
             "width": width, "height": height, "sha256": sha, "error": error,

@@ -245,17 +245,23 @@ def _card_threshold(gallery: Gallery) -> float:
     return float(threshold)
 
 
+SUMMARY_COLUMNS = "cluster, count(*), group_concat(distinct camera), min(time), max(time)"
+
+
+def _summary(row) -> ClusterSummary:
+    """A ``SUMMARY_COLUMNS`` row as a summary."""
+    cluster, size, cameras, first, last = row
+    cams = sorted(int(c) for c in cameras.split(",")) if cameras else []
+    return ClusterSummary(int(cluster), int(size), cams, first, last)
+
+
 def list_clusters(gallery: Gallery, min_size: int = 1) -> list[ClusterSummary]:
     """Clusters, biggest first, with their cameras, time span and any person labels inside."""
-    sql = """
-        select cluster, count(*), group_concat(distinct camera), min(time), max(time)
-        from vectors where cluster is not null group by cluster having count(*) >= ?
-        order by count(*) desc, cluster
+    sql = f"""
+        select {SUMMARY_COLUMNS} from vectors where cluster is not null
+        group by cluster having count(*) >= ? order by count(*) desc, cluster
     """
-    summaries = []
-    for cluster, size, cameras, first, last in gallery.con.execute(sql, (min_size,)):
-        cams = sorted(int(c) for c in cameras.split(",")) if cameras else []
-        summaries.append(ClusterSummary(int(cluster), int(size), cams, first, last))
+    summaries = [_summary(row) for row in gallery.con.execute(sql, (min_size,))]
     labelled = gallery.con.execute(
         "select cluster, person, count(*) from vectors where cluster is not null and person is not null "
         "group by cluster, person"
@@ -269,11 +275,6 @@ def list_clusters(gallery: Gallery, min_size: int = 1) -> list[ClusterSummary]:
 
 def cluster_summary(gallery: Gallery, cluster: int) -> ClusterSummary | None:
     """One cluster's summary (None when no entry has that cluster)."""
-    row = gallery.con.execute(
-        "select count(*), group_concat(distinct camera), min(time), max(time) from vectors where cluster = ?",
-        (int(cluster),),
-    ).fetchone()
-    if not row or not row[0]:
-        return None
-    cams = sorted(int(c) for c in row[1].split(",")) if row[1] else []
-    return ClusterSummary(int(cluster), int(row[0]), cams, row[2], row[3])
+    sql = f"select {SUMMARY_COLUMNS} from vectors where cluster = ? group by cluster"
+    row = gallery.con.execute(sql, (int(cluster),)).fetchone()
+    return _summary(row) if row else None

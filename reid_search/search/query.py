@@ -29,6 +29,7 @@ from ..data.layouts import parse_any_name
 from ..embedding.embedder import Embedder, pool_tracklet
 from ..gallery import EntryFilter, Gallery, GalleryError
 from ..gallery.clusters import cluster_summary
+from .figures import pyplot, save_figure
 from .rerank import RerankConfig, rerank_similarities
 
 QUERY_SCHEMA = "reid-search/query/v2"
@@ -295,10 +296,7 @@ def compare_images(embedder: Embedder, image_a: str | Path, image_b: str | Path)
 
 def plot_comparison(comparison: Comparison, out: str | Path) -> Path:
     """The two images side by side with the similarity and verdict."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from PIL import Image
 
     fig, axes = plt.subplots(1, 2, figsize=(4.4, 4.4), dpi=110)
@@ -314,9 +312,4 @@ def plot_comparison(comparison: Comparison, out: str | Path) -> Path:
         fontsize=9,
         color=colour,
     )
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .figures import pyplot, save_figure
+
 COLOURS = {True: "#1a7f37", False: "#cf222e", None: "#8c959f"}
 
 
@@ -49,10 +51,7 @@ def _thumb(path: str, size: tuple[int, int] = (128, 64)) -> np.ndarray:
 
 def draw_rank_rows(rows: Sequence[RankRow], out: str | Path, title: str = "") -> Path:
     """One line per query: the query, then its ranked gallery images with similarity."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     columns = 1 + max((len(r.ranked) for r in rows), default=0)
     fig, axes = plt.subplots(
@@ -74,12 +73,7 @@ def draw_rank_rows(rows: Sequence[RankRow], out: str | Path, title: str = "") ->
             ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def query_rank_row(result, query_person: str | None = None) -> RankRow:

@@ -15,14 +15,12 @@ from pathlib import Path
 
 from .._files import write_json_atomic
 from .evaluation import EvaluationReport
+from .figures import pyplot, save_figure
 
 
 def plot_cmc(curves: dict[str, list[float]], out: str | Path, title: str = "CMC") -> Path:
     """Draw one or more CMC curves (label -> values at ranks 1..N) to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
     for label, values in curves.items():
@@ -35,12 +33,7 @@ def plot_cmc(curves: dict[str, list[float]], out: str | Path, title: str = "CMC"
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path, plot_ranks: int = 0) -> dict[str, Path]:

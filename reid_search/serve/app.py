@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import io
+import mimetypes
 import re
 import shutil
 import tempfile
@@ -241,8 +242,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.get("/api/image/{gallery}/{faiss_id}", dependencies=guarded, response_class=Response)
     def image(gallery: str, faiss_id: int) -> Response:
         path = entry_file(gallery, faiss_id)
-        with Image.open(path) as img:
-            media = Image.MIME.get(img.format or "", "application/octet-stream")
+        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return Response(path.read_bytes(), media_type=media)
 
     return app

@@ -28,9 +28,19 @@ class UnknownGallery(GalleryError):
 @dataclass
 class Handle:
     gallery: Gallery
-    embedder: object
     db_inode: int
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _embedder: object = None
+
+    @property
+    def embedder(self):
+        """The gallery's model, loaded on the first request that embeds (listing never does)."""
+        if self._embedder is None:
+            from ..embedding.embedder import Embedder
+
+            model = self.gallery.manifest["model"].get("path")
+            self._embedder = Embedder(model if model and Path(model).is_file() else None)
+        return self._embedder
 
 
 class GalleryPool:
@@ -65,8 +75,6 @@ class GalleryPool:
             yield handle
 
     def _handle(self, name: str) -> Handle:
-        from ..embedding.embedder import Embedder
-
         path = self.indexes_dir / name
         inode = (path / DB_FILE).stat().st_ino
         with self._lock:
@@ -75,10 +83,7 @@ class GalleryPool:
                 return handle
             if handle is not None:  # rebuilt and swapped in: open the new one
                 handle.gallery.close()
-            gallery = Gallery.open(path)
-            model = gallery.manifest["model"].get("path")
-            embedder = Embedder(model if model and Path(model).is_file() else None)
-            handle = Handle(gallery, embedder, inode)
+            handle = Handle(Gallery.open(path), inode)
             self._handles[name] = handle
             return handle
 
