@@ -88,6 +88,36 @@ def levers() -> dict[str, tuple[str, callable]]:
     }
 
 
+def borrow_cached_views(config: TrainConfig, runs: Path) -> None:
+    """Hard-link the cached views of another lever with the same frozen part and augmentation.
+
+    Every lever trains on the same images, so views cached for the same tower, frozen
+    blocks, number of views and augmentation are the same views: linking them saves their
+    computation. The trainer still checks the whole key before it reads them.
+    """
+    folder = Path(config.out) / "cache"
+    if (folder / "views.json").is_file():
+        return
+    wanted = {
+        "views": config.cached_views,
+        "freeze_blocks": config.freeze_blocks,
+        "tower": config.tower.to_dict(),
+        "augment": config.augment.to_dict(),
+    }
+    for key_file in sorted(runs.glob("*/cache/views.json")):
+        key = json.loads(key_file.read_text())
+        if all(key.get(k) == v for k, v in wanted.items()):
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in ("views.npy", "views.json"):  # the key last: it vouches for the array
+                (folder / name).hardlink_to(key_file.parent / name)
+            return
+
+
+def _training_seconds(training: dict) -> float:
+    """Epochs plus the reading and caching before them (older cards: epochs only)."""
+    return training["wall_seconds"] + training.get("setup_seconds", 0.0)
+
+
 def score(model: Path) -> dict[str, dict]:
     embedder = Embedder(model)
     out = {}
@@ -104,9 +134,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--runs", default=str(REPO / "runs" / "levers"))
     parser.add_argument("--only", action="append")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     table = levers()
-    previous = {r["name"]: r for r in json.loads(OUT.read_text())} if OUT.is_file() else {}
+    out_file = args.out
+    previous = {r["name"]: r for r in json.loads(out_file.read_text())} if out_file.is_file() else {}
     for name in args.only or list(table):
         what, change = table[name]
         out = Path(args.runs) / name
@@ -114,18 +146,19 @@ def main() -> None:
         model = out / "model.keras"
         if not model.is_file():
             resume = (out / "config.json").is_file()
+            borrow_cached_views(config, Path(args.runs))
             train(config, resume=resume, log=lambda line, n=name: print(f"[{n}] {line}", flush=True))
         card = json.loads((out / "model.card.json").read_text())
         previous[name] = {
             "name": name,
             "lever": what,
             "epochs": card["training"]["epochs"],
-            "train_minutes": round(card["training"]["wall_seconds"] / 60, 1),
+            "train_minutes": round(_training_seconds(card["training"]) / 60, 1),
             "scores": score(model),
             "command": card["training"]["command"],
         }
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps([previous[n] for n in table if n in previous], indent=2) + "\n")
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps([previous[n] for n in table if n in previous], indent=2) + "\n")
         print(json.dumps(previous[name]["scores"]), flush=True)
 
 

@@ -219,6 +219,20 @@ def test_cached_frozen_blocks_train_only_the_top(train_root, tmp_path):
     assert load_model(result.model_path).keras_model.output_shape == (None, 16)
 
 
+def test_caching_views_reports_progress_towards_the_total(train_root, tmp_path, monkeypatch):
+    from reid_search.training import Trainer, load_training_data
+
+    monkeypatch.setattr(Trainer, "progress_seconds", 0.0)  # a line after every chunk
+    config = cached_config(train_root, tmp_path, steps=1)
+    lines: list[str] = []
+    trainer = Trainer(config, load_training_data(config), log=lines.append)
+    total = 2 * len(trainer.data.train_labels)
+    progress = [line for line in lines if "caching views:" in line]
+    done = [int(line.split("caching views: ")[1].split("/")[0]) for line in progress]
+    assert done and done == sorted(done) and done[-1] == total
+    assert all(f"/{total} images" in line and "ETA" in line for line in progress)
+
+
 def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
     import shlex
 
@@ -271,6 +285,8 @@ def test_resume_reads_the_cached_views_instead_of_computing_them(train_root, tmp
     first: list[str] = []
     train(config, log=first.append)
     assert any(line.startswith("cached 2 augmented views") for line in first)
+    card = json.loads((tmp_path / "run" / "model.card.json").read_text())
+    assert card["training"]["setup_seconds"] > 0  # the card counts the caching, not only the epochs
     config_file = tmp_path / "run" / "config.json"
     saved = json.loads(config_file.read_text())
     saved["epochs"] = 2

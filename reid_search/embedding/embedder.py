@@ -188,10 +188,17 @@ class Embedder:
             while next_group < len(groups) and ends[next_group] <= batch.stop:
                 lo = int(ends[next_group - 1]) if next_group else 0
                 got = [done.pop(i) for i in range(lo, int(ends[next_group])) if i in done]
-                vector = pool_tracklet(np.stack([g[0] for g in got])) if got else None
+                vector = _pooled(got)
                 finished.append(PooledGroup(next_group, vector, [g[1] for g in got]))
                 next_group += 1
             yield PooledBatch(finished, batch.stop - batch.start, batch.failures)
+
+
+def _pooled(got: list[tuple[np.ndarray, ImageFacts]]) -> np.ndarray | None:
+    """A group's vector: None for no frame, a lone frame's own (already unit) vector, else the pool."""
+    if len(got) <= 1:
+        return got[0][0] if got else None
+    return pool_tracklet(np.stack([g[0] for g in got]))
 
 
 def pool_tracklet(frame_vectors: np.ndarray) -> np.ndarray:

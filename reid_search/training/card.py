@@ -101,6 +101,7 @@ def build_card(
     seconds: float,
     interrupted: bool,
     frozen_layers: int,
+    setup_seconds: float = 0.0,
 ) -> ModelCard:
     """The model card of a finished (or interrupted) run."""
     value, rule, per_dataset = threshold
@@ -126,7 +127,8 @@ def build_card(
             "epochs_planned": config.epochs,
             "interrupted": interrupted,
             "steps": steps,
-            "wall_seconds": round(seconds, 1),
+            "wall_seconds": round(seconds, 1),  # the epochs (and validation), this session
+            "setup_seconds": round(setup_seconds, 1),  # reading images and caching views before them
             "losses": config.losses,
             "teacher_targets": config.teacher_targets,
             "backbone_weights": config.tower.backbone_weights,

@@ -47,6 +47,7 @@ class Trainer:
     """Holds the model, heads, optimizer and checkpoint of one run."""
 
     progress_seconds = 60.0  # one progress line per this many seconds within an epoch
+    setup_seconds = 0.0  # set by train(): reading the images and caching views before epoch 1
 
     def __init__(self, config: TrainConfig, data: TrainingData, log=print):
         import keras
@@ -126,12 +127,17 @@ class Trainer:
         infer = tf.function(lambda x: frozen_part(self.augmenter(x), training=False), autograph=False)
         n, views = len(self.data.train_pixels), self.config.cached_views
         cache = None
+        last_report = started
         for v in range(views):
             for i in range(0, n, 128):
                 out = infer(tf.cast(self.data.train_pixels[i : i + 128], tf.float32)).numpy()
                 if cache is None:
                     cache = np.zeros((views, n, *out.shape[1:]), np.float16)
                 cache[v, i : i + len(out)] = out
+                now = time.perf_counter()
+                if now - last_report >= self.progress_seconds:
+                    last_report = now
+                    self.log(_cache_progress_line(v * n + i + len(out), views * n, now - started))
         self.log(
             f"cached {views} augmented views of {n} images after block {self.config.freeze_blocks} "
             f"{cache.shape[2:]} in {time.perf_counter() - started:.0f} s"
@@ -301,6 +307,7 @@ class Trainer:
             epochs_done=int(self.epoch.numpy()),
             steps=int(self.step.numpy()),
             seconds=seconds,
+            setup_seconds=self.setup_seconds,
             interrupted=interrupted,
             frozen_layers=self.frozen,
         )
@@ -345,6 +352,7 @@ def _format_epoch(record: dict[str, Any], epochs: int) -> str:
 
 def train(config: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     """Train (or resume) a run described by ``config``; returns where the model went and its metrics."""
+    started = time.perf_counter()
     out = Path(config.out)
     config_file = out / "config.json"
     if resume:
@@ -360,6 +368,19 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     data = load_training_data(config)
     log(data.describe())
     trainer = Trainer(config, data, log)
+    trainer.setup_seconds = time.perf_counter() - started  # reading images, caching views
     if resume:
         trainer.restore()
     return trainer.run()
+
+
+def _cache_progress_line(done: int, total: int, elapsed: float) -> str:
+    """One line while the frozen blocks run over the views: how far, how fast, how long still.
+
+    >>> _cache_progress_line(2500, 10000, 50.0)
+    '  caching views: 2500/10000 images (25%), 50 img/s, ETA 150 s'
+    """
+    rate = done / elapsed
+    eta = (total - done) / rate
+    share = 100 * done / total
+    return f"  caching views: {done}/{total} images ({share:.0f}%), {rate:.0f} img/s, ETA {eta:.0f} s"
