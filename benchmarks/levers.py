@@ -9,9 +9,10 @@ Base recipe: MobileNetV2 from ImageNet, 128x64, stem + blocks 1-5 frozen with 8 
 views, triplet + ID + relation (distill) + feature (regress) distillation, AdamW 6e-4,
 ``--epochs`` epochs. Test-time levers (flip, re-ranking) are rows of cross_domain.py.
 
-    python benchmarks/levers.py --epochs 12 [--only base --only grey]
+    python benchmarks/levers.py --epochs 12 [--only base --only grey] [--runs DIR] [--out FILE]
 
-Writes ``benchmarks/results/levers.json``; rows already trained are re-scored only.
+Writes ``benchmarks/results/levers.json``; rows already trained are re-scored only, and a
+row interrupted mid-way resumes from its last epoch (its run folder under ``--runs``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ SHARED = REPO.parent / "shared"
 MARKET = SHARED / "data" / "market1501-train"
 TEACHER = MARKET / "teacher-omz0277-bounding_box_train.npz"
 WEIGHTS = SHARED / "weights" / "mobilenetv2_imagenet_notop.weights.h5"
+OSNET = SHARED / "peers" / "osnet_x0_25_msmt17.onnx"
 OUT = REPO / "benchmarks" / "results" / "levers.json"
 TESTS = {
     "cuhk03-mars bbox_test (unseen cameras)": (SHARED / "data" / "cuhk03-mars" / "bbox_test", [1], [2]),
@@ -80,6 +82,16 @@ def levers() -> dict[str, tuple[str, callable]]:
         "feature-only": (
             "teacher: feature distillation only",
             lambda c: replace(c, losses=parse_losses("triplet=1,id=1,regress=5")),
+        ),
+        "osnet-start": (
+            "re-ID start: OSNet-x0.25 (MSMT17) 256x128, stages 1-2 frozen, 6 views, lr 3.5e-4",
+            lambda c: replace(
+                c,
+                tower=TowerConfig("onnx", 256, 128, 512, str(OSNET)),
+                freeze_blocks=2,
+                cached_views=6,
+                lr=3.5e-4,
+            ),
         ),
         "no-teacher": (
             "no teacher",
