@@ -27,6 +27,7 @@ from reid_search.embedding.tower import TowerConfig
 from reid_search.search.evaluation import evaluate
 from reid_search.training import TrainConfig, parse_losses, train
 from reid_search.training.augment import AugmentConfig
+from reid_search.training.loop import cached_views_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -110,12 +111,7 @@ def borrow_cached_views(config: TrainConfig, runs: Path) -> None:
     folder = Path(config.out) / "cache"
     if (folder / "views.json").is_file():
         return
-    wanted = {
-        "views": config.cached_views,
-        "freeze_blocks": config.freeze_blocks,
-        "tower": config.tower.to_dict(),
-        "augment": config.augment.to_dict(),
-    }
+    wanted = cached_views_recipe(config)
     for key_file in sorted(runs.glob("*/cache/views.json")):
         key = json.loads(key_file.read_text())
         if all(key.get(k) == v for k, v in wanted.items()):

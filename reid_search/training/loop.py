@@ -104,10 +104,7 @@ class Trainer:
         key = {
             "images": len(self.data.train_pixels),
             "paths_sha1": hashlib.sha1("\n".join(self.data.train_paths).encode()).hexdigest(),
-            "views": self.config.cached_views,
-            "freeze_blocks": self.config.freeze_blocks,
-            "tower": self.config.tower.to_dict(),
-            "augment": self.config.augment.to_dict(),
+            **cached_views_recipe(self.config),
         }
         if (folder / "views.json").is_file() and json.loads((folder / "views.json").read_text()) == key:
             self.log(f"cached views read from {folder}")
@@ -372,6 +369,19 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     if resume:
         trainer.restore()
     return trainer.run()
+
+
+def cached_views_recipe(config: TrainConfig) -> dict[str, Any]:
+    """What, besides the images, decides a run's cached views (part of the cache's key).
+
+    Two runs with equal recipes on the same images cache the same views.
+    """
+    return {
+        "views": config.cached_views,
+        "freeze_blocks": config.freeze_blocks,
+        "tower": config.tower.to_dict(),
+        "augment": config.augment.to_dict(),
+    }
 
 
 def _cache_progress_line(done: int, total: int, elapsed: float) -> str:
