@@ -10,15 +10,22 @@ views, triplet + ID + relation (distill) + feature (regress) distillation, AdamW
 ``--epochs`` epochs. Test-time levers (flip, re-ranking) are rows of cross_domain.py.
 
     python benchmarks/levers.py --epochs 12 [--only base --only grey] [--runs DIR] [--out FILE]
+    python benchmarks/levers.py --only osnet-start --adopt osnet-start=benchmarks/models/market-only.keras
 
 Writes ``benchmarks/results/levers.json``; rows already trained are re-scored only, and a
-row interrupted mid-way resumes from its last epoch (its run folder under ``--runs``).
+row interrupted mid-way resumes from its last epoch (its run folder under ``--runs``). A
+trained row whose config differs from its lever's recipe stops the run (a stale folder).
+The OSNet-start row trains 16 epochs: it is the recipe of cross_domain.py's market-only
+model, which ``--adopt`` scores as that row after checking its card's recipe.
+The ``base-seed-1`` row repeats the base with another seed: differences between rows
+smaller than between these two are noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,6 +68,7 @@ def levers() -> dict[str, tuple[str, callable]]:
     """name -> (what changes, config -> config)."""
     return {
         "base": ("base recipe", lambda c: c),
+        "base-seed-1": ("base recipe, seed 1 (the noise between two runs)", lambda c: replace(c, seed=1)),
         "input-192x96": (
             "input 192x96",
             lambda c: replace(c, tower=replace(c.tower, input_height=192, input_width=96)),
@@ -85,13 +93,14 @@ def levers() -> dict[str, tuple[str, callable]]:
             lambda c: replace(c, losses=parse_losses("triplet=1,id=1,regress=5")),
         ),
         "osnet-start": (
-            "re-ID start: OSNet-x0.25 (MSMT17) 256x128, stages 1-2 frozen, 6 views, lr 3.5e-4",
+            "re-ID start: OSNet-x0.25 (MSMT17) 256x128, stages 1-2 frozen, 6 views, lr 3.5e-4, 16 epochs",
             lambda c: replace(
                 c,
                 tower=TowerConfig("onnx", 256, 128, 512, str(OSNET)),
                 freeze_blocks=2,
                 cached_views=6,
                 lr=3.5e-4,
+                epochs=16,
             ),
         ),
         "no-teacher": (
@@ -121,6 +130,64 @@ def borrow_cached_views(config: TrainConfig, runs: Path) -> None:
             return
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Two spellings of one shared file (relative to another folder, or absolute)."""
+    return Path(a).parts[-2:] == Path(b).parts[-2:]
+
+
+def recipe_differences(trained: dict, wanted: TrainConfig) -> list[str]:
+    """The hyper-parameters in which a trained run's config differs from ``wanted``.
+
+    Where a run was written and how its command was spelled do not count; paths to the
+    shared data compare by their last two parts, so ``../shared/data/x`` matches
+    ``/work/shared/data/x``.
+
+    >>> base = base_config(Path("runs/a"), 12)
+    >>> recipe_differences(replace(base, out="elsewhere", seed=1).to_dict(), base)
+    ['seed']
+    """
+    have = TrainConfig.from_dict(trained).to_dict()
+    want = wanted.to_dict()
+    paths = {"data", "teacher_targets"}
+    differ = []
+    for key in sorted((set(have) | set(want)) - {"out", "command"}):
+        a, b = have.get(key), want.get(key)
+        if key in paths:
+            same = len(a) == len(b) and all(_same_file(x, y) for x, y in zip(a, b, strict=True))
+        elif key == "tower":
+            same = {**a, "backbone_weights": None} == {**b, "backbone_weights": None} and (
+                a["backbone_weights"] == b["backbone_weights"]
+                or _same_file(a["backbone_weights"] or "", b["backbone_weights"] or "")
+            )
+        else:
+            same = a == b
+        if not same:
+            differ.append(key)
+    return differ
+
+
+def check_recipe(card_file: Path, config: TrainConfig) -> None:
+    """Stop, in one line naming the file, when a trained model's recipe is not ``config``'s."""
+    card = json.loads(card_file.read_text())
+    differ = recipe_differences(card["training"]["config"], config)
+    if differ:
+        raise SystemExit(f"{card_file}: trained with another recipe (differs in {', '.join(differ)})")
+
+
+def adopt(model: Path, config: TrainConfig) -> None:
+    """Take a model trained elsewhere by the same recipe as a lever's row (no retraining).
+
+    Its card's config must match the lever's recipe in every hyper-parameter; the model
+    and its card are copied into the lever's run folder.
+    """
+    card_file = model.with_name(model.stem + ".card.json")
+    check_recipe(card_file, config)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, out / "model.keras")
+    shutil.copyfile(card_file, out / "model.card.json")
+
+
 def _training_seconds(training: dict) -> float:
     """Epochs plus the reading and caching before them (older cards: epochs only)."""
     return training["wall_seconds"] + training.get("setup_seconds", 0.0)
@@ -143,7 +210,15 @@ def main() -> None:
     parser.add_argument("--runs", default=str(REPO / "runs" / "levers"))
     parser.add_argument("--only", action="append")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--adopt",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL.keras",
+        help="score a model trained elsewhere by the lever's exact recipe as its row",
+    )
     args = parser.parse_args()
+    adopted = {k: Path(v) for k, v in (a.split("=", 1) for a in args.adopt)}
     table = levers()
     out_file = args.out
     previous = {r["name"]: r for r in json.loads(out_file.read_text())} if out_file.is_file() else {}
@@ -152,7 +227,11 @@ def main() -> None:
         out = Path(args.runs) / name
         config = change(base_config(out, args.epochs))
         model = out / "model.keras"
-        if not model.is_file():
+        if name in adopted:
+            adopt(adopted[name], config)
+        if model.is_file():
+            check_recipe(out / "model.card.json", config)
+        else:
             resume = (out / "config.json").is_file()
             borrow_cached_views(config, Path(args.runs))
             train(config, resume=resume, log=lambda line, n=name: print(f"[{n}] {line}", flush=True))

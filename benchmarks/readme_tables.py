@@ -76,16 +76,23 @@ def eval_speed_table(rows: list[dict]) -> str:
 
 
 def levers_table(rows: list[dict]) -> str:
+    """One row a lever, with its change against the base row on the first (unseen-camera) set."""
     sets = list(rows[0]["scores"]) if rows else []
+    base = next((r for r in rows if r["name"] == "base"), None)
+    head = " | ".join(f"{t} R1 / mAP" for t in sets)
     lines = [
-        "| lever | " + " | ".join(f"{t} R1 / mAP" for t in sets) + " | epochs | train min |",
-        "|" + "---|" * (len(sets) + 3),
+        f"| lever | {head} | vs base (first set) | epochs | train min |",
+        "|" + "---|" * (len(sets) + 4),
     ]
     for r in rows:
         cells = " | ".join(
             f"{100 * r['scores'][t]['rank1']:.1f} / {100 * r['scores'][t]['mAP']:.1f}" for t in sets
         )
-        lines.append(f"| {r['lever']} | {cells} | {r['epochs']} | {r['train_minutes']:.0f} |")
+        delta = ""
+        if base and r is not base:
+            d1, d2 = (100 * (r["scores"][sets[0]][m] - base["scores"][sets[0]][m]) for m in ("rank1", "mAP"))
+            delta = f"{d1:+.1f} / {d2:+.1f}"
+        lines.append(f"| {r['lever']} | {cells} | {delta} | {r['epochs']} | {r['train_minutes']:.0f} |")
     return "\n".join(lines)
 
 
