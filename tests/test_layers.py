@@ -59,3 +59,16 @@ def test_ibn_on_a_tower_without_blocks_is_a_clear_error():
 
     with pytest.raises(ValueError, match="mobilenetv2 only"):
         build_tower(TowerConfig("mini", 64, 32, 16, ibn_blocks=2))
+
+
+def test_ibn_tower_splits_at_a_frozen_block_like_any_tower():
+    """--ibn-blocks with --freeze-blocks / --cached-views: the frozen part then the
+    trainable view give the whole tower's embedding (IBN layers below and above the cut)."""
+    from reid_search.embedding.tower import TowerConfig, build_tower
+    from reid_search.training.build import split_at_block
+
+    tower = build_tower(TowerConfig("mobilenetv2", 64, 32, 16, None, 0, ibn_blocks=6))
+    frozen, view = split_at_block(tower, 3)
+    pixels = np.random.default_rng(4).uniform(0, 255, (2, 64, 32, 3)).astype("float32")
+    _, embedding = view(frozen(pixels, training=False), training=False)
+    np.testing.assert_allclose(embedding.numpy(), tower(pixels, training=False).numpy(), atol=1e-4)

@@ -118,8 +118,10 @@ def _mobilenetv2_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.Ke
 def _with_instance_batch_norm(base: keras.Model, blocks: int) -> keras.Model:
     """``base`` with the expand-layer batch norm of blocks 1..N turned into IBN-a.
 
-    Every other layer is shared with ``base`` (same weights); the IBN layers start from the
-    batch norms they replace, so a pretrained network keeps its behaviour on the BN half.
+    Every other layer is a copy of ``base``'s with its weights (a copy, not the same layer,
+    so each layer belongs to one graph and the network can be split at a block); the IBN
+    layers start from the batch norms they replace, so a pretrained network keeps its
+    behaviour on the BN half.
     """
     from .layers import InstanceBatchNorm
 
@@ -129,9 +131,15 @@ def _with_instance_batch_norm(base: keras.Model, blocks: int) -> keras.Model:
         raise ValueError(f"--ibn-blocks {blocks}: this network has no {sorted(missing)[0]}")
 
     def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
-        return InstanceBatchNorm.from_batch_norm(layer) if layer.name in names else layer
+        if layer.name in names:
+            return InstanceBatchNorm.from_batch_norm(layer)
+        return layer.__class__.from_config(layer.get_config())
 
-    return keras.models.clone_model(base, clone_function=swap)
+    clone = keras.models.clone_model(base, clone_function=swap)
+    for layer in clone.layers:
+        if layer.name not in names and layer.weights:
+            layer.set_weights(base.get_layer(layer.name).get_weights())
+    return clone
 
 
 def _seed_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.KerasTensor:
