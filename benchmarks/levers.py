@@ -73,6 +73,10 @@ def levers() -> dict[str, tuple[str, callable]]:
             "input 192x96",
             lambda c: replace(c, tower=replace(c.tower, input_height=192, input_width=96)),
         ),
+        "input-160x80": (
+            "input 160x80 (the default's)",
+            lambda c: replace(c, tower=replace(c.tower, input_height=160, input_width=80)),
+        ),
         "ibn": (
             "IBN-a in blocks 1-12",
             lambda c: replace(c, tower=replace(c.tower, ibn_blocks=12)),
