@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from reid_search.embedding.embedder import Embedder
+from reid_search.embedding.model_store import card_path
 from reid_search.embedding.tower import TowerConfig
 from reid_search.search.evaluation import evaluate
 from reid_search.training import TrainConfig, parse_losses, train
@@ -134,9 +135,16 @@ def borrow_cached_views(config: TrainConfig, runs: Path) -> None:
             return
 
 
-def _same_file(a: str, b: str) -> bool:
-    """Two spellings of one shared file (relative to another folder, or absolute)."""
-    return Path(a).parts[-2:] == Path(b).parts[-2:]
+def _by_tail(path: str | None) -> tuple[str, ...] | None:
+    """A shared file's path cut to its last two parts: ``../shared/data/x`` ~ ``/work/shared/data/x``."""
+    return Path(path).parts[-2:] if path else None
+
+
+def _comparable(config: dict) -> dict:
+    """``config`` without where it was written and how it was spelled, its paths by their tails."""
+    tower = {**config["tower"], "backbone_weights": _by_tail(config["tower"]["backbone_weights"])}
+    paths = {key: [_by_tail(p) for p in config[key]] for key in ("data", "teacher_targets")}
+    return {k: v for k, v in {**config, **paths, "tower": tower}.items() if k not in ("out", "command")}
 
 
 def recipe_differences(trained: dict, wanted: TrainConfig) -> list[str]:
@@ -150,24 +158,9 @@ def recipe_differences(trained: dict, wanted: TrainConfig) -> list[str]:
     >>> recipe_differences(replace(base, out="elsewhere", seed=1).to_dict(), base)
     ['seed']
     """
-    have = TrainConfig.from_dict(trained).to_dict()
-    want = wanted.to_dict()
-    paths = {"data", "teacher_targets"}
-    differ = []
-    for key in sorted((set(have) | set(want)) - {"out", "command"}):
-        a, b = have.get(key), want.get(key)
-        if key in paths:
-            same = len(a) == len(b) and all(_same_file(x, y) for x, y in zip(a, b, strict=True))
-        elif key == "tower":
-            same = {**a, "backbone_weights": None} == {**b, "backbone_weights": None} and (
-                a["backbone_weights"] == b["backbone_weights"]
-                or _same_file(a["backbone_weights"] or "", b["backbone_weights"] or "")
-            )
-        else:
-            same = a == b
-        if not same:
-            differ.append(key)
-    return differ
+    have = _comparable(TrainConfig.from_dict(trained).to_dict())
+    want = _comparable(wanted.to_dict())
+    return sorted(key for key in set(have) | set(want) if have.get(key) != want.get(key))
 
 
 def check_recipe(card_file: Path, config: TrainConfig) -> None:
@@ -184,7 +177,7 @@ def adopt(model: Path, config: TrainConfig) -> None:
     Its card's config must match the lever's recipe in every hyper-parameter; the model
     and its card are copied into the lever's run folder.
     """
-    card_file = model.with_name(model.stem + ".card.json")
+    card_file = card_path(model)
     check_recipe(card_file, config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
