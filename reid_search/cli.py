@@ -245,19 +245,6 @@ def _make_embedder(engine: str, model, batch_size: int = 64, flip: bool = False,
         _fail(str(exc))
 
 
-def _embedder_for_gallery(gallery, model: Path | None):
-    """The model that built the gallery, unless --model names another (then it must match)."""
-    from .embedding.embedder import Embedder
-    from .gallery import GalleryError
-
-    if model is not None:
-        return Embedder(model)
-    built = gallery.manifest["model"].get("path")
-    if not built:
-        raise GalleryError(f"{gallery.path}: built from precomputed vectors; pass the --model that made them")
-    return Embedder(built if Path(built).is_file() else None)
-
-
 @app.command()
 @friendly_errors
 def query(
@@ -307,30 +294,15 @@ def query(
     Unlabelled entries are answered one by one. Filters (--camera, --exclude-camera,
     --after, --before) apply inside the search: K answers whenever K pass.
     """
-    from .data.metadata import parse_time
-    from .gallery import EntryFilter, Gallery
-    from .search.query import search_gallery
-    from .search.rerank import RerankConfig
+    from .gallery import Gallery
+    from .search.service import QueryOptions, answer_query, embedder_for_gallery
 
-    where = EntryFilter(
-        tuple(camera or ()),
-        tuple(exclude_camera or ()),
-        parse_time(after) if after else None,
-        parse_time(before) if before else None,
-    )
+    options = QueryOptions(
+        top_k, matches, tuple(camera or ()), tuple(exclude_camera or ()), after, before,
+        same_camera_rule, rerank, min_score,
+    )  # fmt: skip
     with Gallery.open(index_name, indexes_dir) as gallery:
-        embedder = _embedder_for_gallery(gallery, model)
-        result = search_gallery(
-            gallery,
-            embedder,
-            images,
-            top_k,
-            matches,
-            where,
-            same_camera_rule,
-            RerankConfig() if rerank else None,
-            min_score,
-        )
+        result = answer_query(gallery, embedder_for_gallery(gallery, model), images, options)
     if plot:
         from .data.layouts import parse_any_name
         from .search.rankplot import draw_rank_rows, query_rank_row
@@ -362,7 +334,7 @@ def query(
             cams = ",".join(map(str, hit.cluster["cameras"])) or "-"
             typer.echo(f"{'':31}  cluster of {hit.cluster['size']} entries, cameras {cams}")
     if not result.identities:
-        typer.echo("no gallery entry passes the filter")
+        typer.echo("no gallery entry passes the filter" if result.filter else "the gallery is empty")
     elif result.in_gallery is False:
         typer.echo(
             f"no match: nothing in the gallery reaches the same-person threshold {result.threshold:.3f} "
@@ -633,6 +605,16 @@ def train(
             "repeat for several datasets."
         ),
     ] = None,
+    unlabelled: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Folder of crops with no identities (any layout), trained by the teacher only "
+            "(distill/regress); its --teacher-targets file must cover every image. Repeatable."
+        ),
+    ] = None,
+    unlabelled_per_batch: Annotated[
+        int, typer.Option(help="Crops of --unlabelled folders added to each P x K batch.")
+    ] = 16,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 30,
     p: Annotated[int, typer.Option("--p", help="Identities per batch.")] = 16,
     k: Annotated[int, typer.Option("--k", help="Images per identity in a batch.")] = 4,
@@ -694,6 +676,8 @@ def train(
         contrastive_margin=contrastive_margin,
         label_smoothing=label_smoothing,
         teacher_targets=[str(t) for t in teacher_targets or []],
+        unlabelled=[str(u) for u in unlabelled or []],
+        unlabelled_per_batch=unlabelled_per_batch,
         p=p,
         k=k,
         epochs=epochs,
@@ -867,6 +851,16 @@ def serve(
         typer.Option(envvar="REID_SEARCH_TOKEN", help="Require this token on every API call."),
     ] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest image accepted, in MB.")] = 8.0,
+    max_request_mp: Annotated[
+        float, typer.Option(help="Most pixels of all images of one request, in megapixels.")
+    ] = 40.0,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Host header names answered (repeatable) [default: localhost names when bound to loopback, "
+            "else any]."
+        ),
+    ] = None,
     indexes_dir: IndexesOpt = None,
 ) -> None:
     """Serve the galleries: a web page at /, a JSON API under /api, its docs at /docs."""
@@ -884,13 +878,20 @@ def serve(
         from .gallery import Gallery
 
         Gallery.open(index_name, indexes_dir).close()  # a wrong name fails now, not per request
-    config = ServeConfig(
-        indexes_dir=indexes_dir,
-        default_gallery=index_name,
-        token=token,
-        max_upload_bytes=int(max_upload_mb * 2**20),
-    )
-    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+    loopback = ("127.0.0.1", "localhost", "::1")
+    hosts = tuple(h.lower() for h in allowed_host or ()) or (loopback if host in loopback else ())
+    try:
+        config = ServeConfig(
+            indexes_dir=indexes_dir,
+            default_gallery=index_name,
+            token=token,
+            max_upload_bytes=int(max_upload_mb * 2**20),
+            max_request_pixels=int(max_request_mp * 1e6),
+            allowed_hosts=hosts,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    if host not in loopback and not token:
         typer.echo(
             f"warning: serving on {host} without --token: anyone who can reach it may search", err=True
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def load_image(path: str | Path, size: tuple[int, int]) -> LoadedImage:
     """
     path = Path(path)
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
+            raise ImageError(path, "not a regular file")
         data = path.read_bytes()
     except FileNotFoundError:
         raise ImageError(path, "no such file") from None

@@ -115,18 +115,50 @@ class DatasetScan:
         return sorted({r.split for r in self.records})
 
 
-def _sorted_entries(folder: Path) -> list[os.DirEntry]:
-    with os.scandir(folder) as it:
-        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+def _sorted_entries(folder: Path, skipped: list[Skipped] | None = None) -> list[os.DirEntry]:
+    """Non-hidden entries of ``folder`` by name; an unreadable folder is recorded in ``skipped``."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as exc:
+        if skipped is not None:
+            skipped.append(Skipped(str(folder), f"unreadable folder ({exc.strerror or exc})"))
+        return []
 
 
-def _files_below(folder: Path) -> Iterator[Path]:
-    """Every non-hidden file below ``folder``, in sorted (deterministic) order."""
-    for entry in _sorted_entries(folder):
-        if entry.is_dir(follow_symlinks=True):
-            yield from _files_below(Path(entry.path))
-        elif entry.is_file(follow_symlinks=True):
+def _files_below(
+    folder: Path, skipped: list[Skipped] | None = None, _seen: set[tuple[int, int]] | None = None
+) -> Iterator[Path]:
+    """Every non-hidden regular file below ``folder``, in sorted (deterministic) order.
+
+    Folder links are followed once: a link back to a folder already walked (a loop) is
+    recorded in ``skipped`` and not entered again, as are unreadable folders and entries
+    that are neither files nor folders (FIFOs, sockets, devices, broken links).
+    """
+    seen = set() if _seen is None else _seen
+    try:
+        info = folder.stat()
+    except OSError as exc:
+        if skipped is not None:
+            skipped.append(Skipped(str(folder), f"unreadable folder ({exc.strerror or exc})"))
+        return
+    if (info.st_dev, info.st_ino) in seen:
+        if skipped is not None:
+            skipped.append(Skipped(str(folder), "link to a folder already walked (a loop)"))
+        return
+    seen.add((info.st_dev, info.st_ino))
+    for entry in _sorted_entries(folder, skipped):
+        try:
+            is_dir = entry.is_dir(follow_symlinks=True)
+            is_file = not is_dir and entry.is_file(follow_symlinks=True)
+        except OSError:
+            is_dir = is_file = False
+        if is_dir:
+            yield from _files_below(Path(entry.path), skipped, seen)
+        elif is_file:
             yield Path(entry.path)
+        elif skipped is not None:
+            skipped.append(Skipped(entry.path, "not a regular file (FIFO, socket, device or broken link)"))
 
 
 def _looks_like_image(path: Path) -> bool:
@@ -157,7 +189,7 @@ def parse_mars_name(path: Path, split: str = "") -> ImageRecord | None:
 
 
 def _scan_mars_split(folder: Path, split: str, scan: DatasetScan) -> None:
-    for path in _files_below(folder):
+    for path in _files_below(folder, scan.skipped):
         record = parse_mars_name(path, split)
         if record is None:
             scan.skipped.append(Skipped(str(path), "name does not follow MARS PPPPCcTttttFfff"))
@@ -250,7 +282,7 @@ def _scan_market(root: Path, scan: DatasetScan) -> None:
     if not folders:
         raise LayoutError(f"{root}: no bounding_box_test/, query/ or Market-1501-named images")
     for folder in folders:
-        for path in _files_below(folder):
+        for path in _files_below(folder, scan.skipped):
             if not _looks_like_image(path):
                 continue  # Market ships Thumbs.db and the like
             record = parse_market_name(path, folder.name)
@@ -262,13 +294,13 @@ def _scan_market(root: Path, scan: DatasetScan) -> None:
 
 # --------------------------------------------------------------------------- generic
 def _scan_identity_folders(base: Path, split: str, scan: DatasetScan, parse_mars: bool = False) -> None:
-    for entry in _sorted_entries(base):
+    for entry in _sorted_entries(base, scan.skipped):
         if not entry.is_dir():
             if entry.is_file():
                 scan.skipped.append(Skipped(entry.path, "file outside an identity folder"))
             continue
         person = entry.name
-        for path in _files_below(Path(entry.path)):
+        for path in _files_below(Path(entry.path), scan.skipped):
             record = parse_mars_name(path, split) if parse_mars else None
             scan.records.append(record or ImageRecord(path=str(path), person=person, split=split))
 
@@ -314,7 +346,7 @@ def _camera_from_folders(path: Path, root: Path) -> int | None:
 
 
 def _scan_unlabelled(root: Path, scan: DatasetScan) -> None:
-    for path in _files_below(root):
+    for path in _files_below(root, scan.skipped):
         if not _looks_like_image(path):
             scan.skipped.append(Skipped(str(path), "not an image file"))
             continue

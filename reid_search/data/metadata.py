@@ -67,7 +67,10 @@ def parse_time(text: str) -> str:
     else:
         moment = _parse_calendar_time(value)
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        except (OverflowError, ValueError):
+            raise MetadataError(f"time {value[:40]!r} is outside the calendar once in UTC") from None
     return moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
 
 
@@ -78,7 +81,7 @@ def _parse_calendar_time(value: str) -> datetime:
         pass
     m = _LOOSE_TIME.match(value)
     if not m:
-        raise MetadataError(f"cannot read a time from {value!r} (use e.g. 2026-11-25T10:15:02)")
+        raise MetadataError(f"cannot read a time from {value[:40]!r} (use e.g. 2026-11-25T10:15:02)")
     year, month, day, hour, minute, second, fraction = m.groups()
     try:
         return datetime(

@@ -37,7 +37,9 @@ from .store import (
     MANIFEST_FILE,
     Gallery,
     GalleryError,
+    check_gallery_name,
     default_indexes_dir,
+    gallery_name_from_folder,
     now_iso,
 )
 
@@ -191,7 +193,7 @@ def build_gallery(
         embedder = Embedder()
     info = model_info(embedder) if vectors is None else _vectors_model_info(vectors)
     base = Path(indexes_dir) if indexes_dir else default_indexes_dir()
-    path = base / (name or Path(scan.root).name)
+    path = base / (check_gallery_name(name) if name else gallery_name_from_folder(scan.root))
     _recover_interrupted_swap(path)
 
     def build_at(target: Path, wanted_index_type: str | None) -> tuple[Gallery, BuildReport]:
@@ -263,6 +265,7 @@ def _build_into(
         raise
     report = BuildReport(gallery=str(path))
     _record_source(gallery, scan)
+    gallery.checkpoint()  # the folder is on record before any of its entries (servers check it)
 
     units = make_units(scan.records, level, frames_per_tracklet)
     done = gallery.done_units()

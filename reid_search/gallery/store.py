@@ -31,6 +31,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -92,6 +93,41 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+GALLERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_gallery_name(name: str) -> str:
+    """``name`` if it is a safe gallery name (one folder under the indexes folder), else GalleryError.
+
+    A name starts with a letter or digit and holds only letters, digits, ``.``, ``_`` and
+    ``-`` (at most 64): never ``.``, ``..``, a separator or a space, so a gallery can only
+    ever be the one folder it names.
+
+    >>> check_gallery_name("cuhk03-test")
+    'cuhk03-test'
+    >>> check_gallery_name("..")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    reid_search.gallery.store.GalleryError: gallery name '..' is not allowed: ...
+    """
+    if not GALLERY_NAME.match(name or ""):
+        raise GalleryError(
+            f"gallery name {name[:80]!r} is not allowed: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit (at most 64)"
+        )
+    return name
+
+
+def gallery_name_from_folder(folder: str | Path) -> str:
+    """A safe gallery name made from a data folder's name (other characters become ``-``).
+
+    >>> gallery_name_from_folder("/data/my crops (day 2)")
+    'my-crops-day-2'
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(folder).name).strip("-._")[:64]
+    return name or "gallery"
+
+
 def default_indexes_dir() -> Path:
     """``$REID_SEARCH_INDEXES`` if set, else ``./indexes``."""
     return Path(os.environ.get("REID_SEARCH_INDEXES", "indexes"))
@@ -114,15 +150,18 @@ def resolve_gallery_path(name_or_path: str | Path | None, indexes_dir: str | Pat
     candidate = Path(name_or_path).expanduser()
     if (candidate / MANIFEST_FILE).is_file() or os.sep in str(name_or_path):
         return candidate
-    return base / str(name_or_path)
+    return base / check_gallery_name(str(name_or_path))
 
 
 def list_galleries(indexes_dir: str | Path | None = None) -> list[Path]:
-    """Every folder under the indexes folder that holds a gallery manifest."""
+    """Every folder under the indexes folder whose name is a gallery name and that holds a manifest.
+
+    Rebuilds in progress (``.NAME.rebuild``) and other hidden folders are never listed.
+    """
     base = Path(indexes_dir) if indexes_dir else default_indexes_dir()
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if (p / MANIFEST_FILE).is_file())
+    return sorted(p for p in base.iterdir() if GALLERY_NAME.match(p.name) and (p / MANIFEST_FILE).is_file())
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -381,6 +420,11 @@ class Gallery:
             sql = f"select {cols} from vectors where faiss_id in ({marks})"
             out.update({r["faiss_id"]: dict(r) for r in self.con.execute(sql, chunk)})
         return out
+
+    def cameras(self) -> list[int]:
+        """The distinct camera numbers of the gallery's entries, ascending."""
+        sql = "select distinct camera from vectors where camera is not null order by camera"
+        return [int(r[0]) for r in self.con.execute(sql)]
 
     def frames_of(self, faiss_id: int) -> list[str]:
         """The member frames of a tracklet entry."""

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..data.layouts import DatasetScan, default_gallery_splits, scan_dataset
+from ..data.layouts import KIND_UNLABELLED, DatasetScan, default_gallery_splits, scan_dataset
 from ..data.protocols import (
     EvalItems,
     MatchCodes,
@@ -290,6 +290,16 @@ def gallery_source(source: str | Path, indexes_dir) -> Path | None:
     return None
 
 
+def _check_scorable(items: EvalItems, what: str, skipped: list) -> None:
+    """A clear error, before any scoring, when there is nothing a protocol could score."""
+    if len(items.vectors) == 0:
+        raise ProtocolError(f"{what}: nothing to evaluate (no readable image; {len(skipped)} skipped)")
+    if all(kind == KIND_UNLABELLED for kind in items.kinds):
+        raise ProtocolError(
+            f"{what}: unlabelled crops only; scoring needs to know who is who (a labelled dataset)"
+        )
+
+
 def evaluate(
     source: str | Path,
     embedder=None,
@@ -320,6 +330,7 @@ def evaluate(
     if gallery_path is not None:
         with Gallery.open(gallery_path) as gallery:
             items = items_from_gallery(gallery)
+            _check_scorable(items, f"gallery {gallery.name}", gallery.skipped())
             level = gallery.level
             model = gallery.manifest["model"]
             failures = [f"{s['path']}: {s['reason']}" for s in gallery.skipped()]
@@ -335,7 +346,7 @@ def evaluate(
                 )
             else:
                 chosen = choose_protocol(items, protocol, query_cameras, gallery_cameras)
-        notes.append(f"vectors read from gallery {gallery_path} (FAISS file + SQLite rows)")
+        notes.append(f"vectors read from gallery {gallery_path} (its SQLite rows)")
     else:
         from ..embedding.embedder import Embedder
         from ..gallery import model_info
@@ -361,6 +372,7 @@ def evaluate(
             failures = [f"{s.path}: {s.reason}" for s in scan.skipped]
             items, embed_failures = items_from_scan(scan, embedder, level, frames_per_tracklet, progress)
             failures += embed_failures
+            _check_scorable(items, str(source), failures)
             chosen = choose_protocol(items, protocol, query_cameras, gallery_cameras)
         if level == "tracklet":
             notes.append(

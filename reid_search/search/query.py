@@ -33,6 +33,7 @@ from .figures import pyplot, save_figure
 from .rerank import RerankConfig, rerank_similarities
 
 QUERY_SCHEMA = "reid-search/query/v2"
+RERANK_SHORTLIST_MAX = 2000  # entries re-ranked per query: memory about 12 x this^2 bytes
 
 
 @dataclass
@@ -158,13 +159,15 @@ def rank_identities(
     ``where`` (cameras, time window) is applied inside the index search; the search goes
     deeper until ``top_k`` identities are found or the passing entries are exhausted.
 
-    With ``rerank``, the shortlist fetched from the index is k-reciprocal re-ranked (the
-    query and its shortlist form the neighbourhoods) and scores become re-ranked
-    similarities (1 - re-ranked distance).
+    With ``rerank``, the shortlist fetched from the index (at most
+    :data:`RERANK_SHORTLIST_MAX` entries, whatever the gallery's size, so its memory is
+    bounded) is k-reciprocal re-ranked (the query and its shortlist form the
+    neighbourhoods) and scores become re-ranked similarities (1 - re-ranked distance).
     """
     if gallery.size == 0:
         return []
-    fetch = min(gallery.size, max(64, top_k * matches_per_identity * 8))
+    limit = gallery.size if rerank is None else min(gallery.size, RERANK_SHORTLIST_MAX)
+    fetch = min(limit, max(64, top_k * matches_per_identity * 8))
     while True:
         sims, ids = gallery.search(query_vector, fetch, where)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0]
@@ -182,9 +185,9 @@ def rank_identities(
                 continue
             match = GalleryMatch.from_row(row, sim)
             grouped.setdefault(match.group, []).append(match)
-        if len(grouped) >= top_k or fetch >= gallery.size:
+        if len(grouped) >= top_k or fetch >= limit:
             break
-        fetch = min(gallery.size, fetch * 4)
+        fetch = min(limit, fetch * 4)
     ranked = sorted(grouped.values(), key=lambda matches: -order[matches[0].faiss_id])[:top_k]
     return [
         IdentityHit(r, matches[0].person, order[matches[0].faiss_id], matches[:matches_per_identity])
@@ -230,15 +233,39 @@ def search_gallery(
     vectors, used, failures = embedder.embed_files(paths)
     if not used:
         raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
-    query_vector = pool_tracklet(vectors)
-    exclusion = _protocol_exclusion([paths[i] for i in used]) if same_camera_rule else None
+    return answer_vector(
+        gallery, pool_tracklet(vectors), [paths[i] for i in used], [str(f) for f in failures],
+        embedder.card.threshold, top_k, matches_per_identity, where, same_camera_rule, rerank, min_score,
+    )  # fmt: skip
+
+
+def answer_vector(
+    gallery: Gallery,
+    query_vector: np.ndarray,
+    images: Sequence[str | Path],
+    skipped: Sequence[str] = (),
+    card_threshold: float | None = None,
+    top_k: int = 10,
+    matches_per_identity: int = 3,
+    where: EntryFilter | None = None,
+    same_camera_rule: bool = False,
+    rerank: RerankConfig | None = None,
+    min_score: float | None = None,
+) -> QueryResult:
+    """Rank the gallery's identities for an already embedded (pooled, unit) query vector.
+
+    ``images`` are the query's file names (the same-camera rule reads them); the server
+    embeds uploads itself (batched across requests) and answers through here.
+    """
+    paths = [Path(p) for p in images]
+    exclusion = _protocol_exclusion(paths) if same_camera_rule else None
     hits = rank_identities(gallery, query_vector, top_k, matches_per_identity, where, exclusion, rerank)
     for hit in hits:
         kind, value = hit.matches[0].group
         if kind == "cluster":
             summary = cluster_summary(gallery, value)
             hit.cluster = summary.to_dict() if summary else None
-    threshold = min_score if min_score is not None else embedder.card.threshold
+    threshold = min_score if min_score is not None else card_threshold
     source = "--min-score" if min_score is not None else ("model card" if threshold is not None else "")
     for hit in hits:
         hit.match = None if threshold is None else hit.similarity >= threshold
@@ -246,9 +273,9 @@ def search_gallery(
     return QueryResult(
         gallery.name,
         gallery.model_sha256,
-        [str(paths[i]) for i in used],
+        [str(p) for p in paths],
         hits,
-        [str(f) for f in failures],
+        list(skipped),
         excluded,
         where.to_dict() if where is not None else {},
         asdict(rerank) if rerank else None,

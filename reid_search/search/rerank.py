@@ -12,8 +12,9 @@ original one::
     d*(q, g) = (1 - lambda) * (1 - sum(min(Vq, Vg)) / sum(max(Vq, Vg))) + lambda * d(q, g)
 
 Distances are squared Euclidean between unit vectors (``2 - 2 cos``), each row divided by
-its maximum, as in the paper's code. Cost: an (n x n) matrix for n = queries + gallery, so
-it suits evaluation sets and a query's shortlist, not a million-entry gallery whole.
+its maximum, as in the paper's code. Cost: three (n x n) float32 matrices for n = queries +
+gallery (about 12 n^2 bytes), so it suits evaluation sets and a query's shortlist (capped by
+the query path), not a million-entry gallery whole.
 
 Usage::
 
@@ -75,14 +76,17 @@ def k_reciprocal_distances(
     dist = np.maximum(2.0 - 2.0 * (features @ features.T), 0.0)
     dist /= np.maximum(dist.max(axis=1, keepdims=True), 1e-12)
     k1, k2 = min(k1, n - 1), max(1, min(k2, n))
-    rank = np.argsort(dist, axis=1, kind="stable")
+    rank = _nearest_first(dist, max(k1, k2) + 1)
     weights = np.zeros((n, n), np.float32)
     for i in range(n):
         neighbours = _expanded_neighbours(rank, i, k1)
         w = np.exp(-dist[i, neighbours])
         weights[i, neighbours] = w / w.sum()
-    if k2 > 1:
-        weights = weights[rank[:, :k2]].mean(axis=1)
+    if k2 > 1:  # local query expansion, summed neighbour by neighbour (no n x k2 x n array)
+        expanded = np.zeros_like(weights)
+        for j in range(k2):
+            expanded += weights[rank[:, j]]
+        weights = expanded / k2
     gallery_weights = weights[n_query:]
     jaccard = np.empty((n_query, len(gallery)), np.float32)
     for qi in range(n_query):
@@ -91,6 +95,24 @@ def k_reciprocal_distances(
         # rows of V sum to 1, so sum(max) = 2 - sum(min)
         jaccard[qi] = 1.0 - overlap / (2.0 - overlap)
     return (1.0 - lambda_value) * jaccard + lambda_value * dist[:n_query, n_query:]
+
+
+def _nearest_first(dist: np.ndarray, width: int, rows: int = 256) -> np.ndarray:
+    """Each row's ``width`` nearest columns, nearest first (ties by column), sorted in row chunks
+    so that no (n x n) index array is ever made."""
+    n = len(dist)
+    width = min(width, n)
+    out = np.empty((n, width), np.int64)
+    for start in range(0, n, rows):
+        block = dist[start : start + rows]
+        if width < n:
+            part = np.argpartition(block, width - 1, axis=1)[:, :width]
+            part.sort(axis=1)  # column order first, so the stable sort below breaks ties by column
+        else:
+            part = np.broadcast_to(np.arange(n), block.shape).copy()
+        order = np.argsort(np.take_along_axis(block, part, axis=1), axis=1, kind="stable")
+        out[start : start + rows] = np.take_along_axis(part, order, axis=1)
+    return out
 
 
 def rerank_similarities(query: np.ndarray, gallery: np.ndarray, config: RerankConfig) -> np.ndarray:

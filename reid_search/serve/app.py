@@ -4,87 +4,74 @@
 * ``POST /api/compare``  two images -> similarity and verdict
 * ``GET /api/galleries``, ``GET /api/health``
 * ``GET /api/thumb/{gallery}/{faiss_id}`` and ``GET /api/image/{gallery}/{faiss_id}``: a
-  gallery entry's picture, by id only (never by a path from the request)
+  gallery entry's picture, by id only (never by a path from the request), and only while
+  it is still the indexed file inside the indexed folder
 
-Safety: uploads are capped in bytes (413) and pixels (400) before anything is decoded; a
-bad image is a 400 with the reason; with a token, every ``/api`` call must carry it
-(``Authorization: Bearer T``, ``X-Token: T`` or ``?token=T``).
+The event loop never decodes, embeds or searches: uploads are read asynchronously,
+decoding and searching run in worker threads, and each gallery's model runs on its own
+thread, embedding the images of concurrent requests together
+(:mod:`~reid_search.serve.batcher`). Budgets (:mod:`.guard`, :mod:`.uploads`): token
+before body, body bytes (chunked too), slow-client timeout, bytes / pixels per image,
+pixels per request, images per request, a capped re-ranking shortlist. Every refusal is
+a 4xx with a short reason.
 """
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import io
 import mimetypes
-import re
-import shutil
-import tempfile
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
 from .. import __version__
 from ..data.images import ImageError
-from ..data.metadata import MetadataError, parse_time
+from ..data.metadata import MetadataError
+from ..embedding.embedder import pool_tracklet
 from ..embedding.model_store import ModelError
-from ..gallery import EntryFilter, GalleryError, read_manifest
-from ..search.query import compare_images, search_gallery
-from ..search.rerank import RerankConfig
+from ..gallery import GalleryError, read_manifest
+from ..gallery.entry_files import EntryUnavailable, entry_image
+from ..search.query import Comparison
+from ..search.service import QueryOptions, answer_embedded
 from .config import ServeConfig
-from .pool import GalleryPool, UnknownGallery
+from .guard import GuardConfig, RequestGuard
+from .pool import GalleryPool, Handle, UnknownGallery
+from .uploads import UploadBudget, UploadRejected, check_request, check_upload, decode_uploads, safe_filename
 
-SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-UPLOAD_CHUNK = 1 << 16
-
-
-class UploadRejected(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+MAX_MESSAGE = 300  # characters of an error message sent back
 
 
-def _safe_filename(name: str | None, index: int) -> str:
-    """The upload's base name with only safe characters (kept: the same-camera rule reads it)."""
-    return SAFE_NAME.sub("_", Path(name or "").name).strip("._") or f"upload{index}.jpg"
+def _short(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
-async def _save_upload(upload: UploadFile, folder: Path, index: int, config: ServeConfig) -> Path:
-    """Write one upload as ``folder/INDEX/NAME`` after checking its size and pixel count."""
-    data = bytearray()
-    while chunk := await upload.read(UPLOAD_CHUNK):
-        data += chunk
-        if len(data) > config.max_upload_bytes:
-            raise UploadRejected(413, f"{upload.filename}: larger than {config.max_upload_bytes} bytes")
-    if not data:
-        raise UploadRejected(400, f"{upload.filename}: empty file (0 bytes)")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-    except Exception as exc:  # PIL raises many types for a bad header
-        raise UploadRejected(400, f"{upload.filename}: not an image ({type(exc).__name__})") from None
-    if width * height > config.max_pixels:
-        raise UploadRejected(
-            400, f"{upload.filename}: {width}x{height} pixels, more than {config.max_pixels} allowed"
-        )
-    target = folder / str(index) / _safe_filename(upload.filename, index)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(bytes(data))
-    return target
-
-
-def _clean(message: str, folder: Path) -> str:
-    """An error message without the server's temporary folder in it."""
-    return re.sub(rf"{re.escape(str(folder))}/\d+/", "", message).replace(str(folder), "")
+async def _read_uploads(files: list[UploadFile], budget: UploadBudget):
+    """Read (asynchronously) and check every upload, then the request's pixel budget."""
+    if len(files) > budget.max_files:
+        raise UploadRejected(413, f"{len(files)} images; at most {budget.max_files} per request")
+    uploads = []
+    for i, upload in enumerate(files):
+        name = safe_filename(upload.filename, i)
+        data = await upload.read(budget.max_image_bytes + 1)
+        uploads.append(await run_in_threadpool(check_upload, data, name, budget))
+    check_request(uploads, budget)
+    return uploads
 
 
 def create_app(config: ServeConfig) -> FastAPI:
-    pool = GalleryPool(config.indexes_dir, config.default_gallery)
+    pool = GalleryPool(config.indexes_dir, config.default_gallery, config.batch_images)
+    budget = UploadBudget(
+        config.max_upload_bytes, config.max_pixels, config.max_request_pixels, config.max_files
+    )
+    decode_slots = asyncio.Semaphore(config.decode_slots)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -99,147 +86,111 @@ def create_app(config: ServeConfig) -> FastAPI:
     )
     app.state.pool = pool
     app.state.config = config
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > config.max_request_bytes:
-            return JSONResponse({"detail": f"request larger than {config.max_request_bytes} bytes"}, 413)
-        return await call_next(request)
+    app.add_middleware(
+        RequestGuard,
+        config=GuardConfig(config.token, config.max_request_bytes, config.body_timeout, config.allowed_hosts),
+    )
 
     @app.exception_handler(UploadRejected)
     async def rejected(_: Request, exc: UploadRejected):
-        return JSONResponse({"detail": str(exc)}, exc.status)
+        return JSONResponse({"detail": _short(str(exc))}, exc.status)
 
-    def check_token(request: Request) -> None:
-        if not config.token:
-            return
-        header = request.headers.get("authorization", "")
-        given = (
-            header[7:]
-            if header.lower().startswith("bearer ")
-            else request.headers.get("x-token") or request.query_params.get("token") or ""
-        )
-        if not hmac.compare_digest(given.encode(), config.token.encode()):
-            raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
+    @app.exception_handler(UnknownGallery)
+    async def unknown(_: Request, exc: UnknownGallery):
+        return JSONResponse({"detail": _short(str(exc))}, 404)
 
-    guarded = [Depends(check_token)]
+    @app.exception_handler(EntryUnavailable)
+    async def gone(_: Request, exc: EntryUnavailable):
+        return JSONResponse({"detail": _short(str(exc))}, 404)
+
+    for error in (GalleryError, ImageError, MetadataError, ModelError):
+        app.add_exception_handler(error, _bad_request)
+
+    async def embed(handle: Handle, uploads) -> tuple[Any, list[str], list[str]]:
+        """Decode (a worker thread, at most ``decode_slots`` requests at once), then embed in the
+        gallery model's shared batches: (vectors, names used, failures)."""
+        embedder = await run_in_threadpool(lambda: handle.embedder)
+        async with decode_slots:
+            pixels, used, failures = await run_in_threadpool(decode_uploads, uploads, embedder.input_size)
+        if not used:
+            raise UploadRejected(400, "no readable image: " + "; ".join(failures))
+        vectors = await handle.batcher.embed_async(pixels)
+        return vectors, used, failures
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> str:
-        return resources.files("reid_search.serve").joinpath("static/index.html").read_text("utf-8")
+    async def page() -> str:
+        return _page()
 
-    @app.get("/api/health", dependencies=guarded)
-    def health() -> dict[str, Any]:
+    @app.get("/api/health")
+    async def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "galleries": len(pool.names())}
 
-    @app.get("/api/galleries", dependencies=guarded)
+    @app.get("/api/galleries")
     def galleries() -> list[dict[str, Any]]:
-        out = []
-        for name in pool.names():
-            manifest = read_manifest(pool.indexes_dir / name / "manifest.json")
-            with pool.use(name) as handle:
-                size = handle.gallery.size
-                cameras = [
-                    r[0]
-                    for r in handle.gallery.con.execute(
-                        "select distinct camera from vectors where camera is not null order by camera"
-                    )
-                ]
-            out.append(
-                {
-                    "name": name,
-                    "size": size,
-                    "level": manifest["level"],
-                    "cameras": cameras,
-                    "model": manifest["model"].get("name"),
-                    "index": manifest.get("index", {}).get("factory"),
-                    "default": name == pool.default,
-                }
-            )
-        return out
+        return [_describe(pool, name) for name in pool.names()]
 
-    @app.post("/api/query", dependencies=guarded)
+    @app.post("/api/query")
     async def query(
         images: Annotated[list[UploadFile], File(description="One image, or several of one person.")],
-        gallery: Annotated[str | None, Form()] = None,
+        gallery: Annotated[str | None, Form(max_length=200)] = None,
         top_k: Annotated[int, Form(ge=1, le=200)] = 10,
         matches: Annotated[int, Form(ge=1, le=50)] = 3,
         camera: Annotated[list[int] | None, Form()] = None,
         exclude_camera: Annotated[list[int] | None, Form()] = None,
-        after: Annotated[str | None, Form()] = None,
-        before: Annotated[str | None, Form()] = None,
+        after: Annotated[str | None, Form(max_length=64)] = None,
+        before: Annotated[str | None, Form(max_length=64)] = None,
         same_camera_rule: Annotated[bool, Form()] = False,
         rerank: Annotated[bool, Form()] = False,
         min_score: Annotated[float | None, Form()] = None,
     ) -> dict[str, Any]:
-        if len(images) > config.max_files:
-            raise UploadRejected(413, f"{len(images)} images; at most {config.max_files} per query")
-        folder = Path(tempfile.mkdtemp(prefix="reid-query-"))
-        try:
-            paths = [await _save_upload(u, folder, i, config) for i, u in enumerate(images)]
-            where = EntryFilter(
-                tuple(camera or ()),
-                tuple(exclude_camera or ()),
-                parse_time(after) if after else None,
-                parse_time(before) if before else None,
-            )
-            with pool.use(gallery) as handle:
-                result = search_gallery(
-                    handle.gallery, handle.embedder, paths, top_k, matches, where, same_camera_rule,
-                    RerankConfig() if rerank else None, min_score,
-                )  # fmt: skip
-            payload = result.to_dict()
-            payload["query"]["images"] = [Path(p).name for p in payload["query"]["images"]]
-            payload["query"]["skipped"] = [_clean(s, folder) for s in payload["query"]["skipped"]]
-            return payload
-        except UnknownGallery as exc:
-            raise HTTPException(404, str(exc)) from None
-        except (ImageError, MetadataError, GalleryError, ModelError) as exc:
-            raise HTTPException(400, _clean(str(exc), folder)) from None
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        options = QueryOptions(
+            top_k, matches, tuple(camera or ()), tuple(exclude_camera or ()), after, before,
+            same_camera_rule, rerank, min_score,
+        )  # fmt: skip
+        uploads = await _read_uploads(images, budget)
+        handle = await run_in_threadpool(pool.handle, gallery)
+        vectors, used, failures = await embed(handle, uploads)
+        threshold = handle.embedder.card.threshold
 
-    @app.post("/api/compare", dependencies=guarded)
+        def search():
+            with handle.lock:
+                return answer_embedded(
+                    handle.gallery, pool_tracklet(vectors), used, failures, threshold, options
+                )
+
+        return (await run_in_threadpool(search)).to_dict()
+
+    @app.post("/api/compare")
     async def compare(
         image_a: Annotated[UploadFile, File()],
         image_b: Annotated[UploadFile, File()],
-        gallery: Annotated[str | None, Form(description="Use this gallery's model")] = None,
+        gallery: Annotated[str | None, Form(description="Use this gallery's model", max_length=200)] = None,
     ) -> dict[str, Any]:
-        folder = Path(tempfile.mkdtemp(prefix="reid-compare-"))
-        try:
-            a = await _save_upload(image_a, folder, 0, config)
-            b = await _save_upload(image_b, folder, 1, config)
-            with pool.use(gallery) as handle:
-                comparison = compare_images(handle.embedder, a, b)
-            return {**comparison.to_dict(), "image_a": a.name, "image_b": b.name}
-        except UnknownGallery as exc:
-            raise HTTPException(404, str(exc)) from None
-        except (ImageError, GalleryError, ModelError) as exc:
-            raise HTTPException(400, _clean(str(exc), folder)) from None
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        uploads = await _read_uploads([image_a, image_b], budget)
+        handle = await run_in_threadpool(pool.handle, gallery)
+        vectors, used, failures = await embed(handle, uploads)
+        if failures:
+            raise UploadRejected(400, failures[0])
+        card = handle.embedder.card
+        comparison = Comparison(used[0], used[1], float(vectors[0] @ vectors[1]), card.threshold, card.name)
+        return comparison.to_dict()
 
     def entry_file(gallery: str, faiss_id: int) -> Path:
-        try:
-            with pool.use(gallery) as handle:
-                row = handle.gallery.rows([faiss_id]).get(faiss_id)
-        except UnknownGallery as exc:
-            raise HTTPException(404, str(exc)) from None
-        if row is None:
-            raise HTTPException(404, f"no entry {faiss_id} in gallery {gallery!r}")
-        path = Path(row["path"])
-        if not path.is_file():
-            raise HTTPException(404, f"entry {faiss_id}: its image file is no longer on disk")
-        return path
+        if not 0 <= faiss_id < 2**63:
+            raise HTTPException(404, "no such entry")
+        with pool.use(gallery) as handle:
+            return entry_image(handle.gallery, faiss_id)
 
-    @app.get("/api/thumb/{gallery}/{faiss_id}", dependencies=guarded, response_class=Response)
+    @app.get("/api/thumb/{gallery}/{faiss_id}", response_class=Response)
     def thumb(gallery: str, faiss_id: int) -> Response:
         path = entry_file(gallery, faiss_id)
-        data = _thumbnail(str(path), path.stat().st_mtime_ns, config.thumb_height)
+        try:
+            data = _thumbnail(str(path), path.stat().st_mtime_ns, config.thumb_height)
+        except Exception:  # the indexed image can no longer be decoded
+            raise EntryUnavailable(f"entry {faiss_id}: its file is no longer a readable image") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
-    @app.get("/api/image/{gallery}/{faiss_id}", dependencies=guarded, response_class=Response)
+    @app.get("/api/image/{gallery}/{faiss_id}", response_class=Response)
     def image(gallery: str, faiss_id: int) -> Response:
         path = entry_file(gallery, faiss_id)
         media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -248,10 +199,40 @@ def create_app(config: ServeConfig) -> FastAPI:
     return app
 
 
+async def _bad_request(_: Request, exc: Exception):
+    return JSONResponse({"detail": _short(str(exc))}, 400)
+
+
+def _describe(pool: GalleryPool, name: str) -> dict[str, Any]:
+    """A gallery as the page lists it; a broken one is listed as unavailable, with why."""
+    try:
+        manifest = read_manifest(pool.indexes_dir / name / "manifest.json")
+        with pool.use(name) as handle:
+            size, cameras = handle.gallery.size, handle.gallery.cameras()
+        return {
+            "name": name,
+            "available": True,
+            "size": size,
+            "level": manifest["level"],
+            "cameras": cameras,
+            "model": manifest["model"].get("name"),
+            "index": manifest.get("index", {}).get("factory"),
+            "default": name == pool.default,
+        }
+    except Exception as exc:  # any broken gallery: listed, never a 500 for everyone
+        return {"name": name, "available": False, "error": _short(f"{type(exc).__name__}: {exc}")}
+
+
+@lru_cache(maxsize=1)
+def _page() -> str:
+    return resources.files("reid_search.serve").joinpath("static/index.html").read_text("utf-8")
+
+
 @lru_cache(maxsize=2048)
 def _thumbnail(path: str, mtime_ns: int, height: int) -> bytes:
     """A JPEG of the image scaled to ``height`` (cached; a changed file gets a new entry)."""
     with Image.open(path) as img:
+        img.draft("RGB", (height * 4, height))
         rgb = img.convert("RGB")
     width = max(1, round(rgb.width * height / max(1, rgb.height)))
     out = io.BytesIO()

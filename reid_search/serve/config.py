@@ -20,13 +20,25 @@ class ServeConfig:
     default_gallery: str | None = None  # None: the only gallery, else the request must name one
     token: str | None = None  # when set, every /api call needs it (header or ?token=)
     max_upload_bytes: int = 8 * 2**20  # per image
-    max_pixels: int = 25_000_000  # per image (width x height), checked before decoding
+    max_pixels: int = 25_000_000  # per image (width x height), read from the header before decoding
+    max_request_pixels: int = 40_000_000  # all images of one request together
     max_files: int = 32  # images per query (one tracklet)
     thumb_height: int = 160
+    body_timeout: float = 30.0  # seconds a client may pause while sending its body
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered (empty: any); DNS-rebinding guard
+    batch_images: int = 64  # most images one model call embeds across concurrent requests
+    decode_slots: int = 2  # requests decoding their uploads at once (bounds memory)
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_bytes", "max_pixels", "max_request_pixels", "max_files", "thumb_height"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if not self.body_timeout > 0:
+            raise ValueError(f"body_timeout must be positive, not {self.body_timeout}")
 
     @property
     def max_request_bytes(self) -> int:
-        """Whole request bodies above this are refused (413) before they are read."""
+        """Whole request bodies above this are refused (413), chunked or not, before the rest is read."""
         return self.max_upload_bytes * self.max_files + 2**20
 
 

@@ -120,7 +120,8 @@ def build_card(
             "command": config.command,
             "data": data.sources,
             "train_identities": int(data.n_classes),
-            "train_images": len(data.train_labels),
+            "train_images": len(data.train_labels) - data.n_unlabelled,
+            "unlabelled_images": data.n_unlabelled,  # crops that learned from the teacher only
             "val_identities": sum(v.n_identities for v in data.validation),
             "val_images": sum(len(v.paths) for v in data.validation),
             "epochs": epochs_done,

@@ -46,6 +46,8 @@ class TrainConfig:
     contrastive_margin: float = 1.0
     label_smoothing: float = 0.1
     teacher_targets: list[str] = field(default_factory=list)
+    unlabelled: list[str] = field(default_factory=list)  # crop folders trained by the teacher only
+    unlabelled_per_batch: int = 16  # crops of ``unlabelled`` added to each P x K batch
     p: int = 16
     k: int = 4
     epochs: int = 30
@@ -62,6 +64,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data = _as_list(self.data)
         self.teacher_targets = _as_list(self.teacher_targets)
+        self.unlabelled = _as_list(self.unlabelled)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,11 +84,28 @@ class TrainConfig:
             raise ValueError("no training data given")
         if {"distill", "regress"} & set(self.losses) and not self.teacher_targets:
             raise ValueError("the distill and regress losses need --teacher-targets FILE.npz")
+        if self.unlabelled and not {"distill", "regress"} & set(self.losses):
+            raise ValueError("--unlabelled crops learn from the teacher only: add a distill or regress loss")
+        if self.unlabelled and self.unlabelled_per_batch < 2:
+            raise ValueError("--unlabelled-per-batch must be at least 2 (pairs of crops for distill)")
+        _refuse_repeats([*self.data, *self.unlabelled])
         if self.cached_views and (self.freeze_blocks <= 0 or self.tower.architecture not in BLOCK_TOWERS):
             raise ValueError(
                 f"--cached-views needs --freeze-blocks N > 0 and an architecture with blocks "
                 f"({', '.join(BLOCK_TOWERS)})"
             )
+
+
+def _refuse_repeats(folders: list[str]) -> None:
+    """A folder given twice would count its people twice (as two datasets): refuse it."""
+    from pathlib import Path
+
+    seen: dict[Path, str] = {}
+    for folder in folders:
+        key = Path(folder).expanduser().resolve()
+        if key in seen:
+            raise ValueError(f"{folder}: given twice (also as {seen[key]}); give each dataset once")
+        seen[key] = folder
 
 
 def _repeat(flag: str, values: list[str]) -> list[str]:
@@ -118,6 +138,8 @@ def train_command(config: TrainConfig) -> str:
         "--label-smoothing",
         f"{config.label_smoothing:g}",
         *_repeat("--teacher-targets", config.teacher_targets),
+        *_repeat("--unlabelled", config.unlabelled),
+        *(["--unlabelled-per-batch", str(config.unlabelled_per_batch)] if config.unlabelled else []),
         "--epochs",
         str(config.epochs),
         "--p",

@@ -32,6 +32,7 @@ from ..embedding.vectors import read_vectors
 from .config import TrainConfig
 
 TRAIN_SPLITS = ("bbox_train", "bounding_box_train")
+UNLABELLED = -1  # the training label of a crop nobody named: it learns from the teacher only
 
 
 @dataclass
@@ -54,7 +55,7 @@ class TrainingData:
     """Decoded training images of every dataset with namespaced labels, and one validation set each."""
 
     train_pixels: np.ndarray  # uint8 (N, H, W, 3)
-    train_labels: np.ndarray  # 0..C-1 over all datasets
+    train_labels: np.ndarray  # 0..C-1 over all datasets; UNLABELLED for crops of --unlabelled folders
     train_paths: list[str]
     train_keys: list[str]  # path relative to its dataset's root (how teacher targets are matched)
     train_dataset: np.ndarray  # index into ``sources`` of each training image
@@ -63,13 +64,19 @@ class TrainingData:
     sources: list[str]
     skipped: list[str] = field(default_factory=list)
 
+    @property
+    def n_unlabelled(self) -> int:
+        return int((self.train_labels == UNLABELLED).sum())
+
     def describe(self) -> str:
         per = ", ".join(
             f"{Path(s).name}: {int((self.train_dataset == i).sum())}" for i, s in enumerate(self.sources)
         )
         val = sum(len(v.paths) for v in self.validation)
+        crops = f" + {self.n_unlabelled} unlabelled crops (teacher only)" if self.n_unlabelled else ""
         return (
-            f"data: {len(self.train_labels)} training images of {self.n_classes} identities ({per}), "
+            f"data: {len(self.train_labels) - self.n_unlabelled} training images of {self.n_classes} "
+            f"identities{crops} ({per}), "
             f"{val} validation images of {sum(v.n_identities for v in self.validation)} held-out identities"
             + (f", {len(self.skipped)} unreadable skipped" if self.skipped else "")
         )
@@ -81,7 +88,7 @@ class _Part:
 
     name: str
     root: str
-    train: list[tuple[str, str, bytes | None]]  # (path, person, encoded bytes or None)
+    train: list[tuple[str, str | None, bytes | None]]  # (path, person or None, encoded bytes or None)
     val: list[tuple[str, str, int, bytes | None]]  # (path, person, camera, bytes or None)
 
 
@@ -136,6 +143,14 @@ def _dataset_part(folder: str, val_fraction: float, seed: int) -> _Part:
     return _Part(Path(scan.root).name, scan.root, train, val)
 
 
+def _unlabelled_part(folder: str) -> _Part:
+    """Every image below ``folder`` as one unlabelled training source (no validation people)."""
+    scan = scan_dataset(folder, layout="unlabelled")
+    if not scan.records:
+        raise ValueError(f"{folder}: no images to train on")
+    return _Part(Path(scan.root).name, scan.root, [(r.path, None, None) for r in scan.records], [])
+
+
 def _unique_names(parts: list[_Part]) -> None:
     seen: dict[str, int] = {}
     for part in parts:
@@ -160,7 +175,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     parts = [
         _records_part(d) if is_records_folder(d) else _dataset_part(d, config.val_fraction, config.seed)
         for d in config.data
-    ]
+    ] + [_unlabelled_part(d) for d in config.unlabelled]
     _unique_names(parts)
     pixels, labels, paths, keys, owner, validation, skipped = [], [], [], [], [], [], []
     label_of: dict[str, int] = {}
@@ -169,11 +184,15 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         skipped += fails
         kept = [part.train[i] for i in keep]
         for path, person, _ in kept:
-            labels.append(label_of.setdefault(f"{part.name}/{person}", len(label_of)))
+            labels.append(
+                UNLABELLED if person is None else label_of.setdefault(f"{part.name}/{person}", len(label_of))
+            )
             paths.append(path)
             keys.append(_relative_key(path, part.root))
             owner.append(index)
         pixels.append(tr_pix)
+        if not part.val:
+            continue
         va_pix, va_keep, vfails = decode_all([v[0] for v in part.val], size, [v[3] for v in part.val])
         skipped += vfails
         val = [part.val[i] for i in va_keep]

@@ -76,7 +76,9 @@ class Trainer:
         teacher_dim = self.teacher.shape[1] if self.teacher is not None else 1
         self.heads = build_heads(config.tower.embedding_dim, data.n_classes, teacher_dim)
         self.optimizer = keras.optimizers.AdamW(config.lr, weight_decay=config.weight_decay)
-        self.sampler = PKSampler(data.train_labels, config.p, config.k, config.seed)
+        self.sampler = PKSampler(
+            data.train_labels, config.p, config.k, config.seed, extra=config.unlabelled_per_batch
+        )
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.variables = list(self.view.trainable_variables) + self.heads.for_losses(config.losses)
@@ -158,6 +160,7 @@ class Trainer:
         weights = c.losses
 
         cached = self.cache is not None
+        n = self.sampler.labelled_size  # rows with identities; the rest learn from the teacher only
 
         @tf.function(reduce_retracing=True, autograph=False)  # static Python branches only
         def train_step(inputs, labels, teacher, lr):
@@ -167,13 +170,14 @@ class Trainer:
                 bn_features, embedding = self.view(x, training=True)
                 terms = {}
                 if "triplet" in weights:
-                    terms["triplet"] = L.batch_hard_triplet_loss(embedding, labels, c.triplet_margin)
+                    terms["triplet"] = L.batch_hard_triplet_loss(embedding[:n], labels[:n], c.triplet_margin)
                 if "contrastive" in weights:
-                    terms["contrastive"] = L.contrastive_loss(embedding, labels, c.contrastive_margin)
+                    terms["contrastive"] = L.contrastive_loss(embedding[:n], labels[:n], c.contrastive_margin)
                 if "pair" in weights:
-                    terms["pair"] = L.pair_loss(embedding, labels, self.heads.pair_head)
+                    terms["pair"] = L.pair_loss(embedding[:n], labels[:n], self.heads.pair_head)
                 if "id" in weights:
-                    terms["id"] = L.id_loss(self.heads.classifier(bn_features), labels, c.label_smoothing)
+                    logits = self.heads.classifier(bn_features[:n])
+                    terms["id"] = L.id_loss(logits, labels[:n], c.label_smoothing)
                 if "distill" in weights:
                     terms["distill"] = L.distillation_loss(embedding, teacher)
                 if "regress" in weights:

@@ -3,7 +3,9 @@
 Batch-hard mining needs positives and negatives in every batch; a random batch of a
 743-identity set has almost none. An epoch visits every identity about
 ``images / (P * K)`` times; an identity with fewer than K images is sampled with
-replacement.
+replacement. Crops labelled ``-1`` (nobody named their person) never form identities: with
+``extra > 0`` each batch appends that many of them after its P x K labelled images, for the
+losses that need no labels (teacher distillation); an epoch is counted in labelled images.
 
 Usage::
 
@@ -24,20 +26,27 @@ import numpy as np
 class PKSampler:
     """Index batches of ``p`` identities x ``k`` images from integer ``labels``."""
 
-    def __init__(self, labels: np.ndarray, p: int = 16, k: int = 4, seed: int = 0):
+    def __init__(self, labels: np.ndarray, p: int = 16, k: int = 4, seed: int = 0, extra: int = 0):
         self.labels = np.asarray(labels)
         self.p, self.k = p, k
         self.rng = np.random.default_rng(seed)
-        self.by_label = {int(c): np.flatnonzero(self.labels == c) for c in np.unique(self.labels)}
+        self.by_label = {int(c): np.flatnonzero(self.labels == c) for c in np.unique(self.labels) if c >= 0}
+        self.unlabelled = np.flatnonzero(self.labels < 0)
+        self.extra = extra if len(self.unlabelled) else 0
         if len(self.by_label) < p:
             raise ValueError(f"P={p} identities per batch, but the data has only {len(self.by_label)}")
 
     @property
-    def batch_size(self) -> int:
+    def labelled_size(self) -> int:
+        """Rows of a batch that carry identities (the first ones)."""
         return self.p * self.k
 
+    @property
+    def batch_size(self) -> int:
+        return self.labelled_size + self.extra
+
     def batches_per_epoch(self) -> int:
-        return max(1, len(self.labels) // self.batch_size)
+        return max(1, (len(self.labels) - len(self.unlabelled)) // self.labelled_size)
 
     def _take(self, label: int) -> np.ndarray:
         pool = self.by_label[label]
@@ -50,7 +59,8 @@ class PKSampler:
         weights /= weights.sum()
         for _ in range(self.batches_per_epoch()):
             chosen = self.rng.choice(labels, self.p, replace=False, p=weights)
-            yield np.concatenate([self._take(int(c)) for c in chosen])
+            crops = self.rng.choice(self.unlabelled, self.extra, replace=len(self.unlabelled) < self.extra)
+            yield np.concatenate([*(self._take(int(c)) for c in chosen), crops.astype(np.int64)])
 
     def get_state(self) -> dict:
         return self.rng.bit_generator.state

@@ -1,0 +1,115 @@
+"""The one query path shared by ``reid-search query`` and the server: options, model, answer.
+
+Both front ends turn their inputs into :class:`QueryOptions` (checked once, here: counts,
+camera numbers, times, the threshold), choose the gallery's model with
+:func:`embedder_for_gallery` (a gallery built from precomputed vectors has no model to
+choose: that is an error, never a silent default) and answer with
+:func:`answer_query` (files) or :func:`~reid_search.search.query.answer_vector` (a vector
+the server embedded itself).
+
+Usage::
+
+    >>> options = QueryOptions(top_k=5, camera=(1,), after="2026-11-25T08:00")
+    >>> options.entry_filter().sql()
+    ('camera in (?) and time >= ?', [1, '2026-11-25T08:00:00'])
+    >>> QueryOptions(min_score=float("nan"))
+    Traceback (most recent call last):
+    ...
+    reid_search.gallery.store.GalleryError: min_score must be a number from -1 to 1, not nan
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..gallery import EntryFilter, Gallery, GalleryError
+from .query import QueryResult, answer_vector, search_gallery
+from .rerank import RerankConfig
+
+INT64_MAX = 2**63 - 1
+MAX_TOP_K = 1000
+MAX_MATCHES = 100
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """What a query asks besides its images (CLI options, the server's form fields)."""
+
+    top_k: int = 10
+    matches: int = 3
+    camera: tuple[int, ...] = ()
+    exclude_camera: tuple[int, ...] = ()
+    after: str | None = None
+    before: str | None = None
+    same_camera_rule: bool = False
+    rerank: bool = False
+    min_score: float | None = None
+
+    def __post_init__(self) -> None:
+        from ..data.metadata import parse_time
+
+        if not 1 <= self.top_k <= MAX_TOP_K:
+            raise GalleryError(f"top_k must be from 1 to {MAX_TOP_K}, not {self.top_k}")
+        if not 1 <= self.matches <= MAX_MATCHES:
+            raise GalleryError(f"matches must be from 1 to {MAX_MATCHES}, not {self.matches}")
+        for value in (*self.camera, *self.exclude_camera):
+            if not 0 <= value <= INT64_MAX:
+                raise GalleryError(f"camera {str(value)[:24]} is not a camera number (0 to 2^63-1)")
+        if self.min_score is not None and not (math.isfinite(self.min_score) and -1 <= self.min_score <= 1):
+            raise GalleryError(f"min_score must be a number from -1 to 1, not {self.min_score}")
+        # times are read once, here: a bad one is one clear error before any work
+        object.__setattr__(self, "after", parse_time(self.after) if self.after else None)
+        object.__setattr__(self, "before", parse_time(self.before) if self.before else None)
+
+    def entry_filter(self) -> EntryFilter:
+        return EntryFilter(tuple(self.camera), tuple(self.exclude_camera), self.after, self.before)
+
+    def rerank_config(self) -> RerankConfig | None:
+        return RerankConfig() if self.rerank else None
+
+
+def embedder_for_gallery(gallery: Gallery, model: str | Path | None = None, **embedder_options):
+    """The model that built ``gallery``, unless ``model`` names another (checked when searching).
+
+    A gallery built from precomputed vectors records no model file: the caller must name it.
+    A model file that moved since the build falls back to the package's default, which
+    ``check_model`` then accepts only if it is the same model.
+    """
+    from ..embedding.embedder import Embedder
+
+    if model is not None:
+        return Embedder(model, **embedder_options)
+    built = gallery.manifest["model"].get("path")
+    if not built:
+        raise GalleryError(
+            f"gallery {gallery.name}: built from precomputed vectors; name the model that made them"
+        )
+    return Embedder(built if Path(built).is_file() else None, **embedder_options)
+
+
+def answer_query(
+    gallery: Gallery, embedder, images: Sequence[str | Path], options: QueryOptions
+) -> QueryResult:
+    """Embed ``images`` (one person: a tracklet) and rank ``gallery``'s identities."""
+    return search_gallery(
+        gallery, embedder, images, options.top_k, options.matches, options.entry_filter(),
+        options.same_camera_rule, options.rerank_config(), options.min_score,
+    )  # fmt: skip
+
+
+def answer_embedded(
+    gallery: Gallery,
+    query_vector,
+    names: Sequence[str],
+    skipped: Sequence[str],
+    card_threshold: float | None,
+    options: QueryOptions,
+) -> QueryResult:
+    """Rank ``gallery``'s identities for a query vector embedded elsewhere (the server's batches)."""
+    return answer_vector(
+        gallery, query_vector, names, skipped, card_threshold, options.top_k, options.matches,
+        options.entry_filter(), options.same_camera_rule, options.rerank_config(), options.min_score,
+    )  # fmt: skip
