@@ -97,6 +97,12 @@ def friendly_errors(func):
     return wrapper
 
 
+def _given_options(ctx: typer.Context) -> set[str]:
+    """Names of the parameters the user set on the command line or by environment variable."""
+    explicit = ("COMMANDLINE", "ENVIRONMENT")  # compared by name: typer may bring its own click
+    return {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") in explicit}
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"reid-search {__version__}")
@@ -322,19 +328,31 @@ def query(
         typer.echo("filter: " + ", ".join(f"{k} {v}" for k, v in result.filter.items()))
     flag = {True: "yes", False: "no", None: "?"}
     columns = "best matches (similarity, camera, tracklet or time, path)"
-    typer.echo(f"{'rank':>4}  {'person':<12} {'score':>6} {'match':>5}  {columns}")
+    typer.echo(f"{'rank':>4}  {'person':<12} {'score':>6} {'match':>5} {'conf':>4}  {columns}")
     for hit in result.identities:
         who = hit.key.replace(":", " ", 1).removeprefix("person ")
+        conf = "  - " if hit.confidence is None else f"{100 * hit.confidence:3.0f}%"
         for j, m in enumerate(hit.matches):
-            head = f"{hit.rank:>4}  {who:<12} {hit.score:6.3f} {flag[hit.match]:>5}" if j == 0 else " " * 31
+            head = (
+                f"{hit.rank:>4}  {who:<12} {hit.score:6.3f} {flag[hit.match]:>5} {conf}"
+                if j == 0
+                else " " * 36
+            )
             camera = "c-" if m.camera is None else f"c{m.camera}"
             when = m.time or ("-" if m.tracklet is None else f"t{m.tracklet}")
             typer.echo(f"{head}  {m.similarity:.3f}  {camera}  {when}  {m.path}")
         if hit.cluster:
             cams = ",".join(map(str, hit.cluster["cameras"])) or "-"
-            typer.echo(f"{'':31}  cluster of {hit.cluster['size']} entries, cameras {cams}")
+            typer.echo(f"{'':36}  cluster of {hit.cluster['size']} entries, cameras {cams}")
     if not result.identities:
         typer.echo("no gallery entry passes the filter" if result.filter else "the gallery is empty")
+    elif result.in_gallery is False and result.open_set and result.threshold_source.endswith("rule"):
+        best = result.identities[0].confidence or 0.0
+        typer.echo(
+            f"no match: the best answer's confidence {100 * best:.0f}% is under the accept level "
+            f"{100 * result.open_set['accept']:.0f}% ({result.threshold_source}); "
+            "this person is probably not in the gallery"
+        )
     elif result.in_gallery is False:
         typer.echo(
             f"no match: nothing in the gallery reaches the same-person threshold {result.threshold:.3f} "
@@ -502,13 +520,31 @@ def calibrate(
     ] = None,
     val_fraction: Annotated[float, typer.Option(help="Held-out share of identities, as in train.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Identity split seed, as in train.")] = 0,
+    open_set_far: Annotated[
+        float | None,
+        typer.Option(
+            help="Also fit the query's open-set rule (graded confidence, accept level) at this "
+            "false-alarm rate, e.g. 0.1."
+        ),
+    ] = None,
     write: Annotated[bool, typer.Option(help="Store the threshold in the model's card(s).")] = False,
 ) -> None:
     """Choose the same-person threshold on held-out identities; print its error rates per dataset."""
     from .embedding.embedder import Embedder
-    from .training.calibration import calibrate_model, write_threshold
+    from .training.calibration import calibrate_model, calibrate_open_set, write_open_set, write_threshold
 
-    result = calibrate_model(Embedder(model), [str(d) for d in data], far, val_fraction, seed)
+    embedder = Embedder(model)
+    if open_set_far is not None:
+        rule, per = calibrate_open_set(embedder, [str(d) for d in data], open_set_far, val_fraction, seed)
+        typer.echo(f"open-set accept level {rule.accept:.4f}: {rule.description}")
+        for name, rates in per.items():
+            typer.echo(
+                f"  {name:<24} DIR {rates['DIR']:.3f}  FAR {rates['FAR']:.3f}  ({rates['queries']} queries)"
+            )
+        if write:
+            for card in write_open_set(model, rule, per):
+                typer.echo(f"written: {card}")
+    result = calibrate_model(embedder, [str(d) for d in data], far, val_fraction, seed)
     typer.echo(f"threshold {result.threshold:.4f}: {result.rule}")
     for name, rates in result.per_dataset.items():
         typer.echo(
@@ -567,13 +603,24 @@ def _input_size(text: str) -> tuple[int, int]:
 @app.command()
 @friendly_errors
 def train(
+    ctx: typer.Context,
     data: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
             help="Dataset or 'records' folder(s); several train together, identities namespaced per dataset."
         ),
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (config, checkpoints, logs, model).")],
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder (config, checkpoints, logs, model).")
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Rerun a run: its config.json gives every setting (give --out for the new run; "
+            "no other option).",
+        ),
+    ] = None,
     architecture: Annotated[
         str,
         typer.Option(help="mobilenetv2, onnx (imported from --backbone-weights FILE.onnx), seed or mini."),
@@ -654,7 +701,11 @@ def train(
         int | None, typer.Option(help="CPU threads TensorFlow may use [default: all cores].")
     ] = None,
 ) -> None:
-    """Train the siamese tower; writes a checkpoint each epoch and exports model.keras with its card."""
+    """Train the siamese tower; writes a checkpoint each epoch and exports model.keras with its card.
+
+    --resume continues the run in --out at the step it stopped; only --epochs, --threads and
+    --export may be given with it. --config RUN/config.json reruns a run into a new --out.
+    """
     if threads:
         import tensorflow as tf
 
@@ -665,37 +716,61 @@ def train(
     from .training import train as run_training
     from .training.augment import AugmentConfig
 
-    h, w = _input_size(input_size) if input_size else default_input_size(architecture)
-    config = TrainConfig(
-        data=[str(d) for d in data],
-        out=str(out),
-        tower=TowerConfig(architecture, h, w, embedding_dim, backbone_weights, seed, ibn_blocks),
-        augment=AugmentConfig(flip, pad, colour_jitter, random_erasing, randaugment, grey),
-        losses=parse_losses(loss),
-        triplet_margin=triplet_margin or None,
-        contrastive_margin=contrastive_margin,
-        label_smoothing=label_smoothing,
-        teacher_targets=[str(t) for t in teacher_targets or []],
-        unlabelled=[str(u) for u in unlabelled or []],
-        unlabelled_per_batch=unlabelled_per_batch,
-        p=p,
-        k=k,
-        epochs=epochs,
-        lr=lr,
-        warmup_epochs=warmup_epochs,
-        weight_decay=weight_decay,
-        freeze_blocks=freeze_blocks,
-        cached_views=cached_views,
-        val_fraction=val_fraction,
-        seed=seed,
-        steps_per_epoch=steps_per_epoch,
-    )
+    given = _given_options(ctx) - {"out", "resume", "threads", "export", "config_file"}
+    if out is None:
+        _fail("--out RUN_FOLDER is needed")
+    if resume or config_file:
+        saved_file = (out / "config.json") if resume else config_file
+        try:
+            saved = TrainConfig.from_dict(json.loads(Path(saved_file).read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            _fail(f"{saved_file}: not a run's config.json ({exc})")
+        refused = sorted(given - ({"epochs"} if resume else set()))
+        if refused:
+            names = ", ".join("--" + n.replace("_", "-") for n in refused)
+            rule = "--epochs, --threads and --export" if resume else "--out, --threads and --export"
+            _fail(f"{names} cannot be given with {'--resume' if resume else '--config'} (only {rule} may)")
+        if "epochs" in given:
+            saved.epochs = epochs
+        if config_file:
+            saved.out, saved.command = str(out), ""
+        config = saved
+    else:
+        if not data:
+            _fail("give the DATA folder(s) to train on (or --config RUN/config.json, or --resume)")
+        h, w = _input_size(input_size) if input_size else default_input_size(architecture)
+        config = TrainConfig(
+            data=[str(d) for d in data],
+            out=str(out),
+            tower=TowerConfig(architecture, h, w, embedding_dim, backbone_weights, seed, ibn_blocks),
+            augment=AugmentConfig(flip, pad, colour_jitter, random_erasing, randaugment, grey),
+            losses=parse_losses(loss),
+            triplet_margin=triplet_margin or None,
+            contrastive_margin=contrastive_margin,
+            label_smoothing=label_smoothing,
+            teacher_targets=[str(t) for t in teacher_targets or []],
+            unlabelled=[str(u) for u in unlabelled or []],
+            unlabelled_per_batch=unlabelled_per_batch,
+            p=p,
+            k=k,
+            epochs=epochs,
+            lr=lr,
+            warmup_epochs=warmup_epochs,
+            weight_decay=weight_decay,
+            freeze_blocks=freeze_blocks,
+            cached_views=cached_views,
+            val_fraction=val_fraction,
+            seed=seed,
+            steps_per_epoch=steps_per_epoch,
+        )
     try:
         config.validate()
     except ValueError as exc:
         _fail(str(exc))
     try:
-        result = run_training(config, resume=resume, log=typer.echo)
+        result = run_training(
+            config, resume=resume, log=typer.echo, epochs=epochs if "epochs" in given else None
+        )
     except ValueError as exc:
         _fail(str(exc))
     typer.echo(

@@ -108,3 +108,93 @@ def test_long_epochs_print_progress_with_rate_and_eta(two_sets, tmp_path):
     progress = [line for line in lines if "step " in line]
     assert [line.split("step ")[1].split()[0] for line in progress] == ["1/3", "2/3"]
     assert all("img/s" in line and "ETA" in line for line in progress)
+
+
+@pytest.fixture(scope="module")
+def crops_folder(two_sets, tmp_path_factory):
+    """A folder of unlabelled crops (nested, no identities) and a teacher file covering them."""
+    base = tmp_path_factory.mktemp("crops")
+    source = sorted(two_sets[1].rglob("*.jpg"))[:30]
+    for i, path in enumerate(source):
+        target = base / "scene" / f"{i:03d}.jpg"
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    paths = sorted(p.relative_to(base).as_posix() for p in base.rglob("*.jpg"))
+    np.savez(
+        base / "teacher.npz", paths=np.array(paths), embeddings=np.full((len(paths), 4), 3.0, np.float32)
+    )
+    return base
+
+
+def teacher_files(two_sets, tmp_path) -> list[str]:
+    files = []
+    for i, root in enumerate(two_sets):
+        paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg"))
+        np.savez(
+            tmp_path / f"t{i}.npz", paths=np.array(paths), embeddings=np.ones((len(paths), 4), np.float32)
+        )
+        files.append(str(tmp_path / f"t{i}.npz"))
+    return files
+
+
+def test_unlabelled_crops_join_every_batch_and_learn_from_the_teacher_only(two_sets, crops_folder, tmp_path):
+    from reid_search.training.data import UNLABELLED
+
+    config = config_for(
+        two_sets, tmp_path, unlabelled=[str(crops_folder)], unlabelled_per_batch=6,
+        teacher_targets=[*teacher_files(two_sets, tmp_path), str(crops_folder / "teacher.npz")],
+        losses={"triplet": 1.0, "id": 1.0, "distill": 1.0},
+    )  # fmt: skip
+    data = load_training_data(config)
+    crops = data.train_labels == UNLABELLED
+    assert crops.sum() == 30 and data.n_classes == round(10 * 0.75) + round(8 * 0.75)
+    assert len(data.validation) == 2  # the crops hold no people to validate on
+    teacher = load_teacher_targets(config.teacher_targets, data)
+    assert np.all(teacher[crops] == 3.0)
+    sampler = PKSampler(data.train_labels, 4, 2, seed=0, extra=6)
+    labelled = int((~crops).sum())
+    assert sampler.batches_per_epoch() == labelled // 8  # an epoch counts labelled images
+    for batch in sampler.epoch():
+        assert len(batch) == 14
+        assert (data.train_labels[batch[:8]] >= 0).all() and (
+            data.train_labels[batch[8:]] == UNLABELLED
+        ).all()
+
+
+def test_training_with_unlabelled_crops_runs_and_says_so_in_the_card(two_sets, crops_folder, tmp_path):
+    files = teacher_files(two_sets, tmp_path)
+    args = ["train", *map(str, two_sets), "--out", str(tmp_path / "run"), "--architecture", "mini"]
+    args += ["--input-size", "64x32", "--embedding-dim", "16", "--p", "4", "--k", "2", "--epochs", "1"]
+    args += ["--steps-per-epoch", "2", "--val-fraction", "0.25", "--loss", "triplet,id,distill,regress"]
+    args += ["--unlabelled", str(crops_folder), "--unlabelled-per-batch", "4"]
+    for file in [*files, str(crops_folder / "teacher.npz")]:
+        args += ["--teacher-targets", file]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "30 unlabelled crops (teacher only)" in result.output
+    card = load_model(tmp_path / "run" / "model.keras").card
+    assert card.training["unlabelled_images"] == 30
+    assert f"--unlabelled {crops_folder}" in card.training["command"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--unlabelled", "{crops}"], "teacher only"),  # no distill/regress loss
+        (["{alpha}"], "given twice"),
+        (["--loss", "triplet,distill", "--unlabelled", "{crops}", "--teacher-targets", "{t0}",
+          "--teacher-targets", "{t1}"], "no teacher vector"),  # the crops' file is missing
+    ],
+)  # fmt: skip
+def test_bad_training_input_is_one_error_line_and_writes_nothing(
+    two_sets, crops_folder, tmp_path, extra, message
+):
+    files = teacher_files(two_sets, tmp_path)
+    names = {"crops": str(crops_folder), "alpha": str(two_sets[0]), "t0": files[0], "t1": files[1]}
+    args = ["train", *map(str, two_sets), "--out", str(tmp_path / "run"), "--architecture", "mini"]
+    args += ["--input-size", "64x32", "--embedding-dim", "16", "--p", "4", "--k", "2", "--epochs", "1"]
+    args += [e.format(**names) for e in extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run" / "checkpoints").exists()

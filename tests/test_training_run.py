@@ -120,15 +120,30 @@ def test_resume_continues_from_the_last_checkpoint(train_root, tmp_path):
         runner.invoke(app, train_args(train_root, out, "--epochs", "2", "--steps-per-epoch", "3")).exit_code
         == 0
     )
-    config = json.loads((out / "config.json").read_text())
-    config["epochs"] = 3
-    (out / "config.json").write_text(json.dumps(config))
-    result = runner.invoke(app, ["train", str(train_root), "--out", str(out), "--resume"])
+    refused = runner.invoke(app, ["train", "--out", str(out), "--resume", "--epochs", "3", "--lr", "0.1"])
+    assert refused.exit_code == 2 and "--lr cannot be given with --resume" in refused.output
+    result = runner.invoke(app, ["train", "--out", str(out), "--resume", "--epochs", "3"])
     assert result.exit_code == 0, result.output
     assert "resumed from" in result.output
     epochs = [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
     assert load_model(out / "model.keras").card.training["steps"] == 9
+    assert json.loads((out / "config.json").read_text())["epochs"] == 3  # the run's record says so
+
+
+def test_config_reruns_a_run_into_a_new_folder(train_root, tmp_path):
+    first = tmp_path / "first"
+    assert (
+        runner.invoke(app, train_args(train_root, first, "--epochs", "1", "--steps-per-epoch", "2")).exit_code
+        == 0
+    )
+    again = tmp_path / "again"
+    result = runner.invoke(app, ["train", "--config", str(first / "config.json"), "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    a, b = (json.loads((d / "config.json").read_text()) for d in (first, again))
+    assert {k: v for k, v in a.items() if k not in ("out", "command")} == {
+        k: v for k, v in b.items() if k not in ("out", "command")
+    }
 
 
 def test_same_seed_same_model(train_root, tmp_path):
@@ -251,6 +266,8 @@ def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
         contrastive_margin=0.7,
         label_smoothing=0.2,
         teacher_targets="t.npz",
+        unlabelled=["crops"],
+        unlabelled_per_batch=5,
         p=8,
         k=2,
         epochs=7,
@@ -265,7 +282,7 @@ def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
     )
     captured = {}
 
-    def fake_train(cfg, resume=False, log=print):
+    def fake_train(cfg, resume=False, log=print, epochs=None):
         captured["config"] = cfg
         raise ValueError("stop here")
 
@@ -296,3 +313,21 @@ def test_resume_reads_the_cached_views_instead_of_computing_them(train_root, tmp
     assert any(line.startswith("cached views read from") for line in second)
     assert not any(line.startswith("cached 2 augmented views") for line in second)
     assert result.epochs_done == 2
+
+
+def test_train_option_defaults_are_the_config_defaults(monkeypatch, tmp_path):
+    """One source per setting: `train DATA --out X` with no option is TrainConfig's defaults."""
+    from reid_search import training
+    from reid_search.training import TrainConfig
+
+    captured = {}
+
+    def fake_train(cfg, resume=False, log=print, epochs=None):
+        captured["config"] = cfg
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(training, "train", fake_train)
+    runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "run")])
+    got = captured["config"].to_dict()
+    want = TrainConfig(data=[str(tmp_path)], out=str(tmp_path / "run")).to_dict()
+    assert got == want

@@ -9,7 +9,7 @@ format     suffix       runtime                     pip extra
 keras      ``.keras``   TensorFlow / Keras 3        (core)
 onnx       ``.onnx``    onnxruntime                 ``reid-search[onnx]``
 openvino   ``.xml``     OpenVINO (``.bin`` beside)  ``reid-search[openvino]``
-litert     ``.tflite``  LiteRT (ai-edge-litert)     ``reid-search[litert]``
+litert     ``.tflite``  LiteRT (ai-edge-litert)     (core)
 =========  ===========  ==========================  ============================
 
 A model is named by its file (its card ``NAME.card.json`` beside it) or by a card whose
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
@@ -278,15 +279,32 @@ def open_model(model: str | Path | None = None, threads: int | None = None, fast
     return cls(path, card, threads)
 
 
+_warned_slow: set[str] = set()
+
+
+def _warn_slow_once(path: Path, reason: str) -> None:
+    """One stderr line per model and process: the model runs, but through its slow path."""
+    if str(path) in _warned_slow:
+        return
+    _warned_slow.add(str(path))
+    print(f"reid-search: {path.name} runs through Keras, several times slower: {reason}", file=sys.stderr)
+
+
 def _fast_sibling(path: Path, card: ModelCard, threads: int | None) -> Backend | None:
-    """The exported fast file named by a Keras card, if present, current and runnable."""
+    """The exported fast file named by a Keras card, if present, current and runnable.
+
+    When it is not, the Keras model still works, and stderr says once why it is slow.
+    """
     target = path.with_name(card.fast_runtime)
     if not target.is_file() or not card_path(target).is_file():
+        _warn_slow_once(path, f"its fast export {target.name} is missing (reid-search export)")
         return None
     fast_card = read_card_file(card_path(target))
     if fast_card.source_sha256 != files_sha256([path]):
-        return None  # exported from an older version of the file
+        _warn_slow_once(path, f"{target.name} was exported from an older version of it; export again")
+        return None
     try:
         return backend_for(target)(target, fast_card, threads)
-    except ModelError:
-        return None  # runtime not installed: the Keras model still works
+    except ModelError as exc:
+        _warn_slow_once(path, str(exc))
+        return None

@@ -4,7 +4,7 @@ Keras stays the training format; for embedding, a converted file runs several ti
 faster on a CPU. Each format is a small exporter in :data:`EXPORTERS`:
 
 * ``litert`` -> ``NAME-litert.tflite``: TensorFlow Lite / LiteRT flatbuffer (float32),
-  run by ``ai-edge-litert`` with XNNPACK (extra ``[litert]``).
+  run by ``ai-edge-litert`` with XNNPACK (a core dependency).
 * ``onnx``   -> ``NAME-onnx.onnx`` via tf2onnx (extra ``[onnx]`` plus ``tf2onnx``).
 
 The exported card copies the source card (threshold, metrics, training) and adds

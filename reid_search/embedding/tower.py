@@ -52,7 +52,7 @@ def default_input_size(architecture: str) -> tuple[int, int]:
 class TowerConfig:
     """Hyper-parameters of a tower; saved in every model card."""
 
-    architecture: str = "mini"
+    architecture: str = "mobilenetv2"  # the same default as `reid-search train --architecture`
     input_height: int = 128
     input_width: int = 64
     embedding_dim: int = 256

@@ -30,6 +30,7 @@ from ..embedding.embedder import Embedder, pool_tracklet
 from ..gallery import EntryFilter, Gallery, GalleryError
 from ..gallery.clusters import cluster_summary
 from .figures import pyplot, save_figure
+from .open_set import OpenSetRule, background_similarity
 from .rerank import RerankConfig, rerank_similarities
 
 QUERY_SCHEMA = "reid-search/query/v2"
@@ -76,7 +77,8 @@ class IdentityHit:
     person: str | None
     score: float  # what the ranking used: best cosine, or best re-ranked score with --rerank
     matches: list[GalleryMatch]
-    match: bool | None = None  # best cosine at or above the same-person threshold (None: no threshold)
+    match: bool | None = None  # accepted: confidence at the open-set rule's level, or cosine >= threshold
+    confidence: float | None = None  # open-set confidence 0..1 that this is the query's person
     cluster: dict[str, Any] | None = None  # id, size, cameras, first/last time of the answer's cluster
 
     @property
@@ -105,11 +107,12 @@ class QueryResult:
     rerank: dict[str, Any] | None = None
     threshold: float | None = None  # same-person threshold the match flags use
     threshold_source: str = ""
+    open_set: dict[str, Any] | None = None  # the accept rule when the model card has one
 
     @property
     def in_gallery(self) -> bool | None:
-        """Does any identity reach the threshold? None when there is no threshold."""
-        if self.threshold is None:
+        """Is any answer accepted (open-set rule or threshold)? None when there is neither."""
+        if self.threshold is None and self.open_set is None:
             return None
         return any(h.match for h in self.identities)
 
@@ -127,6 +130,7 @@ class QueryResult:
                 "rerank": self.rerank,
                 "threshold": self.threshold,
                 "threshold_source": self.threshold_source,
+                "open_set": self.open_set,
             },
             "in_gallery": self.in_gallery,
             "results": [
@@ -138,6 +142,7 @@ class QueryResult:
                     "score": round(h.score, 6),
                     "similarity": round(h.similarity, 6),
                     "match": h.match,
+                    "confidence": None if h.confidence is None else round(h.confidence, 4),
                     "matches": [{**asdict(m), "similarity": round(m.similarity, 6)} for m in h.matches],
                 }
                 for h in self.identities
@@ -153,7 +158,7 @@ def rank_identities(
     where: EntryFilter | None = None,
     exclude_person_camera: tuple[str, int] | None = None,
     rerank: RerankConfig | None = None,
-) -> list[IdentityHit]:
+) -> tuple[list[IdentityHit], float]:
     """The ``top_k`` identities closest to ``query_vector`` among entries passing ``where``.
 
     ``where`` (cameras, time window) is applied inside the index search; the search goes
@@ -163,9 +168,12 @@ def rank_identities(
     :data:`RERANK_SHORTLIST_MAX` entries, whatever the gallery's size, so its memory is
     bounded) is k-reciprocal re-ranked (the query and its shortlist form the
     neighbourhoods) and scores become re-ranked similarities (1 - re-ranked distance).
+
+    Also returns the query's background similarity (:func:`.open_set.background_similarity`
+    of the cosines of the entries fetched).
     """
     if gallery.size == 0:
-        return []
+        return [], 0.0
     limit = gallery.size if rerank is None else min(gallery.size, RERANK_SHORTLIST_MAX)
     fetch = min(limit, max(64, top_k * matches_per_identity * 8))
     while True:
@@ -189,10 +197,11 @@ def rank_identities(
             break
         fetch = min(limit, fetch * 4)
     ranked = sorted(grouped.values(), key=lambda matches: -order[matches[0].faiss_id])[:top_k]
+    background = background_similarity(np.sort([s for _, s in hits])[::-1])
     return [
         IdentityHit(r, matches[0].person, order[matches[0].faiss_id], matches[:matches_per_identity])
         for r, matches in enumerate(ranked, start=1)
-    ]
+    ], background
 
 
 def _protocol_exclusion(paths: Sequence[Path]) -> tuple[str, int]:
@@ -235,7 +244,8 @@ def search_gallery(
         raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
     return answer_vector(
         gallery, pool_tracklet(vectors), [paths[i] for i in used], [str(f) for f in failures],
-        embedder.card.threshold, top_k, matches_per_identity, where, same_camera_rule, rerank, min_score,
+        embedder.card.threshold, OpenSetRule.from_dict(embedder.card.open_set), top_k,
+        matches_per_identity, where, same_camera_rule, rerank, min_score,
     )  # fmt: skip
 
 
@@ -245,6 +255,7 @@ def answer_vector(
     images: Sequence[str | Path],
     skipped: Sequence[str] = (),
     card_threshold: float | None = None,
+    open_set: OpenSetRule | None = None,
     top_k: int = 10,
     matches_per_identity: int = 3,
     where: EntryFilter | None = None,
@@ -255,11 +266,15 @@ def answer_vector(
     """Rank the gallery's identities for an already embedded (pooled, unit) query vector.
 
     ``images`` are the query's file names (the same-camera rule reads them); the server
-    embeds uploads itself (batched across requests) and answers through here.
+    embeds uploads itself (batched across requests) and answers through here. Each answer
+    gets a confidence from the model's ``open_set`` rule; ``match`` is that rule's accept
+    decision, unless ``min_score`` asks for a plain cosine threshold instead.
     """
     paths = [Path(p) for p in images]
     exclusion = _protocol_exclusion(paths) if same_camera_rule else None
-    hits = rank_identities(gallery, query_vector, top_k, matches_per_identity, where, exclusion, rerank)
+    hits, background = rank_identities(
+        gallery, query_vector, top_k, matches_per_identity, where, exclusion, rerank
+    )
     for hit in hits:
         kind, value = hit.matches[0].group
         if kind == "cluster":
@@ -269,6 +284,12 @@ def answer_vector(
     source = "--min-score" if min_score is not None else ("model card" if threshold is not None else "")
     for hit in hits:
         hit.match = None if threshold is None else hit.similarity >= threshold
+        if open_set is not None:
+            hit.confidence = open_set.confidence(hit.similarity, hit.similarity - background)
+            if min_score is None:
+                hit.match = hit.confidence >= open_set.accept
+    if open_set is not None and min_score is None:
+        source = "model card open-set rule"
     excluded = {"person_camera": {"person": exclusion[0], "camera": exclusion[1]}} if exclusion else {}
     return QueryResult(
         gallery.name,
@@ -281,6 +302,7 @@ def answer_vector(
         asdict(rerank) if rerank else None,
         threshold,
         source,
+        {**open_set.to_dict(), "background": round(background, 4)} if open_set is not None else None,
     )
 
 

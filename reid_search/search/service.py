@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..gallery import EntryFilter, Gallery, GalleryError
+from .open_set import OpenSetRule
 from .query import QueryResult, answer_vector, search_gallery
 from .rerank import RerankConfig
 
@@ -105,11 +106,13 @@ def answer_embedded(
     query_vector,
     names: Sequence[str],
     skipped: Sequence[str],
-    card_threshold: float | None,
+    card,
     options: QueryOptions,
 ) -> QueryResult:
-    """Rank ``gallery``'s identities for a query vector embedded elsewhere (the server's batches)."""
+    """Rank ``gallery``'s identities for a query vector embedded elsewhere (the server's batches);
+    ``card`` is the model card of the model that embedded it (threshold, open-set rule)."""
     return answer_vector(
-        gallery, query_vector, names, skipped, card_threshold, options.top_k, options.matches,
+        gallery, query_vector, names, skipped, card.threshold, OpenSetRule.from_dict(card.open_set),
+        options.top_k, options.matches,
         options.entry_filter(), options.same_camera_rule, options.rerank_config(), options.min_score,
     )  # fmt: skip

@@ -150,13 +150,12 @@ def create_app(config: ServeConfig) -> FastAPI:
         uploads = await _read_uploads(images, budget)
         handle = await run_in_threadpool(pool.handle, gallery)
         vectors, used, failures = await embed(handle, uploads)
-        threshold = handle.embedder.card.threshold
+        card = handle.embedder.card
 
         def search():
+            query_vector = pool_tracklet(vectors)
             with handle.lock:
-                return answer_embedded(
-                    handle.gallery, pool_tracklet(vectors), used, failures, threshold, options
-                )
+                return answer_embedded(handle.gallery, query_vector, used, failures, card, options)
 
         return (await run_in_threadpool(search)).to_dict()
 

@@ -89,14 +89,17 @@ def split_at_block(tower, blocks: int):
 
 
 def cosine_schedule(step: int, total: int, warmup: int, base_lr: float) -> float:
-    """Linear warm-up from base/10 to base over ``warmup`` steps, then cosine decay to base/100.
+    """Linear warm-up from base/10 to base over ``warmup`` steps, then cosine decay to base/100,
+    reached at the last step (``total - 1``).
 
     >>> round(cosine_schedule(0, 100, 10, 1.0), 3), cosine_schedule(10, 100, 10, 1.0)
     (0.1, 1.0)
+    >>> cosine_schedule(99, 100, 10, 1.0)
+    0.01
     """
     if warmup > 0 and step < warmup:
         return base_lr * (0.1 + 0.9 * step / warmup)
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
     return base_lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 

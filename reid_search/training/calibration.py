@@ -138,6 +138,59 @@ class Calibration:
     per_dataset: dict[str, dict[str, float]]
 
 
+def held_out_vectors(
+    embedder, data: str, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(dataset name, vectors, persons, cameras (-1 unknown), paths) of the identities ``train``
+    holds out of ``data`` with the same ``val_fraction`` and ``seed``."""
+    from pathlib import Path
+
+    from ..data.layouts import KIND_IDENTITY, scan_dataset
+    from ..data.records import split_identities
+
+    scan = scan_dataset(data)
+    records = scan.records
+    for split in ("bbox_train", "bounding_box_train"):
+        if split in scan.splits:
+            records = scan.split(split)
+    records = [r for r in records if r.kind == KIND_IDENTITY]
+    _, held_out = split_identities([r.person for r in records], val_fraction, seed)
+    held = set(held_out)
+    chosen = [r for r in records if r.person in held]
+    vectors, used, _ = embedder.embed_files([r.path for r in chosen])
+    kept = [chosen[i] for i in used]
+    cameras = np.array([-1 if r.camera is None else r.camera for r in kept])
+    return Path(scan.root).name, vectors, np.array([r.person for r in kept]), cameras, [r.path for r in kept]
+
+
+def calibrate_open_set(
+    embedder, datasets: list[str], false_alarm: float = 0.10, val_fraction: float = 0.1, seed: int = 0
+):
+    """The query's open-set rule for ``embedder`` from simulated open-set queries of the held-out
+    identities of ``datasets`` (60% of them in an unlabelled gallery, each person querying with
+    one crop from another camera, 10 draws): (rule, per-dataset DIR / FAR at its level)."""
+    from ..search.open_set import OpenSetSamples, fit_rule, simulate
+
+    samples = {}
+    for data in datasets:
+        name, vectors, persons, cameras, _ = held_out_vectors(embedder, data, val_fraction, seed)
+        samples[name] = simulate(vectors, persons, cameras)
+    pooled = OpenSetSamples.concat(samples.values())
+    description = (
+        f"logistic confidence of (best cosine, its margin over the query's background) fitted on "
+        f"simulated open-set queries of the held-out identities (val fraction {val_fraction:g}, seed {seed}) "
+        f"of {', '.join(samples)} ({len(pooled.score)} queries, 60% of the people in the gallery); "
+        f"accept level at false-alarm rate {false_alarm:g}"
+    )
+    rule = fit_rule(pooled, false_alarm, description)
+    per = {}
+    for name, part in samples.items():
+        conf = np.array([rule.confidence(a, b) for a, b in zip(part.score, part.margin, strict=True)])
+        dir_, far = part.rates(conf >= rule.accept)
+        per[name] = {"DIR": dir_, "FAR": far, "queries": len(part.score)}
+    return rule, per
+
+
 def calibrate_model(
     embedder, datasets: list[str], far: float | None = None, val_fraction: float = 0.1, seed: int = 0
 ) -> Calibration:
@@ -146,31 +199,15 @@ def calibrate_model(
     ``far`` None: equal error rate; else the target false-accept rate. Pairs are pooled over
     the datasets (never across them) for the choice; rates are reported per dataset.
     """
-    from pathlib import Path
-
-    from ..data.layouts import KIND_IDENTITY, scan_dataset
-    from ..data.records import split_identities
     from .lookalikes import clothing_descriptors
 
     pairs, lookalikes = {}, {}
     for data in datasets:
-        scan = scan_dataset(data)
-        records = scan.records
-        for split in ("bbox_train", "bounding_box_train"):
-            if split in scan.splits:
-                records = scan.split(split)
-        records = [r for r in records if r.kind == KIND_IDENTITY]
-        _, held_out = split_identities([r.person for r in records], val_fraction, seed)
-        held = set(held_out)
-        chosen = [r for r in records if r.person in held]
-        vectors, used, _ = embedder.embed_files([r.path for r in chosen])
-        kept = [chosen[i] for i in used]
-        cams = [r.camera for r in kept]
-        cameras = np.array(cams) if all(c is not None for c in cams) else None
-        persons = np.array([r.person for r in kept])
-        pairs[Path(scan.root).name] = labelled_pairs(vectors, persons, cameras)
-        descriptors, seen = clothing_descriptors([r.path for r in kept])
-        lookalikes[Path(scan.root).name] = lookalike_similarities(
+        name, vectors, persons, cameras, paths = held_out_vectors(embedder, data, val_fraction, seed)
+        cameras = None if (cameras < 0).any() else cameras
+        pairs[name] = labelled_pairs(vectors, persons, cameras)
+        descriptors, seen = clothing_descriptors(paths)
+        lookalikes[name] = lookalike_similarities(
             vectors[seen], descriptors, persons[seen], None if cameras is None else cameras[seen]
         )
     same = np.concatenate([p[0] for p in pairs.values()])
@@ -192,6 +229,27 @@ def calibrate_model(
 
 def write_threshold(model_path, calibration: Calibration) -> list:
     """Store the threshold in the card of a ``.keras`` model and of its linked fast export."""
+    return update_cards(
+        model_path,
+        lambda card: {
+            "threshold": calibration.threshold,
+            "threshold_rule": calibration.rule,
+            "metrics": {**card.metrics, "threshold_rates": calibration.per_dataset},
+        },
+    )
+
+
+def write_open_set(model_path, rule, per_dataset: dict) -> list:
+    """Store the open-set rule (and its rates per dataset) in the model's card(s)."""
+    return update_cards(
+        model_path,
+        lambda card: {"open_set": rule.to_dict(), "metrics": {**card.metrics, "open_set_rates": per_dataset}},
+    )
+
+
+def update_cards(model_path, changes) -> list:
+    """Apply ``changes(card) -> {field: value}`` to the card of a ``.keras`` model and of its
+    linked fast export; the card files written."""
     from dataclasses import replace
     from pathlib import Path
 
@@ -205,12 +263,6 @@ def write_threshold(model_path, calibration: Calibration) -> list:
         if not card_path(target).is_file():
             continue
         current = read_card_file(card_path(target))
-        metrics = {**current.metrics, "threshold_rates": calibration.per_dataset}
-        write_card(
-            target,
-            replace(
-                current, threshold=calibration.threshold, threshold_rule=calibration.rule, metrics=metrics
-            ),
-        )
+        write_card(target, replace(current, **changes(current)))
         written.append(card_path(target))
     return written

@@ -1,7 +1,8 @@
 """The training loop: P x K batches, weighted losses, warm-up + cosine learning rate, checkpoints.
 
 A run folder holds ``config.json`` (every hyper-parameter, the command), ``checkpoints/``
-(one per epoch, TensorFlow's format, resumable), ``history.jsonl``, ``tensorboard/``
+(one per epoch and one on Ctrl-C, TensorFlow's format, numbered by step: ``--resume``
+continues at that very step, sampler state included), ``history.jsonl``, ``tensorboard/``
 (losses, learning rate, validation rank-1/mAP per dataset each epoch) and, at the end or on
 Ctrl-C, the exported tower ``model.keras`` with its card (:mod:`.card`). Long epochs print
 one progress line (loss, images/s, ETA) every ``progress_seconds``.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ class Trainer:
     progress_seconds = 60.0  # one progress line per this many seconds within an epoch
     setup_seconds = 0.0  # set by train(): reading the images and caching views before epoch 1
 
-    def __init__(self, config: TrainConfig, data: TrainingData, log=print):
+    def __init__(self, config: TrainConfig, data: TrainingData, log=print, teacher: np.ndarray | None = None):
         import keras
         import tensorflow as tf
 
@@ -63,7 +65,9 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         self.tower = build_tower(config.tower)
         self.frozen = freeze_backbone_blocks(self.tower, config.freeze_blocks)
-        self.teacher = load_teacher_targets(config.teacher_targets, data) if config.teacher_targets else None
+        if teacher is None and config.teacher_targets:
+            teacher = load_teacher_targets(config.teacher_targets, data)
+        self.teacher = teacher
         self.augmenter = Augmenter(config.augment, config.seed)
         self.cache = None
         if config.cached_views:
@@ -95,6 +99,8 @@ class Trainer:
         )
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.out / "checkpoints", max_to_keep=2)
         self.steps_per_epoch = config.steps_per_epoch or self.sampler.batches_per_epoch()
+        self._sampler_state = self.sampler.get_state()  # the sampler's state at ``self.step``
+        self.step_log: list[tuple[int, float, int]] = []  # (step, learning rate, batch CRC) run here
         self._train_step = self._make_train_step()
 
     def _build_cache(self, frozen_part) -> np.ndarray:
@@ -201,12 +207,19 @@ class Trainer:
         state_file = self.out / "checkpoints" / "sampler_state.json"
         if state_file.is_file():
             self.sampler.set_state(json.loads(state_file.read_text()))
-        self.log(f"resumed from {latest} (epoch {int(self.epoch.numpy())})")
+        self._sampler_state = self.sampler.get_state()
+        step = int(self.step.numpy())
+        self.log(f"resumed from {latest} (epoch {int(self.epoch.numpy())}, step {step}/{self.total_steps})")
         return True
 
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.steps_per_epoch
+
     def save_checkpoint(self) -> str:
-        path = self.manager.save(checkpoint_number=int(self.epoch.numpy()))
-        write_json_atomic(self.out / "checkpoints" / "sampler_state.json", self.sampler.get_state())
+        """Weights, optimizer, step and the sampler's state at exactly that step."""
+        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        write_json_atomic(self.out / "checkpoints" / "sampler_state.json", self._sampler_state)
         return path
 
     def run(self) -> TrainResult:
@@ -217,9 +230,9 @@ class Trainer:
         started = time.perf_counter()
         interrupted = False
         try:
-            while int(self.epoch.numpy()) < self.config.epochs:
+            while int(self.step.numpy()) < self.total_steps:
                 record = self._run_epoch(writer)
-                self.epoch.assign_add(1)
+                self.epoch.assign(int(self.step.numpy()) // self.steps_per_epoch)
                 record = {"epoch": int(self.epoch.numpy()), **record, **_flat_metrics(self.validate())}
                 self._log_epoch(writer, record)
                 history.append(record)
@@ -227,7 +240,10 @@ class Trainer:
         except KeyboardInterrupt:
             interrupted = True
             self.save_checkpoint()
-            self.log(f"interrupted: checkpoint saved in {self.out / 'checkpoints'}; --resume continues")
+            self.log(
+                f"interrupted at step {int(self.step.numpy())}/{self.total_steps}: checkpoint saved in "
+                f"{self.out / 'checkpoints'}; --resume continues from that step"
+            )
         seconds = time.perf_counter() - started
         model_path, metrics = self.export(seconds, interrupted)
         return TrainResult(
@@ -235,23 +251,27 @@ class Trainer:
         )
 
     def _run_epoch(self, writer) -> dict[str, float]:
-        """One epoch of P x K steps; returns mean losses, last learning rate and seconds."""
+        """The rest of the current epoch, from the current step (mid-epoch after a resume) to the
+        epoch's last step: exactly ``steps_per_epoch`` steps in all. Returns mean losses, last
+        learning rate and seconds."""
         c = self.config
-        total_steps = c.epochs * self.steps_per_epoch
-        warmup = int(c.warmup_epochs * self.steps_per_epoch)
+        spe = self.steps_per_epoch
+        warmup = int(c.warmup_epochs * spe)
+        first = int(self.step.numpy())
+        todo = (first // spe + 1) * spe - first
         started = last_report = time.perf_counter()
         sums: dict[str, float] = {}
         lr, n_steps = c.lr, 0
-        for batch in self.sampler.epoch():
-            if n_steps >= self.steps_per_epoch:
-                break
+        for batch in self.sampler.epoch(todo):
             step = int(self.step.numpy())
-            lr = cosine_schedule(step, total_steps, warmup, c.lr)
+            lr = cosine_schedule(step, self.total_steps, warmup, c.lr)
             teacher = self.teacher[batch] if self.teacher is not None else np.zeros((len(batch), 1), "f4")
             total, terms = self._train_step(
                 self._inputs(batch, step), self.data.train_labels[batch], teacher, np.float32(lr)
             )
             self.step.assign_add(1)
+            self._sampler_state = self.sampler.get_state()  # where the next batch starts
+            self.step_log.append((step, lr, zlib.crc32(np.asarray(batch, np.int64).tobytes())))
             n_steps += 1
             for k, v in {"loss": total, **terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -262,7 +282,7 @@ class Trainer:
                     log_scalar("loss/total", total)
                     log_scalar("learning_rate", lr)
             now = time.perf_counter()
-            if now - last_report >= self.progress_seconds and n_steps < self.steps_per_epoch:
+            if now - last_report >= self.progress_seconds and n_steps < todo:
                 last_report = now
                 self.log(self._progress_line(n_steps, sums["loss"] / n_steps, now - started, len(batch)))
         return {
@@ -351,8 +371,14 @@ def _format_epoch(record: dict[str, Any], epochs: int) -> str:
     return f"epoch {record['epoch']}/{epochs} {terms} lr {record['lr']:.2e} ({record['seconds']:.0f} s){val}"
 
 
-def train(config: TrainConfig, resume: bool = False, log=print) -> TrainResult:
-    """Train (or resume) a run described by ``config``; returns where the model went and its metrics."""
+def train(config: TrainConfig, resume: bool = False, log=print, epochs: int | None = None) -> TrainResult:
+    """Train (or resume) a run described by ``config``; returns where the model went and its metrics.
+
+    On ``resume`` the run's own ``config.json`` holds every setting; ``epochs`` may lengthen
+    or shorten it (the schedule is recomputed; recorded in ``config.json``). Everything that
+    can be refused (data, teacher files) is checked before the run folder is written, so a
+    bad input leaves nothing behind.
+    """
     started = time.perf_counter()
     out = Path(config.out)
     config_file = out / "config.json"
@@ -360,15 +386,19 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> TrainResult:
         if not config_file.is_file():
             raise ValueError(f"{out}: nothing to resume (no config.json)")
         config = TrainConfig.from_dict(json.loads(config_file.read_text()))
-    else:
-        if (out / "checkpoints").exists():
-            raise ValueError(f"{out}: a run is already there; use --resume or another --out")
+        if epochs is not None and epochs != config.epochs:
+            config.epochs = epochs
+            write_json_atomic(config_file, config.to_dict())
+    elif (out / "checkpoints").exists():
+        raise ValueError(f"{out}: a run is already there; use --resume or another --out")
+    data = load_training_data(config)
+    teacher = load_teacher_targets(config.teacher_targets, data) if config.teacher_targets else None
+    if not resume:
         config.command = config.command or train_command(config)
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(config_file, config.to_dict())
-    data = load_training_data(config)
     log(data.describe())
-    trainer = Trainer(config, data, log)
+    trainer = Trainer(config, data, log, teacher)
     trainer.setup_seconds = time.perf_counter() - started  # reading images, caching views
     if resume:
         trainer.restore()

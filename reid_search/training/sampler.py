@@ -52,12 +52,14 @@ class PKSampler:
         pool = self.by_label[label]
         return self.rng.choice(pool, self.k, replace=len(pool) < self.k)
 
-    def epoch(self) -> Iterator[np.ndarray]:
-        """One epoch of batches; identities are drawn in proportion to their image counts."""
+    def epoch(self, n_batches: int | None = None) -> Iterator[np.ndarray]:
+        """``n_batches`` batches (default: one epoch's); identities are drawn in proportion to
+        their image counts. Each batch is drawn when asked for, so the sampler's state after a
+        batch is exactly where the next one starts (what a checkpoint saves)."""
         labels = np.array(list(self.by_label))
         weights = np.array([len(self.by_label[c]) for c in labels], dtype=float)
         weights /= weights.sum()
-        for _ in range(self.batches_per_epoch()):
+        for _ in range(self.batches_per_epoch() if n_batches is None else n_batches):
             chosen = self.rng.choice(labels, self.p, replace=False, p=weights)
             crops = self.rng.choice(self.unlabelled, self.extra, replace=len(self.unlabelled) < self.extra)
             yield np.concatenate([*(self._take(int(c)) for c in chosen), crops.astype(np.int64)])

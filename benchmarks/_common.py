@@ -1,0 +1,33 @@
+"""What every benchmark shares: where the repo, the data, the peers and the results are.
+
+Scripts run as ``python benchmarks/NAME.py`` (their folder is on ``sys.path``), so they
+``from _common import DATA, write_result``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+PEERS = REPO / "benchmarks" / "peers"
+MODELS = REPO / "benchmarks" / "models"
+RESULTS = REPO / "benchmarks" / "results"
+DEFAULT_MODEL = REPO / "reid_search" / "models" / "default.keras"
+
+
+def write_result(name: str, result: Any) -> Path:
+    """``benchmarks/results/NAME.json`` written atomically (a reader never sees half a file)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def read_result(name: str, default: Any = None) -> Any:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else default

@@ -1,0 +1,121 @@
+"""Benchmark: "is this person in my gallery?" answered as open-set identification.
+
+For each test set (people never trained on), each of 10 draws puts a random 60% of the
+people in a gallery of **unlabelled** crops (every entry answered on its own) and lets every
+person query once with one crop from a camera the gallery does not use for that query
+(cuhk03-mars / cuhk01-mars: a camera-1 crop against camera-2 crops; market1501-train split
+and conreid: a random crop against the other cameras). Then, at the model card's open-set
+rule (chosen on the held-out identities of the training data, never here):
+
+* DIR, detection and identification rate: people in the gallery whose best answer is
+  right **and** accepted;
+* FAR, false-alarm rate: people not in the gallery whose best answer is accepted;
+
+and, for comparison, the same with the card's pairwise threshold as the accept rule, and
+the DIR/FAR curve as the accept level sweeps (``open_set_curves.png``).
+
+    python benchmarks/open_set.py [--model PATH]
+
+Writes ``benchmarks/results/open_set.json`` and ``docs/images/open_set_curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from _common import DATA, DEFAULT_MODEL, REPO, write_result
+
+from reid_search.data.layouts import KIND_IDENTITY, scan_dataset
+from reid_search.embedding.embedder import Embedder
+from reid_search.search.figures import pyplot, save_figure
+from reid_search.search.open_set import OpenSetRule, curve, simulate
+
+TEST_SETS = {  # name: (folder, split or None, query camera or None)
+    "cuhk03-mars bbox_test": (DATA / "cuhk03-mars" / "bbox_test", None, 1),
+    "market1501-train split": (DATA / "market1501-train", "bounding_box_test", None),
+    "cuhk01-mars bbox_test": (DATA / "cuhk01-mars" / "bbox_test", None, 1),
+    "conreid": (DATA / "conreid", "bounding_box_test", None),
+}
+REQUIRED = ("cuhk03-mars bbox_test", 0.70, 0.10)  # test set, DIR at least, FAR at most
+
+
+def embedded(embedder: Embedder, folder, split):
+    records = [r for r in scan_dataset(folder).records if r.kind == KIND_IDENTITY]
+    if split:
+        records = [r for r in records if r.split == split]
+    vectors, used, _ = embedder.embed_files([r.path for r in records])
+    kept = [records[i] for i in used]
+    cameras = np.array([-1 if r.camera is None else r.camera for r in kept])
+    return vectors, np.array([r.person for r in kept]), cameras
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    args = parser.parse_args()
+    embedder = Embedder(args.model)
+    rule = OpenSetRule.from_dict(embedder.card.open_set)
+    if rule is None:
+        raise SystemExit(
+            f"{args.model}: its card has no open-set rule (reid-search calibrate --open-set-far)"
+        )
+    threshold = embedder.card.threshold
+    rows, curves = [], {}
+    for name, (folder, split, query_camera) in TEST_SETS.items():
+        samples = simulate(*embedded(embedder, folder, split), query_camera=query_camera)
+        conf = np.array([rule.confidence(s, m) for s, m in zip(samples.score, samples.margin, strict=True)])
+        dir_rule, far_rule = samples.rates(conf >= rule.accept)
+        dir_thr, far_thr = samples.rates(samples.score >= threshold)
+        present = samples.present
+        row = {
+            "test_set": name,
+            "queries": int(len(samples.score)),
+            "present_queries": int(present.sum()),
+            "top1": round(float(samples.correct[present].mean()), 4),
+            "DIR": round(dir_rule, 4),
+            "FAR": round(far_rule, 4),
+            "threshold_DIR": round(dir_thr, 4),
+            "threshold_FAR": round(far_thr, 4),
+        }
+        rows.append(row)
+        curves[name] = curve(samples, rule)
+        print(
+            f"{name:<24} top-1 {100 * row['top1']:5.1f}%  "
+            f"rule: DIR {100 * dir_rule:5.1f}% FAR {100 * far_rule:5.1f}%  | pairwise threshold "
+            f"{threshold}: DIR {100 * dir_thr:5.1f}% FAR {100 * far_thr:5.1f}%"
+        )
+    test_set, need_dir, max_far = REQUIRED
+    req = next(r for r in rows if r["test_set"] == test_set)
+    result = {
+        "model": str(args.model),
+        "model_sha256": embedder.model_sha256,
+        "rule": rule.to_dict(),
+        "threshold": threshold,
+        "protocol": "60% of the people in an unlabelled gallery, one query crop each, 10 draws",
+        "rows": rows,
+        "required": {
+            "test_set": test_set,
+            "DIR_at_least": need_dir,
+            "FAR_at_most": max_far,
+            "met": req["DIR"] >= need_dir and req["FAR"] <= max_far,
+        },
+        "curves": curves,
+    }
+    write_result("open_set", result)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for name, points in curves.items():
+        ax.plot([p["FAR"] for p in points], [p["DIR"] for p in points], label=name)
+    ax.axvline(max_far, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("false-alarm rate (absent person accepted)")
+    ax.set_ylabel("detection and identification rate")
+    ax.set_title("open-set identification, default model")
+    ax.legend(fontsize=8)
+    save_figure(fig, REPO / "docs" / "images" / "open_set_curves.png")
+    verdict = "met" if result["required"]["met"] else "NOT met"
+    print(f"required on {test_set}: DIR >= {need_dir}, FAR <= {max_far}: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
