@@ -129,10 +129,11 @@ def main_callback(
 @friendly_errors
 def index(
     data: Annotated[
-        Path,
+        list[Path],
         typer.Argument(
-            help="Dataset folder (MARS, Market-1501, Kaggle MARS, one folder per identity) or any "
-            "folder of unlabelled crops."
+            help="Dataset folder (MARS, Market-1501, Kaggle MARS, one folder per identity), any "
+            "folder of unlabelled crops, or video files (.mp4, .avi, .mkv, ...; --layout frames: "
+            "folders of frame images)."
         ),
     ],
     name: Annotated[
@@ -144,7 +145,10 @@ def index(
     ] = "image",
     layout: Annotated[
         str | None,
-        typer.Option(help="mars, kaggle-mars, market1501, unlabelled or generic [default: detect]."),
+        typer.Option(
+            help="mars, kaggle-mars, market1501, unlabelled, generic, or frames (folders of video "
+            "frames) [default: detect; video files are always video]."
+        ),
     ] = None,
     split: Annotated[
         list[str] | None, typer.Option(help="Split folder(s) to index [default: the test split].")
@@ -176,11 +180,48 @@ def index(
     ray_actors: RayActorsOpt = None,
     indexes_dir: IndexesOpt = None,
     quiet: QuietOpt = False,
+    detector: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="REID_SEARCH_DETECTOR",
+            help="Video: a person detector card [default: benchmarks/detectors/person-detection-0202].",
+        ),
+    ] = None,
+    detect_every: Annotated[int, typer.Option(help="Video: detect people every Nth frame.")] = 1,
+    camera: Annotated[
+        int | None, typer.Option(help="Video: the camera number [default: cam3/c3 in the file name].")
+    ] = None,
+    start_time: Annotated[
+        str | None,
+        typer.Option(help="Video: ISO 8601 time of the first frame [default: the video's creation time]."),
+    ] = None,
+    min_box_height: Annotated[int, typer.Option(help="Video: smallest person box kept, in pixels.")] = 64,
+    min_confidence: Annotated[float, typer.Option(help="Video: lowest detector confidence kept.")] = 0.5,
+    min_track_length: Annotated[int, typer.Option(help="Video: fewest crops a tracklet keeps.")] = 3,
+    fps: Annotated[float, typer.Option(help="--layout frames: frames per second of the folders.")] = 10.0,
 ) -> None:
-    """Embed every image of DATA into a gallery (resumes; adds only new files)."""
+    """Embed every image of DATA into a gallery (resumes; adds only new files).
+
+    Video files (or, with --layout frames, folders of frames) are cut into person tracklets
+    first: detect, track, crop; the crops are kept under the gallery (NAME/crops).
+    """
     from .embedding.vectors import read_vectors
     from .gallery import build_gallery
+    from .video.decode import is_video
 
+    if layout == "frames" or any(is_video(d) for d in data):
+        from .video.ingest import VideoOptions
+
+        card = detector or _default_detector()
+        options = VideoOptions(
+            str(card), detect_every, min_box_height, min_confidence, min_track_length, camera, start_time, fps
+        )
+        _index_video(data, name, model, batch_size, options, layout == "frames", level, frames_per_tracklet,
+                     rebuild, index_type, indexes_dir, quiet, as_json)  # fmt: skip
+        return
+    if len(data) != 1:
+        _fail("give one dataset folder (several paths are for video files)")
+    data = data[0]
     precomputed = read_vectors(vectors) if vectors else None
     embedder = None
     if not precomputed:
@@ -239,6 +280,54 @@ def index(
             err=True,
         )
     gallery.close()
+
+
+def _default_detector() -> Path:
+    """The person detector card used when --detector is not given (a checkout's benchmarks/)."""
+    card = (
+        Path(__file__).resolve().parents[1] / "benchmarks" / "detectors" / "person-detection-0202.card.json"
+    )
+    if not card.is_file():
+        _fail("indexing video needs a person detector: --detector CARD.json (README, From video)")
+    return card
+
+
+def _index_video(videos, name, model, batch_size, options, frame_folders, level, frames_per_tracklet,
+                 rebuild, index_type, indexes_dir, quiet, as_json) -> None:  # fmt: skip
+    """``index`` for video files or frame folders: cut tracklets, then index their crops."""
+    from .embedding.embedder import Embedder
+    from .gallery.from_video import build_video_gallery
+    from .gallery.store import gallery_name_from_folder
+
+    gallery, report, cuts = build_video_gallery(
+        videos, name or gallery_name_from_folder(Path(videos[0]).stem),
+        Embedder(model, batch_size=batch_size), options, level=level, indexes_dir=indexes_dir,
+        frames_per_tracklet=frames_per_tracklet, progress=not quiet, index_type=index_type,
+        rebuild=rebuild, frame_folders=frame_folders,
+        log=(lambda line: None) if as_json else typer.echo,
+    )  # fmt: skip
+    counts = gallery.manifest["counts"]
+    if as_json:
+        payload = {**report.to_dict(), "counts": counts, "videos": [_cut_dict(c) for c in cuts]}
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        typer.echo(
+            f"gallery {gallery.path}: {counts['vectors']} vectors ({level} level) from "
+            f"{sum(c.tracklets for c in cuts)} tracklets of {len(cuts)} video(s)"
+        )
+        for s in report.skipped[:10]:
+            typer.echo(f"skipped {s.path}: {s.reason}", err=True)
+    gallery.close()
+
+
+def _cut_dict(cut) -> dict:
+    keep = ("video", "frames", "frames_detected", "detections", "tracklets", "dropped_tracklets", "stopped")
+    return {
+        **{k: getattr(cut, k) for k in keep},
+        "crops": len(cut.records),
+        "seconds": round(cut.seconds, 2),
+        "video_seconds": round(cut.video_seconds, 2),
+    }
 
 
 def _make_embedder(engine: str, model, batch_size: int = 64, flip: bool = False, address=None, actors=None):
@@ -358,6 +447,29 @@ def query(
             f"no match: nothing in the gallery reaches the same-person threshold {result.threshold:.3f} "
             f"({result.threshold_source}); this person is probably not in the gallery"
         )
+
+
+@app.command("export-clip")
+@friendly_errors
+def export_clip_command(
+    entry: Annotated[
+        int, typer.Argument(help="The match's faiss_id (query --json: results[].matches[].faiss_id).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="match.mp4 (a clip) or match.jpg (its frame).")],
+    index_name: Annotated[
+        str | None, typer.Option("--index", "-i", help="Gallery name or folder [default: the only one].")
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="Clip: seconds of video either side of the match.")] = 2.0,
+    indexes_dir: IndexesOpt = None,
+) -> None:
+    """A gallery entry cut from video, shown where it was filmed: its frame (box drawn) or a clip."""
+    from .gallery import Gallery
+    from .video.clips import export_clip
+
+    with Gallery.open(index_name, indexes_dir) as gallery:
+        where = gallery.video_source(entry)
+    written = export_clip(where["video"], where["frame"], where["box"], out, seconds, where["label"])
+    typer.echo(f"written: {written} ({Path(where['video']).name}, frame {where['frame']})")
 
 
 @app.command()

@@ -426,6 +426,18 @@ class Gallery:
         sql = "select distinct camera from vectors where camera is not null order by camera"
         return [int(r[0]) for r in self.con.execute(sql)]
 
+    def video_source(self, faiss_id: int) -> dict[str, Any]:
+        """Where entry ``faiss_id`` was filmed: video file, frame, box and a label (GalleryError if
+        it was not cut from video)."""
+        row = self.rows([faiss_id]).get(int(faiss_id))
+        if row is None:
+            raise GalleryError(f"no entry {faiss_id} in gallery {self.name}")
+        extra = json.loads(row["extra"]) if row.get("extra") else {}
+        if "video" not in extra:
+            raise GalleryError(f"entry {faiss_id} of gallery {self.name} was not cut from video")
+        label = f"tracklet {row['tracklet']}" + (f" {row['time']}" if row.get("time") else "")
+        return {"video": extra["video"], "frame": int(extra["frame"]), "box": extra["box"], "label": label}
+
     def frames_of(self, faiss_id: int) -> list[str]:
         """The member frames of a tracklet entry."""
         return [

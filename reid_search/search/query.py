@@ -60,11 +60,14 @@ class GalleryMatch:
 
     @property
     def group(self) -> tuple[str, Any]:
-        """What this match answers for: its person, else its cluster, else itself."""
+        """What this match answers for: its person, else its cluster, else its tracklet (one
+        sighting, e.g. a visit cut from video), else itself."""
         if self.person is not None:
             return ("person", self.person)
         if self.cluster is not None:
             return ("cluster", self.cluster)
+        if self.tracklet is not None:
+            return ("tracklet", self.tracklet)
         return ("entry", self.faiss_id)
 
 

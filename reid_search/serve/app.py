@@ -195,6 +195,21 @@ def create_app(config: ServeConfig) -> FastAPI:
         media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return Response(path.read_bytes(), media_type=media)
 
+    @app.get("/api/frame/{gallery}/{faiss_id}", response_class=Response)
+    def frame(gallery: str, faiss_id: int) -> Response:
+        """The video frame a match was cut from, its box drawn (entries cut from video only)."""
+        from ..video.clips import frame_with_box
+
+        if not 0 <= faiss_id < 2**63:
+            raise HTTPException(404, "no such entry")
+        with pool.use(gallery) as handle:
+            where = handle.gallery.video_source(faiss_id)
+            entry_image(handle.gallery, faiss_id)  # its crop is still the indexed one
+        picture = frame_with_box(where["video"], where["frame"], where["box"], where["label"])
+        out = io.BytesIO()
+        picture.convert("RGB").save(out, "JPEG", quality=88)
+        return Response(out.getvalue(), media_type="image/jpeg")
+
     return app
 
 
