@@ -1,20 +1,27 @@
 """Benchmark: the real server under load on loopback.
 
 Builds a gallery of cuhk03-mars ``bbox_test`` (938 real crops), starts ``reid-search
-serve`` in its own process, and sends ``--queries`` POST /api/query requests (one real
-crop each, from ``bbox_train``: never in the gallery) from ``--threads`` client threads.
-Reports latency p50 / p99 / max, throughput, errors (any non-200 or malformed answer),
-and the server's resident memory sampled every ``--sample-every`` requests (flat memory =
-no leak per request).
+serve`` in its own process and measures:
 
-    python benchmarks/serve_load.py [--queries 500 --threads 8]
+* **throughput and latency at 1, 8 and 32 client threads**: ``--queries`` POST /api/query
+  each (one real crop from ``bbox_train``, never in the gallery): queries/s, p50 / p99,
+  errors (any non-200 or malformed answer);
+* **responsiveness under load**: while the 32 clients query, a prober asks ``/api/health``
+  and a thumbnail every 50 ms: their p50 / p99;
+* **one heavy request**: a client sends 32 PNGs of 25 MP each (16-bit RGBA, about 200 KB
+  each) in one query while the prober asks ``/api/health``: the heavy request's status and
+  time, health p99 meanwhile;
+* the server's resident memory sampled through the run (flat after warm-up = no leak).
 
-Writes ``benchmarks/results/serve_load.json``.
+    python benchmarks/serve_load.py [--queries 300]
+
+Writes ``benchmarks/results/serve_load.json``. Time it on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -24,16 +31,17 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _common import DATA, REPO, write_result
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "cuhk03-mars"
-OUT = REPO / "benchmarks" / "results" / "serve_load.json"
+CUHK = DATA / "cuhk03-mars"
+LEVELS = (1, 8, 32)
 
 
 def rss_mb(pid: int) -> float:
@@ -43,44 +51,113 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def multipart(path: Path) -> tuple[bytes, str]:
+def multipart(files: list[tuple[str, bytes]], fields: dict[str, str]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{path.name}"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode()
-    tail = f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="top_k"\r\n\r\n10\r\n--{boundary}--\r\n'
-    return head + path.read_bytes() + tail.encode(), f"multipart/form-data; boundary={boundary}"
+    parts = []
+    for name, data in files:
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{name}"\r\n\r\n'
+        parts.append(head.encode() + data + b"\r\n")
+    for key, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def ask(url: str, path: Path) -> tuple[float, bool]:
-    body, content_type = multipart(path)
+def post(url: str, files: list[tuple[str, bytes]], timeout: float = 120) -> tuple[float, int, dict]:
+    body, content_type = multipart(files, {"top_k": "10"})
     request = urllib.request.Request(f"{url}/api/query", body, {"Content-Type": content_type})
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.loads(response.read())
-            ok = response.status == 200 and len(answer["results"]) == 10
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return time.perf_counter() - started, response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return time.perf_counter() - started, exc.code, {}
     except Exception:  # any failure counts as an error
-        ok = False
-    return time.perf_counter() - started, ok
+        return time.perf_counter() - started, 0, {}
+
+
+def get_ms(url: str) -> float:
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as response:
+        response.read()
+    return 1000 * (time.perf_counter() - started)
+
+
+class Prober(threading.Thread):
+    """Asks ``urls`` in turn every ``every`` seconds until stopped; latencies per URL."""
+
+    def __init__(self, urls: dict[str, str], every: float = 0.05):
+        super().__init__(daemon=True)
+        self.urls, self.every = urls, every
+        self.times: dict[str, list[float]] = {k: [] for k in urls}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for key, url in self.urls.items():
+                self.times[key].append(get_ms(url))
+            self.stop.wait(self.every)
+
+    def summary(self) -> dict:
+        return {k: percentiles(np.array(v)) for k, v in self.times.items()}
+
+
+def percentiles(ms: np.ndarray) -> dict:
+    if len(ms) == 0:
+        return {"n": 0}
+    return {
+        "n": len(ms),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
+
+
+def load_level(url: str, probes: list[Path], threads: int, server_pid: int, memory: list) -> dict:
+    def one(path: Path) -> tuple[float, bool]:
+        seconds, status, answer = post(url, [(path.name, path.read_bytes())])
+        memory.append(rss_mb(server_pid))
+        return seconds, status == 200 and len(answer.get("results", [])) == 10
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(one, probes))
+    wall = time.perf_counter() - started
+    latency = np.array([r[0] for r in results]) * 1000
+    return {
+        "client_threads": threads,
+        "queries": len(probes),
+        "errors": int(sum(not ok for _, ok in results)),
+        "queries_per_s": round(len(probes) / wall, 1),
+        **{k: v for k, v in percentiles(latency).items() if k != "n"},
+    }
+
+
+def heavy_pngs(count: int = 32, side: int = 5000) -> list[tuple[str, bytes]]:
+    """``count`` PNGs of ``side`` x ``side`` (25 MP), 16-bit RGBA, all zero (tiny files)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("I;16", (side, side)).save(out, "PNG")  # grey 16-bit; promoted to RGBA below
+    grey = out.getvalue()
+    return [(f"big{i}.png", grey) for i in range(count)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--queries", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--sample-every", type=int, default=50)
+    parser.add_argument("--queries", type=int, default=300, help="queries per concurrency level")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="reid-serve-load-"))
     env = {**os.environ, "REID_SEARCH_INDEXES": str(work / "indexes")}
     cli = [sys.executable, str(REPO / "cli.py")]
-    subprocess.run([*cli, "index", str(DATA / "bbox_test"), "--name", "cuhk", "-q"], env=env, check=True)
+    subprocess.run([*cli, "index", str(CUHK / "bbox_test"), "--name", "cuhk", "-q"], env=env, check=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env)
     url = f"http://127.0.0.1:{port}"
+    memory: list[float] = []
     try:
         for _ in range(150):
             try:
@@ -88,47 +165,63 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.2)
-        probes = sorted((DATA / "bbox_train").rglob("*.jpg"))
-        probes = [
-            probes[i] for i in np.random.default_rng(0).choice(len(probes), args.queries, replace=False)
-        ]
-        ask(url, probes[0])  # the first query loads the model: not part of the measurement
-        memory = [(0, rss_mb(server.pid))]
-        done, lock = [0], threading.Lock()
-
-        def one(path: Path) -> tuple[float, bool]:
-            result = ask(url, path)
-            with lock:
-                done[0] += 1
-                if done[0] % args.sample_every == 0:
-                    memory.append((done[0], rss_mb(server.pid)))
-            return result
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.threads) as pool:
-            results = list(pool.map(one, probes))
-        wall = time.perf_counter() - started
+        (gallery,) = json.loads(urllib.request.urlopen(f"{url}/api/galleries").read())
+        all_probes = sorted((CUHK / "bbox_train").rglob("*.jpg"))
+        rng = np.random.default_rng(0)
+        first = all_probes[0]
+        post(url, [(first.name, first.read_bytes())])  # loads the model: not measured
+        idle_health = percentiles(np.array([get_ms(f"{url}/api/health") for _ in range(50)]))
+        levels = []
+        under_load = {}
+        for threads in LEVELS:
+            probes = [all_probes[i] for i in rng.choice(len(all_probes), args.queries, replace=False)]
+            prober = Prober({"health": f"{url}/api/health", "thumbnail": f"{url}/api/thumb/cuhk/0"})
+            prober.start()
+            levels.append(load_level(url, probes, threads, server.pid, memory))
+            prober.stop.set()
+            prober.join()
+            under_load[threads] = prober.summary()
+            print(json.dumps({**levels[-1], "probes": under_load[threads]}))
+        prober = Prober({"health": f"{url}/api/health"})
+        prober.start()
+        heavy_seconds, heavy_status, _ = post(url, heavy_pngs())
+        time.sleep(0.5)
+        prober.stop.set()
+        prober.join()
+        heavy = {
+            "request": "32 PNGs of 5000 x 5000 (25 MP each, 16-bit) in one /api/query",
+            "status": heavy_status,
+            "seconds": round(heavy_seconds, 2),
+            "health_meanwhile": prober.summary()["health"],
+        }
+        print(json.dumps(heavy))
     finally:
         server.terminate()
         server.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
-    latency = np.array([r[0] for r in results]) * 1000
-    row = {
-        "queries": args.queries,
-        "client_threads": args.threads,
-        "gallery": "cuhk03-mars bbox_test (938 entries, Flat)",
-        "errors": int(sum(not r[1] for r in results)),
-        "p50_ms": round(float(np.percentile(latency, 50)), 1),
-        "p99_ms": round(float(np.percentile(latency, 99)), 1),
-        "max_ms": round(float(latency.max()), 1),
-        "queries_per_s": round(args.queries / wall, 1),
-        "server_rss_mb": [{"after_queries": n, "rss_mb": round(m, 1)} for n, m in memory],
+    one, many = levels[0], levels[-1]
+    warm = memory[len(memory) // 4 :]
+    result = {
+        "gallery": f"cuhk03-mars bbox_test ({gallery['size']} entries, {gallery['index']})",
+        "idle_health": idle_health,
+        "levels": levels,
+        "probes_under_load": {str(k): v for k, v in under_load.items()},
+        "heavy_request": heavy,
+        "scaling_32_vs_1": round(many["queries_per_s"] / one["queries_per_s"], 2),
+        "errors": sum(level["errors"] for level in levels),
+        "server_rss_mb": {
+            "after_warmup": round(warm[0], 1) if warm else None,
+            "end": round(memory[-1], 1) if memory else None,
+            "growth_after_warmup": round(warm[-1] - warm[0], 1) if warm else None,
+        },
+        "required": {
+            "health_p99_under_32_clients_ms_below": 50,
+            "scaling_32_vs_1_at_least": 1.6,
+            "health_p99_during_heavy_request_ms_below": 100,
+        },
     }
-    growth = memory[-1][1] - memory[1][1] if len(memory) > 2 else 0.0
-    row["rss_growth_mb_after_warmup"] = round(growth, 1)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(row, indent=2) + "\n")
-    print(json.dumps(row, indent=2))
+    write_result("serve_load", result)
+    print(json.dumps({k: result[k] for k in ("scaling_32_vs_1", "errors", "server_rss_mb")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -66,33 +66,34 @@ def _fail(message: str) -> None:
 
 
 def friendly_errors(func):
-    """Known errors become one line on stderr and exit code 2."""
+    """Project errors (:class:`~reid_search.errors.ReidSearchError`) become one line on stderr
+    and exit code 2; anything else is a bug: its traceback, a hint to report it, exit 1."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from .data.images import ImageError
-        from .data.layouts import LayoutError
-        from .data.metadata import MetadataError
-        from .data.protocols import ProtocolError
-        from .embedding.model_store import ModelError
-        from .gallery import GalleryError, IndexTypeError
+        from .errors import ReidSearchError
 
         try:
             return func(*args, **kwargs)
-        except (
-            GalleryError,
-            ImageError,
-            LayoutError,
-            MetadataError,
-            ModelError,
-            ProtocolError,
-            IndexTypeError,
-            FileNotFoundError,
-        ) as exc:
+        except ReidSearchError as exc:
+            _fail(str(exc))
+        except ModuleNotFoundError as exc:  # a missing extra: its message names it
             _fail(str(exc))
         except KeyboardInterrupt:
             typer.echo("interrupted: what was committed is kept; run the same command to resume", err=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+            typer.echo(
+                "reid-search hit an unexpected error (a bug, not your input): please report it "
+                f"with the traceback above (reid-search {__version__})",
+                err=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -334,10 +335,7 @@ def _make_embedder(engine: str, model, batch_size: int = 64, flip: bool = False,
     """The embedder of ``--engine``; a missing extra or an unknown engine is one clear line."""
     from .embedding.engines import EngineOptions, make_embedder
 
-    try:
-        return make_embedder(engine, model, batch_size, flip, EngineOptions(actors, address))
-    except (ModuleNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    return make_embedder(engine, model, batch_size, flip, EngineOptions(actors, address))
 
 
 @app.command()
@@ -591,10 +589,7 @@ def embed(
     from .embedding.vectors import embed_folder
 
     embedder = _make_embedder(engine, model, batch_size, address=ray_address, actors=ray_actors)
-    try:
-        report = embed_folder(data, embedder, out, progress=not quiet)
-    except ValueError as exc:
-        _fail(str(exc))
+    report = embed_folder(data, embedder, out, progress=not quiet)
     for line in report.skipped:
         typer.echo(f"skipped {line}", err=True)
     typer.echo(
@@ -875,16 +870,8 @@ def train(
             seed=seed,
             steps_per_epoch=steps_per_epoch,
         )
-    try:
-        config.validate()
-    except ValueError as exc:
-        _fail(str(exc))
-    try:
-        result = run_training(
-            config, resume=resume, log=typer.echo, epochs=epochs if "epochs" in given else None
-        )
-    except ValueError as exc:
-        _fail(str(exc))
+    config.validate()
+    result = run_training(config, resume=resume, log=typer.echo, epochs=epochs if "epochs" in given else None)
     typer.echo(
         f"model: {result.model_path} (card {result.model_path.with_suffix('').with_suffix('.card.json')})"
     )
@@ -1067,17 +1054,14 @@ def serve(
         Gallery.open(index_name, indexes_dir).close()  # a wrong name fails now, not per request
     loopback = ("127.0.0.1", "localhost", "::1")
     hosts = tuple(h.lower() for h in allowed_host or ()) or (loopback if host in loopback else ())
-    try:
-        config = ServeConfig(
-            indexes_dir=indexes_dir,
-            default_gallery=index_name,
-            token=token,
-            max_upload_bytes=int(max_upload_mb * 2**20),
-            max_request_pixels=int(max_request_mp * 1e6),
-            allowed_hosts=hosts,
-        )
-    except ValueError as exc:
-        _fail(str(exc))
+    config = ServeConfig(
+        indexes_dir=indexes_dir,
+        default_gallery=index_name,
+        token=token,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_request_pixels=int(max_request_mp * 1e6),
+        allowed_hosts=hosts,
+    )
     if host not in loopback and not token:
         typer.echo(
             f"warning: serving on {host} without --token: anyone who can reach it may search", err=True

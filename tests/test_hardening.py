@@ -293,3 +293,25 @@ def test_evaluating_a_gallery_with_nothing_readable_is_one_error_line(tmp_path):
         result = _cli("evaluate", target, "--indexes-dir", str(indexes), "--out", str(tmp_path / "r"))
         assert result.exit_code == 2, result.output
         assert "nothing to evaluate" in result.output and "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------- errors
+def test_a_bug_keeps_its_traceback_and_a_project_error_is_one_line(monkeypatch, tmp_path):
+    from reid_search import training
+    from reid_search.training.config import TrainingError
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug inside training")
+
+    monkeypatch.setattr(training, "train", broken)
+    args = ["train", str(tmp_path), "--out", str(tmp_path / "run"), "--architecture", "mini"]
+    result = _cli(*args)
+    assert result.exit_code == 1
+    assert "ZeroDivisionError" in result.output and "please report it" in result.output
+
+    def refused(*args, **kwargs):
+        raise TrainingError("no images to train on")
+
+    monkeypatch.setattr(training, "train", refused)
+    result = _cli(*args)
+    assert result.exit_code == 2 and result.output.strip() == "error: no images to train on"

@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import ReidSearchError
+
 Image.MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs, allow real photos
 
 
-class ImageError(Exception):
+class ImageError(ReidSearchError):
     """An image file that cannot be used; ``str()`` is ``'<path>: <reason>'``."""
 
     def __init__(self, path: str | Path, reason: str):

@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InputError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 KIND_IDENTITY = "identity"
@@ -52,7 +54,7 @@ MARS_SPLITS = ("bbox_train", "bbox_test")
 MARKET_SPLITS = ("bounding_box_train", "bounding_box_test", "query")
 
 
-class LayoutError(ValueError):
+class LayoutError(InputError):
     """A folder does not follow the layout asked for, or no known layout fits it."""
 
 

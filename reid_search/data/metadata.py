@@ -31,6 +31,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..errors import InputError
+
 TIME_COLUMNS = ("time", "timestamp", "datetime")
 CAMERA_COLUMNS = ("camera", "cam")
 PATH_COLUMNS = ("path", "file")
@@ -40,7 +42,7 @@ _LOOSE_TIME = re.compile(  # 20261125_101502, 2026-11-25_10-15-02.5, 2026.11.25 
 )
 
 
-class MetadataError(ValueError):
+class MetadataError(InputError):
     """A name pattern, a CSV sidecar or a time that cannot be read."""
 
 

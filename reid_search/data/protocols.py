@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from .layouts import KIND_DISTRACTOR, KIND_IDENTITY, KIND_JUNK, parse_mars_name
 
 RULE = (
@@ -47,7 +48,7 @@ RULE_NO_CAMERA = (
 )
 
 
-class ProtocolError(ValueError):
+class ProtocolError(InputError):
     """The data cannot be evaluated with the protocol asked for."""
 
 

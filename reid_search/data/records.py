@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .._files import write_json_atomic
+from ..errors import InputError
 from .layouts import KIND_IDENTITY, ImageRecord, scan_dataset
 
 RECORDS_FORMAT = "reid-search/records/v1"
@@ -149,7 +150,7 @@ def read_records(folder: str | Path, split: str) -> list[Example]:
     folder = Path(folder)
     summary = json.loads((folder / "summary.json").read_text())
     if summary.get("format") != RECORDS_FORMAT:
-        raise ValueError(f"{folder}: not a reid-search records folder")
+        raise InputError(f"{folder}: not a reid-search records folder")
     spec = {
         "image": tf.io.FixedLenFeature([], tf.string),
         "label": tf.io.FixedLenFeature([], tf.int64),

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
 from .embedder import Embedder
 
 
@@ -51,5 +52,5 @@ def make_embedder(
 ) -> Embedder:
     """An embedder on the named engine; an unknown name is a ValueError listing the known ones."""
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+        raise InputError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     return ENGINES[engine](model, batch_size, flip, options or EngineOptions())

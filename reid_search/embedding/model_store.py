@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from .._files import write_json_atomic
 from ..data.images import file_sha256
+from ..errors import InputError
 
 if TYPE_CHECKING:
     import keras
@@ -42,7 +43,7 @@ PREPROCESSING = (
 )
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model file that is missing, unreadable or without a valid card."""
 
 

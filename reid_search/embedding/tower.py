@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 
 import keras
 
+from ..errors import InputError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NATIVE_INPUT_SIZES = {"seed": (256, 128), "onnx": (256, 128)}  # (height, width) each was made for
@@ -128,7 +130,7 @@ def _with_instance_batch_norm(base: keras.Model, blocks: int) -> keras.Model:
     names = {f"block_{i}_expand_BN" for i in range(1, blocks + 1)}
     missing = names - {layer.name for layer in base.layers}
     if missing:
-        raise ValueError(f"--ibn-blocks {blocks}: this network has no {sorted(missing)[0]}")
+        raise InputError(f"--ibn-blocks {blocks}: this network has no {sorted(missing)[0]}")
 
     def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
         if layer.name in names:
@@ -156,7 +158,7 @@ def _onnx_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.KerasTens
     from .onnx_import import onnx_graph_on
 
     if not config.backbone_weights or not str(config.backbone_weights).endswith(".onnx"):
-        raise ValueError("--architecture onnx needs --backbone-weights FILE.onnx (the network to import)")
+        raise InputError("--architecture onnx needs --backbone-weights FILE.onnx (the network to import)")
     return onnx_graph_on(config.backbone_weights, x)
 
 
@@ -172,9 +174,9 @@ ARCHITECTURES = tuple(BACKBONES)
 def build_tower(config: TowerConfig) -> keras.Model:
     """Build the embedding tower described by ``config`` (weights random unless a backbone)."""
     if config.architecture not in BACKBONES:
-        raise ValueError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
+        raise InputError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
     if config.ibn_blocks and config.architecture != "mobilenetv2":
-        raise ValueError("--ibn-blocks is available for --architecture mobilenetv2 only")
+        raise InputError("--ibn-blocks is available for --architecture mobilenetv2 only")
     keras.utils.set_random_seed(config.seed)
     inputs = keras.Input((config.input_height, config.input_width, 3), name="pixels")
     features = BACKBONES[config.architecture](_normalise_pixels(inputs), config)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.layouts import IMAGE_SUFFIXES
+from ..errors import InputError
 from ..progress import Progress
 from .embedder import Embedder
 
@@ -101,7 +102,7 @@ def write_vectors(path: str | Path, vectors: VectorsFile) -> Path:
     """Write a vectors file atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     if path.suffix != ".npz":
-        raise ValueError(f"{path}: vectors files end in .npz")
+        raise InputError(f"{path}: vectors files end in .npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
     try:
@@ -127,13 +128,13 @@ def read_vectors(path: str | Path) -> VectorsFile:
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
             if not {"paths", "embeddings"} <= names:
-                raise ValueError(f"{path}: a vectors file needs 'paths' and 'embeddings' arrays")
+                raise InputError(f"{path}: a vectors file needs 'paths' and 'embeddings' arrays")
             paths = [str(p) for p in npz["paths"]]
             embeddings = npz["embeddings"].astype(np.float32)
             extra = {k: str(npz[k]) for k in ("model", "model_sha256") if k in names}
             skipped = [str(s) for s in npz["skipped"]] if "skipped" in names else []
     except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+        raise InputError(f"{path}: not a readable .npz file ({exc})") from None
     if embeddings.ndim != 2 or len(embeddings) != len(paths):
-        raise ValueError(f"{path}: {len(paths)} paths but embeddings of shape {embeddings.shape}")
+        raise InputError(f"{path}: {len(paths)} paths but embeddings of shape {embeddings.shape}")
     return VectorsFile(paths, embeddings, skipped=skipped, **extra)

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 INDEX_FILE = "index.faiss"
 SIDECAR_FILE = "index.json"
 AUTO = "auto"
@@ -36,7 +38,7 @@ AUTO_APPROXIMATE_FROM = 200_000  # entries; below, exact search is fast enough
 DEFAULT_PARAMS = {"nprobe": 32, "efSearch": 128}  # chosen with benchmarks/scale.py
 
 
-class IndexTypeError(ValueError):
+class IndexTypeError(InputError):
     """A factory string FAISS cannot build, or a gallery too small to train it."""
 
 

@@ -44,6 +44,7 @@ import numpy as np
 from .. import __version__
 from .._files import write_json_atomic
 from ..data.layouts import Skipped
+from ..errors import InputError
 from . import index as idx
 from .filters import EXACT_FILTER_LIMIT, EntryFilter, exact_top_k, selector_params
 
@@ -85,7 +86,7 @@ READ_COLUMNS = (*ROW_COLUMNS, "cluster")
 READ_CHUNK = 50_000
 
 
-class GalleryError(ValueError):
+class GalleryError(InputError):
     """A gallery that is missing, damaged, busy, or used with the wrong model or level."""
 
 

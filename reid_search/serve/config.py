@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
+
 SERVE_EXTRA_HINT = "reid-search serve needs FastAPI and uvicorn: pip install 'reid-search[serve]'"
 
 
@@ -32,9 +34,9 @@ class ServeConfig:
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_request_pixels", "max_files", "thumb_height"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+                raise InputError(f"{name} must be positive, not {getattr(self, name)}")
         if not self.body_timeout > 0:
-            raise ValueError(f"body_timeout must be positive, not {self.body_timeout}")
+            raise InputError(f"body_timeout must be positive, not {self.body_timeout}")
 
     @property
     def max_request_bytes(self) -> int:

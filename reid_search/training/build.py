@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .config import TrainingError
+
 
 def _nested_backbone(tower):
     """The backbone model nested inside a tower (MobileNetV2), or None for a flat graph."""
@@ -32,7 +34,7 @@ def _flat_cut_layer(tower, blocks: int) -> str:
         if isinstance(layer, keras.layers.MaxPooling2D | keras.layers.AveragePooling2D)
     ]
     if not 0 < blocks <= len(pools):
-        raise ValueError(f"--freeze-blocks {blocks}: this tower has {len(pools)} pooling stages")
+        raise TrainingError(f"--freeze-blocks {blocks}: this tower has {len(pools)} pooling stages")
     return pools[blocks - 1]
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import TrainingError
+
 
 @dataclass(frozen=True)
 class ThresholdChoice:
@@ -41,7 +43,7 @@ def equal_error_threshold(same: np.ndarray, different: np.ndarray) -> ThresholdC
     """The candidate threshold where false-reject and false-accept rates are closest."""
     same, different = np.sort(np.asarray(same, float)), np.sort(np.asarray(different, float))
     if len(same) == 0 or len(different) == 0:
-        raise ValueError("need at least one same-person and one different-person pair")
+        raise TrainingError("need at least one same-person and one different-person pair")
     candidates = np.unique(np.concatenate([same, different]))
     frr = np.searchsorted(same, candidates, side="left") / len(same)
     far = 1.0 - np.searchsorted(different, candidates, side="left") / len(different)
@@ -71,7 +73,7 @@ def far_threshold(same: np.ndarray, different: np.ndarray, far: float) -> Thresh
     """
     same, different = np.asarray(same, float), np.sort(np.asarray(different, float))[::-1]
     if len(same) == 0 or len(different) == 0:
-        raise ValueError("need at least one same-person and one different-person pair")
+        raise TrainingError("need at least one same-person and one different-person pair")
     allowed = int(np.floor(far * len(different)))
     threshold = float(np.nextafter(different[allowed], np.inf)) if allowed < len(different) else -1.0
     frr, far_got = rates_at(threshold, same, different)

@@ -16,7 +16,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..embedding.tower import TowerConfig
+from ..errors import InputError
 from .augment import AugmentConfig
+
+
+class TrainingError(InputError):
+    """A training setting, dataset or teacher file that cannot be used."""
+
 
 LOSSES = ("pair", "contrastive", "triplet", "id", "distill", "regress")
 BLOCK_TOWERS = ("mobilenetv2", "onnx")  # towers --freeze-blocks / --cached-views understand
@@ -79,18 +85,20 @@ class TrainConfig:
     def validate(self) -> None:
         unknown = set(self.losses) - set(LOSSES)
         if unknown or not self.losses:
-            raise ValueError(f"unknown or no loss {sorted(unknown)}; known: {', '.join(LOSSES)}")
+            raise TrainingError(f"unknown or no loss {sorted(unknown)}; known: {', '.join(LOSSES)}")
         if not self.data:
-            raise ValueError("no training data given")
+            raise TrainingError("no training data given")
         if {"distill", "regress"} & set(self.losses) and not self.teacher_targets:
-            raise ValueError("the distill and regress losses need --teacher-targets FILE.npz")
+            raise TrainingError("the distill and regress losses need --teacher-targets FILE.npz")
         if self.unlabelled and not {"distill", "regress"} & set(self.losses):
-            raise ValueError("--unlabelled crops learn from the teacher only: add a distill or regress loss")
+            raise TrainingError(
+                "--unlabelled crops learn from the teacher only: add a distill or regress loss"
+            )
         if self.unlabelled and self.unlabelled_per_batch < 2:
-            raise ValueError("--unlabelled-per-batch must be at least 2 (pairs of crops for distill)")
+            raise TrainingError("--unlabelled-per-batch must be at least 2 (pairs of crops for distill)")
         _refuse_repeats([*self.data, *self.unlabelled])
         if self.cached_views and (self.freeze_blocks <= 0 or self.tower.architecture not in BLOCK_TOWERS):
-            raise ValueError(
+            raise TrainingError(
                 f"--cached-views needs --freeze-blocks N > 0 and an architecture with blocks "
                 f"({', '.join(BLOCK_TOWERS)})"
             )
@@ -104,7 +112,7 @@ def _refuse_repeats(folders: list[str]) -> None:
     for folder in folders:
         key = Path(folder).expanduser().resolve()
         if key in seen:
-            raise ValueError(f"{folder}: given twice (also as {seen[key]}); give each dataset once")
+            raise TrainingError(f"{folder}: given twice (also as {seen[key]}); give each dataset once")
         seen[key] = folder
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from ..data.images import ImageError, decode_image, load_image
 from ..data.layouts import KIND_IDENTITY, scan_dataset
 from ..embedding.vectors import read_vectors
-from .config import TrainConfig
+from .config import TrainConfig, TrainingError
 
 TRAIN_SPLITS = ("bbox_train", "bounding_box_train")
 UNLABELLED = -1  # the training label of a crop nobody named: it learns from the teacher only
@@ -147,7 +147,7 @@ def _unlabelled_part(folder: str) -> _Part:
     """Every image below ``folder`` as one unlabelled training source (no validation people)."""
     scan = scan_dataset(folder, layout="unlabelled")
     if not scan.records:
-        raise ValueError(f"{folder}: no images to train on")
+        raise TrainingError(f"{folder}: no images to train on")
     return _Part(Path(scan.root).name, scan.root, [(r.path, None, None) for r in scan.records], [])
 
 
@@ -232,7 +232,7 @@ def load_teacher_targets(files: list[str], data: TrainingData) -> np.ndarray:
         tables.append(dict(zip((Path(p).as_posix() for p in loaded.paths), loaded.embeddings, strict=True)))
     dims = {len(next(iter(t.values()))) for t in tables if t}
     if len(dims) > 1:
-        raise ValueError(f"teacher targets disagree on their size: {sorted(dims)}")
+        raise TrainingError(f"teacher targets disagree on their size: {sorted(dims)}")
     keys = np.array(data.train_keys)
     out = np.zeros((len(keys), dims.pop() if dims else 1), np.float32)
     for index in range(len(data.sources)):
@@ -250,10 +250,12 @@ def _teacher_file_for(index: int, keys: np.ndarray, tables: list[dict], files: l
     if index in covering and len(tables) == n_sets:
         return index
     if covering:
-        raise ValueError("several teacher files cover one dataset; give one file per dataset, in its order")
+        raise TrainingError(
+            "several teacher files cover one dataset; give one file per dataset, in its order"
+        )
     best = max(range(len(tables)), key=lambda i: sum(k in tables[i] for k in keys))
     missing = [k for k in keys if k not in tables[best]]
-    raise ValueError(
+    raise TrainingError(
         f"{', '.join(files)}: no teacher vector for {len(missing)} training images of dataset "
         f"{index + 1}, e.g. {missing[0]}"
     )

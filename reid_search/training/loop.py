@@ -30,7 +30,7 @@ import numpy as np
 from .._files import write_json_atomic
 from .build import build_heads, cosine_schedule, freeze_backbone_blocks, split_at_block
 from .card import build_card, calibrate_threshold, validate_sets
-from .config import TrainConfig, train_command
+from .config import TrainConfig, TrainingError, train_command
 from .data import TrainingData, load_teacher_targets, load_training_data
 
 
@@ -384,13 +384,13 @@ def train(config: TrainConfig, resume: bool = False, log=print, epochs: int | No
     config_file = out / "config.json"
     if resume:
         if not config_file.is_file():
-            raise ValueError(f"{out}: nothing to resume (no config.json)")
+            raise TrainingError(f"{out}: nothing to resume (no config.json)")
         config = TrainConfig.from_dict(json.loads(config_file.read_text()))
         if epochs is not None and epochs != config.epochs:
             config.epochs = epochs
             write_json_atomic(config_file, config.to_dict())
     elif (out / "checkpoints").exists():
-        raise ValueError(f"{out}: a run is already there; use --resume or another --out")
+        raise TrainingError(f"{out}: a run is already there; use --resume or another --out")
     data = load_training_data(config)
     teacher = load_teacher_targets(config.teacher_targets, data) if config.teacher_targets else None
     if not resume:

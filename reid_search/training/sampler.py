@@ -22,6 +22,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .config import TrainingError
+
 
 class PKSampler:
     """Index batches of ``p`` identities x ``k`` images from integer ``labels``."""
@@ -34,7 +36,7 @@ class PKSampler:
         self.unlabelled = np.flatnonzero(self.labels < 0)
         self.extra = extra if len(self.unlabelled) else 0
         if len(self.by_label) < p:
-            raise ValueError(f"P={p} identities per batch, but the data has only {len(self.by_label)}")
+            raise TrainingError(f"P={p} identities per batch, but the data has only {len(self.by_label)}")
 
     @property
     def labelled_size(self) -> int:

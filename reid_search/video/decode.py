@@ -22,11 +22,12 @@ import numpy as np
 
 from ..data.images import ImageError, load_image
 from ..data.layouts import IMAGE_SUFFIXES
+from ..errors import InputError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv"})
 
 
-class VideoError(ValueError):
+class VideoError(InputError):
     """A file that is not a video PyAV can open."""
 
 
