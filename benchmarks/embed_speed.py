@@ -8,7 +8,13 @@ Keras and by onnxruntime (an ONNX export), to compare the fast formats. Images/s
 images / wall seconds; the ratio is taken between the default's and OSNet's medians
 (and best runs).
 
-    python benchmarks/embed_speed.py [--runs 3]
+    python -m venv /tmp/plain && /tmp/plain/bin/pip install . && /tmp/plain/bin/pip install onnxruntime
+    /tmp/plain/bin/python benchmarks/embed_speed.py [--runs 3]
+
+The ``reid-search`` timed is the one beside the Python running the script: run from a venv
+made by a plain ``pip install .`` (no extras; onnxruntime added for the peer only), the
+default's number is what a plain install gets. The JSON records which runtime the default
+used there and whether it said it fell back to a slow path.
 
 Writes ``benchmarks/results/embed_speed.json``. Run it on an otherwise idle machine.
 """
@@ -20,6 +26,7 @@ import json
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "data" / "cuhk03-mars" / "bbox_train"
 OUT = REPO / "benchmarks" / "results" / "embed_speed.json"
+CLI = str(Path(sys.executable).parent / "reid-search")  # this environment's command
 MODELS = {
     "default (LiteRT)": None,
     "osnet_x0_25 (onnxruntime)": REPO / "benchmarks" / "peers" / "osnet_x0_25_msmt17.card.json",
@@ -35,7 +43,7 @@ MODELS = {
 
 def one_run(data: Path, model: Path | None, indexes: Path) -> float:
     shutil.rmtree(indexes, ignore_errors=True)
-    command = ["reid-search", "index", str(data), "--name", "speed", "--indexes-dir", str(indexes), "--quiet"]
+    command = [CLI, "index", str(data), "--name", "speed", "--indexes-dir", str(indexes), "--quiet"]
     if model is not None:
         command += ["--model", str(model)]
     started = time.perf_counter()
@@ -57,6 +65,28 @@ def runtime_variants(tmp: Path) -> dict[str, Path]:
     write_card(keras_copy, card)
     onnx_file = export_model(keras_copy, "onnx", folder / "default-onnx.onnx", link=False)
     return {"default (Keras)": keras_copy, "default (ONNX, onnxruntime)": onnx_file}
+
+
+def environment() -> dict:
+    """How this Python's reid-search is installed and which runtime its default model uses."""
+    probe = (
+        "import io, contextlib, sys\n"
+        "err = io.StringIO()\n"
+        "with contextlib.redirect_stderr(err):\n"
+        "    from reid_search.embedding.backends import open_model\n"
+        "    backend = type(open_model()).__name__\n"
+        "import importlib.util as u\n"
+        "print(backend, [m for m in ('onnxruntime', 'openvino', 'fastapi', 'ray', 'av') if u.find_spec(m)],"
+        " 'runs through Keras' in err.getvalue())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split(" ", 1)
+    return {
+        "python": sys.executable,
+        "default_backend": out[0],
+        "optional_packages_and_slow_warning": out[1].strip(),
+    }
 
 
 def main() -> None:
@@ -93,6 +123,7 @@ def main() -> None:
     ours, peer = rows[0], rows[1]
     summary = {
         "benchmark": "whole-process reid-search index of a copy of cuhk03-mars bbox_train",
+        "environment": environment(),
         "rows": rows,
         "ratio_median": round(ours["images_per_s_median"] / peer["images_per_s_median"], 2),
         "ratio_best": round(ours["images_per_s_best"] / peer["images_per_s_best"], 2),

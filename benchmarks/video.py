@@ -33,7 +33,8 @@ from reid_search.video.detectors import open_detector
 from reid_search.video.ingest import VideoOptions
 
 VIDEO = DATA.parent / "video"
-CARDS = sorted((REPO / "benchmarks" / "detectors").glob("*.card.json"))
+CARDS = sorted((REPO / "benchmarks" / "detectors").glob("*.card.json"))  # person-detection-0202 first
+FIGURE = REPO / "docs" / "images" / "video-tracklets.png"
 
 
 def load_gt(sequence: Path) -> np.ndarray:
@@ -148,7 +149,7 @@ def _as_detections(boxes):
     return sv.Detections(xyxy=boxes.xyxy.astype(np.float32), confidence=boxes.scores)
 
 
-def end_to_end(card: Path, detect_every: int, embedder: Embedder) -> dict:
+def end_to_end(card: Path, detect_every: int, embedder: Embedder, figure: Path | None = None) -> dict:
     video = VIDEO / "intel-sample" / "one-by-one-person-detection.mp4"
     work = Path(tempfile.mkdtemp(prefix="reid-video-bench-"))
     try:
@@ -158,6 +159,8 @@ def end_to_end(card: Path, detect_every: int, embedder: Embedder) -> dict:
             indexes_dir=work, progress=False,
         )  # fmt: skip
         seconds = time.perf_counter() - started
+        if figure is not None:
+            draw_figure(gallery, embedder, figure)
         gallery.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -172,6 +175,54 @@ def end_to_end(card: Path, detect_every: int, embedder: Embedder) -> dict:
         "crops_per_s": round(len(cut.records) / seconds, 1),
         "tracklets": cut.tracklets,
     }
+
+
+def draw_figure(gallery, embedder: Embedder, out: Path) -> None:
+    """README picture: one frame of each tracklet with its box and id; a query crop cut from a
+    frame the detector skipped (not in the gallery) and the tracklets it is answered by."""
+    import json
+
+    from PIL import Image, ImageDraw
+
+    from reid_search.search.service import QueryOptions, answer_query
+    from reid_search.video.clips import draw_box
+    from reid_search.video.decode import open_frames
+
+    rows = sorted(gallery.rows().values(), key=lambda r: r["frame"])
+    by_track: dict[int, list[dict]] = {}
+    for row in rows:
+        by_track.setdefault(row["tracklet"], []).append(row)
+    probe_row = by_track[sorted(by_track)[2]][5]
+    probe_frame = probe_row["frame"] + 1  # detected every 2nd frame: this one is not in the gallery
+    wanted = {}
+    for track, members in by_track.items():
+        middle = members[len(members) // 2]
+        wanted[middle["frame"]] = (track, json.loads(middle["extra"])["box"])
+    pictures, probe = {}, out.with_name("video-probe.jpg")
+    for frame in open_frames(json.loads(rows[0]["extra"])["video"]).frames():
+        if frame.index == probe_frame:
+            Image.fromarray(frame.pixels).crop(json.loads(probe_row["extra"])["box"]).save(probe)
+        if frame.index in wanted:
+            track, box = wanted[frame.index]
+            pictures[track] = draw_box(Image.fromarray(frame.pixels), box, f"tracklet {track % 100000}")
+    tiles = [pictures[t].resize((384, 216)) for t in sorted(pictures)]
+    result = answer_query(gallery, embedder, [probe], QueryOptions(top_k=3, matches=1))
+    sheet = Image.new("RGB", (3 * 384, 2 * 216 + 190), "white")
+    for i, tile in enumerate(tiles[:6]):
+        sheet.paste(tile, ((i % 3) * 384, (i // 3) * 216))
+    draw = ImageDraw.Draw(sheet)
+    y = 2 * 216 + 8
+    draw.text((8, y), "query crop", fill="black")
+    sheet.paste(Image.open(probe).convert("RGB").resize((70, 160)), (8, y + 16))
+    for k, hit in enumerate(result.identities):
+        m = hit.matches[0]
+        x = 140 + k * 330
+        label = f"#{hit.rank} tracklet {m.tracklet % 100000}  cos {m.similarity:.2f}  frame {m.frame}"
+        draw.text((x, y), label, fill="black")
+        sheet.paste(Image.open(m.path).convert("RGB").resize((70, 160)), (x, y + 16))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    probe.unlink()
 
 
 def main() -> None:
@@ -189,7 +240,10 @@ def main() -> None:
             "detection_all_frames": detection_scores(detector, 4),
             "detection_frame_1": detection_scores(detector, 1),
             "tracking": tracking_scores(card),
-            "end_to_end": [end_to_end(card, every, embedder) for every in (1, 2)],
+            "end_to_end": [
+                end_to_end(card, every, embedder, FIGURE if (every == 2 and card == CARDS[0]) else None)
+                for every in (1, 2)
+            ],
         }
         rows.append(row)
         d, t = row["detection_all_frames"], row["tracking"]

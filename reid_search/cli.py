@@ -779,6 +779,12 @@ def train(
         int,
         typer.Option(help="MobileNetV2: IBN-a (half instance norm) in blocks 1..N (0 = off)."),
     ] = 0,
+    mixstyle: Annotated[
+        float,
+        typer.Option(
+            help="MixStyle probability on the frozen blocks' output (needs --cached-views; 0 = off)."
+        ),
+    ] = 0.0,
     freeze_blocks: Annotated[
         int,
         typer.Option(
@@ -864,6 +870,7 @@ def train(
             lr=lr,
             warmup_epochs=warmup_epochs,
             weight_decay=weight_decay,
+            mixstyle=mixstyle,
             freeze_blocks=freeze_blocks,
             cached_views=cached_views,
             val_fraction=val_fraction,
@@ -1028,6 +1035,9 @@ def serve(
     max_request_mp: Annotated[
         float, typer.Option(help="Most pixels of all images of one request, in megapixels.")
     ] = 40.0,
+    workers: Annotated[
+        int, typer.Option(help="Server processes, each with its own copy of the model (use the cores).")
+    ] = 1,
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -1067,6 +1077,15 @@ def serve(
             f"warning: serving on {host} without --token: anyone who can reach it may search", err=True
         )
     typer.echo(f"reid-search on http://{host}:{port}/  (API docs: /docs)")
+    if workers > 1:  # uvicorn starts each worker from an import string: the settings go by environment
+        from .serve.config import CONFIG_ENV
+
+        os.environ[CONFIG_ENV] = config.to_json()
+        uvicorn.run(
+            "reid_search.serve.app:app_from_environment", factory=True, workers=workers, host=host,
+            port=port, log_level="warning",
+        )  # fmt: skip
+        return
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 
 

@@ -54,6 +54,23 @@ def test_export_links_the_fast_file_and_stale_exports_are_ignored(tiny_model):
     assert isinstance(open_model(tiny_model), KerasBackend)
 
 
+def test_the_slow_fallback_is_said_once_and_a_stale_keras_is_not_exported(tiny_model, capsys):
+    from reid_search.embedding import backends
+
+    assert runner.invoke(app, ["export", str(tiny_model), "--format", "litert"]).exit_code == 0
+    tiny_model.with_name("model-litert.tflite").unlink()  # the fast file is gone
+    backends._warned_slow.clear()
+    open_model(tiny_model)
+    open_model(tiny_model)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "runs through Keras" in line]
+    assert len(warnings) == 1 and "model-litert.tflite is missing" in warnings[0]
+    with open(tiny_model, "ab") as fh:  # the file no longer is the one its card describes
+        fh.write(b"\0")
+    result = runner.invoke(app, ["export", str(tiny_model), "--format", "litert"])
+    assert result.exit_code == 2 and "stale" in result.output
+    assert not tiny_model.with_name("model-litert.tflite").exists()  # nothing written
+
+
 def test_default_card_names_its_fast_runtime():
     card = read_card(DEFAULT_MODEL)
     assert card.fast_runtime and (DEFAULT_MODEL.parent / card.fast_runtime).is_file()

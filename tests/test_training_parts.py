@@ -196,3 +196,28 @@ def test_lookalike_is_another_person_on_another_camera_dressed_most_alike():
     persons, cameras = np.array(["a", "a", "b", "c", "d"]), np.array([1, 2, 1, 2, 2])
     pairs = dict(lookalike_pairs(clothing_descriptor(images), persons, cameras).tolist())
     assert pairs[0] == 3 and pairs[2] in (1, 3) and pairs[4] in (0, 2)
+
+
+def test_mixstyle_moves_each_image_statistics_toward_a_partner_and_p0_is_identity():
+    import tensorflow as tf
+
+    from reid_search.training.mixstyle import mix_styles
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (4, 6, 3, 2)), rng.normal(10, 5, (4, 6, 3, 2))]).astype(np.float32)
+    assert np.array_equal(mix_styles(tf.constant(x), tf.constant([0, 1], tf.int64), p=0.0).numpy(), x)
+    mixed = mix_styles(tf.constant(x), tf.constant([0, 1], tf.int64), p=1.0, alpha=1.0).numpy()
+    means_before, means_after = x.mean(axis=(1, 2)), mixed.mean(axis=(1, 2))
+    assert not np.allclose(means_before, means_after)
+    lo, hi = means_before.min(axis=0), means_before.max(axis=0)  # mixes stay between the batch's styles
+    assert np.all(means_after >= lo - 1e-3) and np.all(means_after <= hi + 1e-3)
+    normalised = lambda a: (a - a.mean(axis=(1, 2), keepdims=True)) / a.std(axis=(1, 2), keepdims=True)  # noqa: E731
+    assert np.allclose(normalised(mixed), normalised(x), atol=1e-3)  # the content is kept
+
+
+def test_mixstyle_needs_cached_views():
+    from reid_search.training import TrainConfig
+    from reid_search.training.config import TrainingError
+
+    with pytest.raises(TrainingError, match="--cached-views"):
+        TrainConfig(data=["x"], out="y", mixstyle=0.5).validate()

@@ -22,12 +22,13 @@ Usage::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from ..data.images import file_sha256
-from .model_store import ModelError, read_card, write_card
+from .model_store import ModelError, card_path, read_card, write_card
 
 
 def _to_litert(keras_model, out: Path) -> None:
@@ -69,12 +70,18 @@ def export_model(model: str | Path, format: str, out: str | Path | None = None, 
     if source.suffix != ".keras":
         raise ModelError(f"{source}: only .keras models are exported")
     card = read_card(source)
+    recorded = json.loads(card_path(source).read_text()).get("file_sha256")
+    source_sha = file_sha256(source)
+    if recorded and recorded != source_sha:
+        raise ModelError(
+            f"{source}: stale: the file changed since its card was written (card for sha256 "
+            f"{recorded[:12]}, file {source_sha[:12]}); export the model its card describes"
+        )
     suffix, model_format, convert = EXPORTERS[format]
     target = Path(out) if out else source.with_name(f"{source.stem}-{format}{suffix}")
     tmp = target.with_name(f".{target.name}.tmp{suffix}")
     convert(KerasBackend(source, card).keras_model, tmp)
     tmp.replace(target)
-    source_sha = file_sha256(source)
     exported = replace(
         card,
         name=f"{card.name}-{format}",

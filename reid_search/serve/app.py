@@ -213,6 +213,15 @@ def create_app(config: ServeConfig) -> FastAPI:
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The application of a worker process (``serve --workers N``): settings from the environment."""
+    import os
+
+    from .config import CONFIG_ENV
+
+    return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]))
+
+
 async def _bad_request(_: Request, exc: Exception):
     return JSONResponse({"detail": _short(str(exc))}, 400)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
 
+CONFIG_ENV = "REID_SEARCH_SERVE_CONFIG"  # a ServeConfig as JSON, for worker processes
 SERVE_EXTRA_HINT = "reid-search serve needs FastAPI and uvicorn: pip install 'reid-search[serve]'"
 
 
@@ -37,6 +39,18 @@ class ServeConfig:
                 raise InputError(f"{name} must be positive, not {getattr(self, name)}")
         if not self.body_timeout > 0:
             raise InputError(f"body_timeout must be positive, not {self.body_timeout}")
+
+    def to_json(self) -> str:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["indexes_dir"] = str(self.indexes_dir) if self.indexes_dir else None
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        data = json.loads(text)
+        data["indexes_dir"] = Path(data["indexes_dir"]) if data.get("indexes_dir") else None
+        data["allowed_hosts"] = tuple(data.get("allowed_hosts") or ())
+        return cls(**data)
 
     @property
     def max_request_bytes(self) -> int:

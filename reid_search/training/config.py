@@ -60,6 +60,7 @@ class TrainConfig:
     lr: float = 3.5e-4
     warmup_epochs: float = 2.0
     weight_decay: float = 5e-4
+    mixstyle: float = 0.0  # probability of MixStyle on the frozen blocks' output (needs cached_views)
     freeze_blocks: int = 0  # freeze the first N blocks of a block tower (BLOCK_TOWERS)
     cached_views: int = 0  # with freeze_blocks: precompute the frozen part for this many augmented views
     val_fraction: float = 0.1
@@ -96,6 +97,8 @@ class TrainConfig:
             )
         if self.unlabelled and self.unlabelled_per_batch < 2:
             raise TrainingError("--unlabelled-per-batch must be at least 2 (pairs of crops for distill)")
+        if self.mixstyle and not self.cached_views:
+            raise TrainingError("--mixstyle mixes the frozen blocks' cached output: it needs --cached-views")
         _refuse_repeats([*self.data, *self.unlabelled])
         if self.cached_views and (self.freeze_blocks <= 0 or self.tower.architecture not in BLOCK_TOWERS):
             raise TrainingError(
@@ -160,6 +163,7 @@ def train_command(config: TrainConfig) -> str:
         f"{config.warmup_epochs:g}",
         "--weight-decay",
         f"{config.weight_decay:g}",
+        *(["--mixstyle", f"{config.mixstyle:g}"] if config.mixstyle else []),
         "--freeze-blocks",
         str(config.freeze_blocks),
         "--cached-views",

@@ -161,6 +161,7 @@ class Trainer:
         import tensorflow as tf
 
         from . import losses as L
+        from .mixstyle import mix_styles
 
         c = self.config
         weights = c.losses
@@ -169,9 +170,11 @@ class Trainer:
         n = self.sampler.labelled_size  # rows with identities; the rest learn from the teacher only
 
         @tf.function(reduce_retracing=True, autograph=False)  # static Python branches only
-        def train_step(inputs, labels, teacher, lr):
+        def train_step(inputs, labels, teacher, lr, step):
             self.optimizer.learning_rate.assign(lr)
             x = tf.cast(inputs, tf.float32) if cached else self.augmenter(tf.cast(inputs, tf.float32))
+            if c.mixstyle:
+                x = mix_styles(x, tf.stack([tf.constant(c.seed, tf.int64), step]), c.mixstyle)
             with tf.GradientTape() as tape:
                 bn_features, embedding = self.view(x, training=True)
                 terms = {}
@@ -267,7 +270,11 @@ class Trainer:
             lr = cosine_schedule(step, self.total_steps, warmup, c.lr)
             teacher = self.teacher[batch] if self.teacher is not None else np.zeros((len(batch), 1), "f4")
             total, terms = self._train_step(
-                self._inputs(batch, step), self.data.train_labels[batch], teacher, np.float32(lr)
+                self._inputs(batch, step),
+                self.data.train_labels[batch],
+                teacher,
+                np.float32(lr),
+                np.int64(step),
             )
             self.step.assign_add(1)
             self._sampler_state = self.sampler.get_state()  # where the next batch starts
