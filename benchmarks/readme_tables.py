@@ -110,17 +110,88 @@ def ray_speed_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _row(cells: list) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _head(names: list[str]) -> list[str]:
+    return [_row(names), "|" + "---|" * len(names)]
+
+
 def serve_load_table(r: dict) -> str:
-    rss = [m["rss_mb"] for m in r["server_rss_mb"]]
-    return "\n".join(
-        [
-            "| queries | client threads | errors | p50 ms | p99 ms | max ms | queries/s | server RSS (MB) |",
-            "|---|---|---|---|---|---|---|---|",
-            f"| {r['queries']} | {r['client_threads']} | {r['errors']} | {r['p50_ms']:.0f} | "
-            f"{r['p99_ms']:.0f} | {r['max_ms']:.0f} | {r['queries_per_s']:.1f} | "
-            f"{rss[0]:.0f} at start, {rss[1]:.0f} -> {rss[-1]:.0f} after warm-up |",
-        ]
-    )
+    probes = r["probes_under_load"]
+    lines = _head(["client threads", "queries", "errors", "queries/s", "p50 ms", "p99 ms",
+                   "/api/health p99 ms", "thumbnail p99 ms"])  # fmt: skip
+    for level in r["levels"]:
+        probe = probes[str(level["client_threads"])]
+        lines.append(
+            _row(
+                [
+                    level["client_threads"],
+                    level["queries"],
+                    level["errors"],
+                    f"{level['queries_per_s']:.0f}",
+                    f"{level['p50_ms']:.0f}",
+                    f"{level['p99_ms']:.0f}",
+                    f"{probe['health']['p99_ms']:.0f}",
+                    f"{probe['thumbnail']['p99_ms']:.0f}",
+                ]
+            )  # fmt: skip
+        )
+    heavy, rss = r["heavy_request"], r["server_rss_mb"]
+    health = heavy["health_meanwhile"]["p99_ms"]
+    lines += [
+        "",
+        f"{r['server_workers']} server processes; 32 clients reach **{r['scaling_32_vs_1']}x** the "
+        f"queries/s of one. {heavy['request']}: HTTP {heavy['status']} in {heavy['seconds']:.2f} s, "
+        f"`/api/health` p99 {health:.0f} ms meanwhile. Server memory {rss['start']:.0f} MB at start, "
+        f"{rss['mid_32_clients']:.0f} -> {rss['end']:.0f} MB over the second half of the 32-client run.",
+    ]
+    return "\n".join(lines)
+
+
+def video_table(result: dict) -> str:
+    lines = _head(["detector", "recall, MOT17 frame 1", "recall / precision, 28 frames", "ms/frame", "IDF1",
+                   "ID switches", "every frame: x real time, frames/s, crops/s", "every 2nd frame",
+                   "tracklets (Intel sample)"])  # fmt: skip
+    for r in result["rows"]:
+        one, all_ = r["detection_frame_1"], r["detection_all_frames"]
+        every1, every2 = r["end_to_end"]
+        lines.append(
+            _row(
+                [
+                    r["detector"],
+                    f"{one['found']}/{one['ground_truth']} = {one['recall']:.2f}",
+                    f"{all_['recall']:.2f} / {all_['precision']:.2f}",
+                    f"{all_['ms_per_frame']:.0f}",
+                    f"{r['tracking']['idf1']:.2f}",
+                    r["tracking"]["id_switches"],
+                    f"{every1['realtime_factor']:.1f}x, {every1['frames_per_s']:.0f}, "
+                    f"{every1['crops_per_s']:.0f}",
+                    f"{every2['realtime_factor']:.1f}x",
+                    f"{every1['tracklets']} / {every2['tracklets']}",
+                ]
+            )  # fmt: skip
+        )
+    return "\n".join(lines)
+
+
+def open_set_table(result: dict) -> str:
+    lines = _head(["test set", "queries", "top-1 right", "DIR (rule)", "FAR (rule)",
+                   "DIR (pairwise threshold)", "FAR (pairwise threshold)"])  # fmt: skip
+    pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+    for r in result["rows"]:
+        lines.append(_row([r["test_set"], r["queries"], pct(r["top1"]), pct(r["DIR"]), pct(r["FAR"]),
+                           pct(r["threshold_DIR"]), pct(r["threshold_FAR"])]))  # fmt: skip
+    req = result["required"]
+    lines += [
+        "",
+        f"Rule: confidence >= {result['rule']['accept']} (false-alarm rate 10% on the held-out identities "
+        f"of the training sets); pairwise threshold {result['threshold']}. Required on {req['test_set']}: "
+        f"DIR >= {pct(req['DIR_at_least'])} at FAR <= {pct(req['FAR_at_most'])}: "
+        f"**{'met' if req['met'] else 'not met'}**.",
+    ]
+    return "\n".join(lines)
 
 
 def clustering_table(result: dict) -> str:
@@ -152,6 +223,8 @@ TABLES = {
     "ray-speed": ("ray_speed.json", ray_speed_table),
     "serve-load": ("serve_load.json", serve_load_table),
     "clustering": ("clustering.json", clustering_table),
+    "video": ("video.json", video_table),
+    "open-set": ("open_set.json", open_set_table),
 }
 
 
