@@ -112,7 +112,18 @@ def levers() -> dict[str, tuple[str, callable]]:
             "no teacher",
             lambda c: replace(c, losses=parse_losses("triplet=1,id=1"), teacher_targets=[]),
         ),
+        "mixstyle": (
+            "MixStyle p=0.5 on the frozen blocks' output (block 5)",
+            lambda c: replace(c, mixstyle=0.5),
+        ),
+        "adabn": (
+            "base model, batch-norm statistics re-estimated on each test set's own images (AdaBN, no labels)",
+            lambda c: c,  # the base recipe itself: the lever acts at test time (see TEST_TIME)
+        ),
     }
+
+
+TEST_TIME = {"adabn"}  # rows that reuse the base model and change only how a test set is embedded
 
 
 def borrow_cached_views(config: TrainConfig, runs: Path) -> None:
@@ -190,10 +201,20 @@ def _training_seconds(training: dict) -> float:
     return training["wall_seconds"] + training.get("setup_seconds", 0.0)
 
 
-def score(model: Path) -> dict[str, dict]:
-    embedder = Embedder(model)
+def score(model: Path, adapt: bool = False) -> dict[str, dict]:
+    """Rank-1 / mAP on each test set; with ``adapt``, the model's batch-norm statistics are first
+    re-estimated on that test set's images (no labels)."""
     out = {}
     for name, (source, q, g) in TESTS.items():
+        embedder = Embedder(model)
+        if adapt:
+            from reid_search.data.images import list_images
+            from reid_search.embedding.adapt import adapt_batchnorm
+
+            split = Path(source) / "bounding_box_test"
+            images = list_images([split if split.is_dir() else source])
+            adapted = model.with_name(f"adapted-{Path(source).name}.keras")
+            embedder = Embedder(adapt_batchnorm(model, images, adapted))
         report = evaluate(
             source, embedder, query_cameras=q, gallery_cameras=g, single_shot_draws=0, progress=False
         )
@@ -221,7 +242,7 @@ def main() -> None:
     previous = {r["name"]: r for r in json.loads(out_file.read_text())} if out_file.is_file() else {}
     for name in args.only or list(table):
         what, change = table[name]
-        out = Path(args.runs) / name
+        out = Path(args.runs) / ("base" if name in TEST_TIME else name)
         config = change(base_config(out, args.epochs))
         model = out / "model.keras"
         if name in adopted:
@@ -238,7 +259,7 @@ def main() -> None:
             "lever": what,
             "epochs": card["training"]["epochs"],
             "train_minutes": round(_training_seconds(card["training"]) / 60, 1),
-            "scores": score(model),
+            "scores": score(model, adapt=name == "adabn"),
             "command": card["training"]["command"],
         }
         out_file.parent.mkdir(parents=True, exist_ok=True)

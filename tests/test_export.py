@@ -74,3 +74,27 @@ def test_the_slow_fallback_is_said_once_and_a_stale_keras_is_not_exported(tiny_m
 def test_default_card_names_its_fast_runtime():
     card = read_card(DEFAULT_MODEL)
     assert card.fast_runtime and (DEFAULT_MODEL.parent / card.fast_runtime).is_file()
+
+
+def test_adapt_sets_batchnorm_statistics_to_the_new_cameras_images(tiny_model, synth_root, tmp_path):
+    import keras
+
+    from reid_search.data.images import load_image
+    from reid_search.embedding.adapt import batchnorm_layers, reestimate
+    from reid_search.embedding.model_store import load_model
+
+    out = tmp_path / "adapted.keras"
+    result = runner.invoke(app, ["adapt", str(synth_root), "--out", str(out), "--model", str(tiny_model)])
+    assert result.exit_code == 0, result.output
+    before, after = load_model(tiny_model), load_model(out)
+    assert "AdaBN" in after.card.notes and after.card.fast_runtime is None
+    necks = [next(b for b in batchnorm_layers(m.keras_model) if b.name == "bnneck") for m in (before, after)]
+    assert not np.allclose(necks[0].moving_mean.numpy(), necks[1].moving_mean.numpy())
+    # in one batch, every layer's statistics are exactly those of its inputs over the images
+    pixels = np.stack([load_image(p, (64, 32)).pixels for p in sorted(synth_root.rglob("*.jpg"))])
+    model = before.keras_model
+    reestimate(model, pixels, batch_size=len(pixels))
+    neck = next(b for b in batchnorm_layers(model) if b.name == "bnneck")
+    inputs = keras.Model(model.input, neck.input)(pixels).numpy()
+    assert np.allclose(neck.moving_mean.numpy(), inputs.mean(axis=0), atol=1e-3)
+    assert np.allclose(neck.moving_variance.numpy(), inputs.var(axis=0), rtol=1e-2, atol=1e-3)

@@ -1,0 +1,85 @@
+"""``reid-search serve``: the web page and HTTP API."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from ._common import (
+    IndexesOpt,
+    _fail,
+    app,
+    friendly_errors,
+)
+
+
+@app.command()
+@friendly_errors
+def serve(
+    index_name: Annotated[
+        str | None, typer.Option("--index", "-i", help="Default gallery [default: the only one].")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="REID_SEARCH_TOKEN", help="Require this token on every API call."),
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest image accepted, in MB.")] = 8.0,
+    max_request_mp: Annotated[
+        float, typer.Option(help="Most pixels of all images of one request, in megapixels.")
+    ] = 40.0,
+    workers: Annotated[
+        int, typer.Option(help="Server processes, each with its own copy of the model (use the cores).")
+    ] = 1,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Host header names answered (repeatable) [default: localhost names when bound to loopback, "
+            "else any]."
+        ),
+    ] = None,
+    indexes_dir: IndexesOpt = None,
+) -> None:
+    """Serve the galleries: a web page at /, a JSON API under /api, its docs at /docs."""
+    from ..serve.config import require_serve_extra
+
+    try:
+        require_serve_extra()
+    except ModuleNotFoundError as exc:
+        _fail(str(exc))
+    import uvicorn
+
+    from ..serve import ServeConfig, create_app
+
+    if index_name is not None:
+        from ..gallery import Gallery
+
+        Gallery.open(index_name, indexes_dir).close()  # a wrong name fails now, not per request
+    loopback = ("127.0.0.1", "localhost", "::1")
+    hosts = tuple(h.lower() for h in allowed_host or ()) or (loopback if host in loopback else ())
+    config = ServeConfig(
+        indexes_dir=indexes_dir,
+        default_gallery=index_name,
+        token=token,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_request_pixels=int(max_request_mp * 1e6),
+        allowed_hosts=hosts,
+    )
+    if host not in loopback and not token:
+        typer.echo(
+            f"warning: serving on {host} without --token: anyone who can reach it may search", err=True
+        )
+    typer.echo(f"reid-search on http://{host}:{port}/  (API docs: /docs)")
+    if workers > 1:  # uvicorn starts each worker from an import string: the settings go by environment
+        from ..serve.config import CONFIG_ENV
+
+        os.environ[CONFIG_ENV] = config.to_json()
+        uvicorn.run(
+            "reid_search.serve.app:app_from_environment", factory=True, workers=workers, host=host,
+            port=port, log_level="warning",
+        )  # fmt: skip
+        return
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
