@@ -147,7 +147,7 @@ def test_filters_return_k_answers_from_the_allowed_entries_only(own_gallery, emb
 def test_a_large_filter_searches_the_index_with_a_selector_and_agrees_with_exact(
     own_gallery, embedder, monkeypatch, index_type
 ):
-    import reid_search.gallery.store as store
+    import reid_search.gallery.faiss_cache as store
 
     gallery, _, _ = own_gallery
     gallery.reindex(index_type)

@@ -30,9 +30,8 @@ Usage::
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,50 +116,7 @@ class DatasetScan:
         return sorted({r.split for r in self.records})
 
 
-def _sorted_entries(folder: Path, skipped: list[Skipped] | None = None) -> list[os.DirEntry]:
-    """Non-hidden entries of ``folder`` by name; an unreadable folder is recorded in ``skipped``."""
-    try:
-        with os.scandir(folder) as it:
-            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
-    except OSError as exc:
-        if skipped is not None:
-            skipped.append(Skipped(str(folder), f"unreadable folder ({exc.strerror or exc})"))
-        return []
-
-
-def _files_below(
-    folder: Path, skipped: list[Skipped] | None = None, _seen: set[tuple[int, int]] | None = None
-) -> Iterator[Path]:
-    """Every non-hidden regular file below ``folder``, in sorted (deterministic) order.
-
-    Folder links are followed once: a link back to a folder already walked (a loop) is
-    recorded in ``skipped`` and not entered again, as are unreadable folders and entries
-    that are neither files nor folders (FIFOs, sockets, devices, broken links).
-    """
-    seen = set() if _seen is None else _seen
-    try:
-        info = folder.stat()
-    except OSError as exc:
-        if skipped is not None:
-            skipped.append(Skipped(str(folder), f"unreadable folder ({exc.strerror or exc})"))
-        return
-    if (info.st_dev, info.st_ino) in seen:
-        if skipped is not None:
-            skipped.append(Skipped(str(folder), "link to a folder already walked (a loop)"))
-        return
-    seen.add((info.st_dev, info.st_ino))
-    for entry in _sorted_entries(folder, skipped):
-        try:
-            is_dir = entry.is_dir(follow_symlinks=True)
-            is_file = not is_dir and entry.is_file(follow_symlinks=True)
-        except OSError:
-            is_dir = is_file = False
-        if is_dir:
-            yield from _files_below(Path(entry.path), skipped, seen)
-        elif is_file:
-            yield Path(entry.path)
-        elif skipped is not None:
-            skipped.append(Skipped(entry.path, "not a regular file (FIFO, socket, device or broken link)"))
+from .walk import _files_below, _sorted_entries  # noqa: E402  (after Skipped, which they report)
 
 
 def _looks_like_image(path: Path) -> bool:
