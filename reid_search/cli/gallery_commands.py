@@ -327,7 +327,7 @@ def clusters(
 
     with Gallery.open(name, indexes_dir) as gallery:
         found = list_clusters(gallery, min_size)
-        unclustered = gallery.con.execute("select count(*) from vectors where cluster is null").fetchone()[0]
+        unclustered = gallery.unclustered_count()
     shown = found[:limit] if limit else found
     if as_json:
         typer.echo(json.dumps({"clusters": [c.to_dict() for c in shown], "total": len(found)}, indent=2))

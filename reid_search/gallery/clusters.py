@@ -90,8 +90,7 @@ class _Nodes:
         if node in self.sum:
             return
         if vector is None:  # an existing cluster
-            blobs = self.gallery.con.execute("select vector from vectors where cluster = ?", (node[1],))
-            members = np.frombuffer(b"".join(r[0] for r in blobs), np.float32).reshape(-1, self.gallery.dim)
+            members = self.gallery.cluster_vectors(node[1])
             self.sum[node], self.size[node] = members.sum(0), len(members)
         else:
             self.sum[node], self.size[node] = vector.astype(np.float64), 1
@@ -136,11 +135,6 @@ def _average_linkage(nodes: _Nodes, threshold: float) -> None:
             heapq.heappush(heap, entry)
 
 
-def _settings(gallery: Gallery) -> tuple[float | None, int | None]:
-    rows = dict(gallery.con.execute("select key, value from state where key like 'cluster_%'").fetchall())
-    return rows.get("cluster_threshold"), rows.get("cluster_k")
-
-
 def _neighbours(gallery: Gallery, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(similarities, ids) of each vector's k+1 nearest gallery entries (itself included)."""
     sims, ids = [], []
@@ -169,21 +163,14 @@ def cluster_gallery(
         threshold = _card_threshold(gallery)
     if k < 1:
         raise GalleryError(f"k must be at least 1, got {k}")
-    old_threshold, old_k = _settings(gallery)
+    old_threshold, old_k = gallery.cluster_settings()
     recluster = rebuild or old_threshold is None or float(old_threshold) != threshold or old_k != k
-    where = "1" if recluster else "cluster is null"
-    existing = [] if recluster else gallery.con.execute(
-        "select faiss_id, cluster, knn_floor from vectors where cluster is not null"
-    )  # fmt: skip
+    existing = [] if recluster else gallery.clustered_entries()
     cluster_of, floor_of = {}, {}
     for faiss_id, cluster, floor in existing:
         cluster_of[faiss_id], floor_of[faiss_id] = cluster, floor
-    rows = gallery.con.execute(
-        f"select faiss_id, vector from vectors where {where} order by faiss_id"
-    ).fetchall()
-    new_ids = np.array([r[0] for r in rows], np.int64)
-    new_vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), gallery.dim)
-    if len(rows):
+    new_ids, new_vectors = gallery.entries_to_cluster(everything=recluster)
+    if len(new_ids):
         sims, ids = _neighbours(gallery, new_vectors, k)
         new_floor = _floors(sims, ids, new_ids, k)
     else:
@@ -203,8 +190,7 @@ def cluster_gallery(
                 nodes.link((1, x), node_of(y))
     _average_linkage(nodes, threshold)
 
-    highest = gallery.con.execute("select coalesce(max(cluster), -1) from vectors").fetchone()[0]
-    next_id = 0 if recluster else int(highest) + 1
+    next_id = 0 if recluster else gallery.highest_cluster() + 1
     assignments, merges = [], []
     floor_by_id = dict(zip(new_ids.tolist(), new_floor.tolist(), strict=True))
     for root in sorted(nodes.absorbed):
@@ -217,18 +203,8 @@ def cluster_gallery(
                 assignments.append((label, floor_by_id[node[1]], node[1]))
             elif node != root:
                 merges.append((label, node[1]))
-    with gallery._transaction():
-        if recluster:
-            gallery.con.execute("update vectors set cluster = null, knn_floor = null")
-        gallery.con.executemany(
-            "update vectors set cluster = ?, knn_floor = ? where faiss_id = ?", assignments
-        )
-        gallery.con.executemany("update vectors set cluster = ? where cluster = ?", merges)
-        gallery.con.executemany(
-            "insert or replace into state (key, value) values (?, ?)",
-            [("cluster_threshold", float(threshold)), ("cluster_k", int(k))],
-        )
-    count = int(gallery.con.execute("select count(distinct cluster) from vectors").fetchone()[0])
+    gallery.write_clusters(assignments, merges, threshold, k, reset=recluster)
+    count = gallery.cluster_count()
     return ClusterReport(
         float(threshold), k, len(assignments), count, len(merges), recluster, time.perf_counter() - started
     )
@@ -245,11 +221,8 @@ def _card_threshold(gallery: Gallery) -> float:
     return float(threshold)
 
 
-SUMMARY_COLUMNS = "cluster, count(*), group_concat(distinct camera), min(time), max(time)"
-
-
 def _summary(row) -> ClusterSummary:
-    """A ``SUMMARY_COLUMNS`` row as a summary."""
+    """A row of :meth:`~reid_search.gallery.cluster_rows.ClusterRows.cluster_rows` as a summary."""
     cluster, size, cameras, first, last = row
     cams = sorted(int(c) for c in cameras.split(",")) if cameras else []
     return ClusterSummary(int(cluster), int(size), cams, first, last)
@@ -257,15 +230,8 @@ def _summary(row) -> ClusterSummary:
 
 def list_clusters(gallery: Gallery, min_size: int = 1) -> list[ClusterSummary]:
     """Clusters, biggest first, with their cameras, time span and any person labels inside."""
-    sql = f"""
-        select {SUMMARY_COLUMNS} from vectors where cluster is not null
-        group by cluster having count(*) >= ? order by count(*) desc, cluster
-    """
-    summaries = [_summary(row) for row in gallery.con.execute(sql, (min_size,))]
-    labelled = gallery.con.execute(
-        "select cluster, person, count(*) from vectors where cluster is not null and person is not null "
-        "group by cluster, person"
-    )
+    summaries = [_summary(row) for row in gallery.cluster_rows(min_size)]
+    labelled = gallery.cluster_persons()
     by_id = {s.cluster: s for s in summaries}
     for cluster, person, n in labelled:
         if cluster in by_id:
@@ -275,6 +241,5 @@ def list_clusters(gallery: Gallery, min_size: int = 1) -> list[ClusterSummary]:
 
 def cluster_summary(gallery: Gallery, cluster: int) -> ClusterSummary | None:
     """One cluster's summary (None when no entry has that cluster)."""
-    sql = f"select {SUMMARY_COLUMNS} from vectors where cluster = ? group by cluster"
-    row = gallery.con.execute(sql, (int(cluster),)).fetchone()
+    row = gallery.cluster_row(cluster)
     return _summary(row) if row else None

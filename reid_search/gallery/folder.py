@@ -168,7 +168,7 @@ def _ensure_schema(con: sqlite3.Connection) -> None:
         create table if not exists frames (faiss_id integer, path text);
         create index if not exists idx_frames_faiss_id on frames (faiss_id);
         create table if not exists skipped (path text primary key, reason text, seen_at text);
-        create table if not exists state (key text primary key, value integer);
+        create table if not exists state (key text primary key, value);  -- ints and floats kept as given
         """
     )
     columns = {r[1] for r in con.execute("pragma table_info(vectors)")}
