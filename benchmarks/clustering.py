@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-OUT = REPO / "benchmarks" / "results" / "clustering.json"
+from _common import DATA, REPO, RESULTS  # noqa: E402
+
+OUT = RESULTS / "clustering.json"
 WORK = REPO / "runs" / "clustering"
 TRAIN = [DATA / "cuhk03-mars", DATA / "market1501-train"]
 TESTS = {
@@ -89,11 +89,10 @@ def quality(model: str | None, k: int) -> list[dict]:
 
 
 def cost_worker(path: Path, index_type: str, k: int) -> dict:
+    from scale import peak_rss_bytes
+
     from reid_search.gallery import Gallery
     from reid_search.gallery.clusters import cluster_gallery
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from scale import peak_rss_bytes
 
     with Gallery.open(path) as gallery, gallery.writing():
         started = time.perf_counter()
@@ -113,7 +112,6 @@ def cost_worker(path: Path, index_type: str, k: int) -> dict:
 
 
 def cost(entries: int, k: int) -> list[dict]:
-    sys.path.insert(0, str(Path(__file__).parent))
     from scale import populate, real_vectors
 
     path = WORK / f"simulated-{entries}"

@@ -32,14 +32,14 @@ import json
 import time
 from pathlib import Path
 
+from _common import DATA, PEERS, REPO  # noqa: E402
+from _common import RESULTS as RESULTS_DIR  # noqa: E402
+
 from reid_search.embedding.embedder import Embedder
 from reid_search.search.evaluation import evaluate
 from reid_search.search.rerank import RerankConfig
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-PEERS = REPO / "benchmarks" / "peers"
-RESULTS = REPO / "benchmarks" / "results" / "cross_domain.json"
+RESULTS = RESULTS_DIR / "cross_domain.json"
 
 TEST_SETS = {
     "cuhk03-mars bbox_test": {

@@ -31,9 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, RESULTS  # noqa: E402
+
 SOURCE = REPO.parent / "shared" / "data" / "cuhk03-mars" / "bbox_train"
-OUT = REPO / "benchmarks" / "results" / "embed_speed.json"
+OUT = RESULTS / "embed_speed.json"
 CLI = str(Path(sys.executable).parent / "reid-search")  # this environment's command
 MODELS = {
     "default (LiteRT)": None,

@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import RESULTS  # noqa: E402
 
 from reid_search.data.protocols import EvalItems, Protocol
 from reid_search.search.evaluation import score_protocol
 from reid_search.search.metrics import summarise
 
-OUT = Path(__file__).resolve().parent / "results" / "eval_speed.json"
+OUT = RESULTS / "eval_speed.json"
 
 
 def synthetic(n_gallery: int, n_query: int, people: int, dim: int = 256, seed: int = 0):

@@ -18,13 +18,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _common import REPO  # noqa: E402
+
 from reid_search import __version__
 from reid_search.data.images import load_image
 from reid_search.data.layouts import scan_dataset
 from reid_search.embedding.embedder import Embedder
 from reid_search.gallery import build_gallery
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cuhk03-mars" / "bbox_test"
 
 

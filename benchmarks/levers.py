@@ -29,6 +29,8 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from _common import REPO, RESULTS  # noqa: E402
+
 from reid_search.embedding.embedder import Embedder
 from reid_search.embedding.model_store import card_path
 from reid_search.embedding.tower import TowerConfig
@@ -37,13 +39,12 @@ from reid_search.training import TrainConfig, parse_losses, train
 from reid_search.training.augment import AugmentConfig
 from reid_search.training.loop import cached_views_recipe
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 MARKET = SHARED / "data" / "market1501-train"
 TEACHER = MARKET / "teacher-omz0277-bounding_box_train.npz"
 WEIGHTS = SHARED / "weights" / "mobilenetv2_imagenet_notop.weights.h5"
 OSNET = SHARED / "peers" / "osnet_x0_25_msmt17.onnx"
-OUT = REPO / "benchmarks" / "results" / "levers.json"
+OUT = RESULTS / "levers.json"
 TESTS = {
     "cuhk03-mars bbox_test (unseen cameras)": (SHARED / "data" / "cuhk03-mars" / "bbox_test", [1], [2]),
     "market1501-train split (seen cameras)": (MARKET, None, None),

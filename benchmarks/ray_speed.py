@@ -22,9 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, RESULTS  # noqa: E402
+
 SOURCE = REPO.parent / "shared" / "data" / "cuhk03-mars" / "bbox_train"
-OUT = REPO / "benchmarks" / "results" / "ray_speed.json"
+OUT = RESULTS / "ray_speed.json"
 ENGINES = {"local": [], "ray, 1 actor": ["--engine", "ray", "--ray-actors", "1"]}
 ENGINES["ray, 2 actors"] = ["--engine", "ray", "--ray-actors", "2"]
 

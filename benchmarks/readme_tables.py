@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from _common import REPO, RESULTS  # noqa: E402
+
 DOCUMENTS = (REPO / "README.md", REPO / "docs" / "cluster.md")
 
 
@@ -229,9 +228,7 @@ TABLES = {
 
 
 def main() -> None:
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).parent))
     for document in DOCUMENTS:
         text = document.read_text()
         for name, (file, render) in TABLES.items():

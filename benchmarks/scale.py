@@ -31,10 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import DATA, REPO, RESULTS  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-OUT = REPO / "benchmarks" / "results" / "scale.json"
+OUT = RESULTS / "scale.json"
 WORK = REPO / "runs" / "scale"
 TYPES = ("Flat", "HNSW32", "IVF4096,Flat", "IVF4096,PQ32")
 PARAMS = {

@@ -18,13 +18,15 @@ import json
 import time
 from pathlib import Path
 
+from _common import DATA as SHARED_DATA  # noqa: E402
+from _common import REPO  # noqa: E402
+
 from reid_search.embedding.embedder import Embedder
 from reid_search.embedding.tower import TowerConfig
 from reid_search.search.evaluation import evaluate
 from reid_search.training import TrainConfig, parse_losses, train
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "cuhk03-mars"
+DATA = SHARED_DATA / "cuhk03-mars"
 WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenetv2_imagenet_notop.weights.h5"
 
 FAST = {"freeze_blocks": 5, "cached_views": 8}  # as the default: frozen stem + blocks 1-5, 8 cached views
@@ -60,18 +62,22 @@ def throughput(model: Path) -> float:
 
 
 def run_row(name: str, spec: dict, epochs: int, runs: Path, lr: float) -> dict:
+    from levers import check_recipe
+
     out = runs / name
     model = out / "model.keras"
-    if not model.is_file():
-        config = TrainConfig(
-            data=str(DATA),
-            out=str(out),
-            tower=spec["tower"],
-            losses=parse_losses(spec["losses"]),
-            epochs=epochs,
-            lr=lr,
-            **spec["opts"],
-        )
+    config = TrainConfig(
+        data=str(DATA),
+        out=str(out),
+        tower=spec["tower"],
+        losses=parse_losses(spec["losses"]),
+        epochs=epochs,
+        lr=lr,
+        **spec["opts"],
+    )
+    if model.is_file():
+        check_recipe(out / "model.card.json", config)  # a stale run folder stops, naming the difference
+    else:
         train(config, log=lambda line: print(f"[{name}] {line}", flush=True))
     card = json.loads((out / "model.card.json").read_text())
     report = evaluate(

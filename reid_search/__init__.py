@@ -26,7 +26,7 @@ _EXPORTS = {
     "compare_images": "reid_search.search.query",
     "evaluate": "reid_search.search.evaluation",
     "scan_dataset": "reid_search.data.layouts",
-    "load_model": "reid_search.embedding.model_store",
+    "load_model": "reid_search.embedding.backends",
     "generate_dataset": "reid_search.data.synthetic",
 }
 

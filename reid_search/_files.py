@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -31,3 +32,25 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def files_sha256(paths: list[str | Path]) -> str:
+    """The project's one content hash: SHA-256 of one file, or of several files' bytes in order
+    (an OpenVINO model's ``.xml`` + ``.bin``). FileNotFoundError names a missing file.
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "a.txt"; _ = f.write_bytes(b"abc")
+    >>> files_sha256([f])[:12]
+    'ba7816bf8f01'
+    """
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of one file's bytes (:func:`files_sha256` of it)."""
+    return files_sha256([path])

@@ -80,10 +80,13 @@ def test_compare_with_plot(synth_root, tmp_path):
     out = run("compare", a, b, "--plot", png, "--json")
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
-    assert -1 <= data["similarity"] <= 1
-    assert data["verdict"] in ("same person", "different people")
     assert data["same"] == (data["similarity"] >= data["threshold"])
+    assert data["verdict"] == ("same person" if data["same"] else "different people")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    other = json.loads(
+        run("compare", a, synth_root / "bbox_test" / "0002" / "0002C2T0001F001.jpg", "--json").stdout
+    )
+    assert data["similarity"] > other["similarity"]  # the same person is closer than another one
 
 
 def test_evaluate_writes_report(built, tmp_path):

@@ -81,7 +81,7 @@ def test_adapt_sets_batchnorm_statistics_to_the_new_cameras_images(tiny_model, s
 
     from reid_search.data.images import load_image
     from reid_search.embedding.adapt import batchnorm_layers, reestimate
-    from reid_search.embedding.model_store import load_model
+    from reid_search.embedding.backends import load_model
 
     out = tmp_path / "adapted.keras"
     result = runner.invoke(app, ["adapt", str(synth_root), "--out", str(out), "--model", str(tiny_model)])

@@ -39,7 +39,8 @@ def test_batch_norm_half_keeps_the_replaced_layers_inference_output():
 
 
 def test_ibn_tower_saves_loads_and_embeds_identically(tmp_path):
-    from reid_search.embedding.model_store import ModelCard, load_model, save_model
+    from reid_search.embedding.backends import load_model
+    from reid_search.embedding.model_store import ModelCard, save_model
     from reid_search.embedding.tower import TowerConfig, build_tower
 
     config = TowerConfig("mobilenetv2", 64, 32, 16, None, 0, ibn_blocks=3)

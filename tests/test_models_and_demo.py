@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from reid_search.data.synthetic import generate_dataset
-from reid_search.embedding.model_store import DEFAULT_MODEL, ModelError, card_path, load_model, read_card
+from reid_search.embedding.backends import load_model
+from reid_search.embedding.model_store import DEFAULT_MODEL, ModelError, card_path, read_card
 
 
 def test_default_model_has_a_complete_card():

@@ -50,7 +50,9 @@ def independent_metrics(gallery_dir):
 def test_index_holds_all_real_images(real_gallery):
     manifest = json.loads((real_gallery / "manifest.json").read_text())
     assert manifest["counts"] == {"vectors": 938, "images": 938, "persons": 100, "cameras": 2, "skipped": 0}
-    assert manifest["last_build"]["images_per_second"] > 0
+    build = manifest["last_build"]
+    assert build["images_embedded"] == 938
+    assert build["images_per_second"] == pytest.approx(938 / build["seconds"], rel=0.05)
 
 
 def test_reported_metrics_match_recomputation_from_faiss_and_sqlite(real_gallery, tmp_path):

@@ -68,11 +68,15 @@ def test_query_answers_in_the_query_schema_with_filters_and_the_same_camera_rule
 
 def test_compare_gives_similarity_and_verdict(served, synth_root):
     client = client_for(served)
-    a, b = crop(synth_root, "0004", 1), crop(synth_root, "0004", 2)
+    a, b, c = crop(synth_root, "0004", 1), crop(synth_root, "0004", 2), crop(synth_root, "0007", 2)
     r = client.post("/api/compare", files={"image_a": (a[0], a[1]), "image_b": (b[0], b[1])})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["image_a"] == a[0] and -1 <= body["similarity"] <= 1 and body["verdict"]
+    other = client.post("/api/compare", files={"image_a": (a[0], a[1]), "image_b": (c[0], c[1])}).json()
+    assert body["image_a"] == a[0] and body["similarity"] > other["similarity"]
+    for answer in (body, other):
+        assert answer["same"] == (answer["similarity"] >= answer["threshold"])
+        assert answer["verdict"] == ("same person" if answer["same"] else "different people")
 
 
 def test_thumbnails_are_served_by_id_only(served):

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from reid_search.cli import app
 from reid_search.data.synthetic import generate_dataset
-from reid_search.embedding.model_store import load_model
+from reid_search.embedding.backends import load_model
 from reid_search.embedding.tower import TowerConfig
 from reid_search.training import TrainConfig, load_teacher_targets, load_training_data
 from reid_search.training.sampler import PKSampler

@@ -13,7 +13,7 @@ from reid_search.cli import app
 from reid_search.data.layouts import scan_dataset
 from reid_search.data.records import read_records
 from reid_search.data.synthetic import generate_dataset
-from reid_search.embedding.model_store import load_model
+from reid_search.embedding.backends import load_model
 
 runner = CliRunner()
 

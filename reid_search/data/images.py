@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .._files import file_sha256  # noqa: F401  (here too: images are hashed as they are read)
 from ..errors import ReidSearchError
 
 Image.MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs, allow real photos
@@ -87,15 +88,6 @@ def decode_image(
         raise ImageError(path, f"corrupt or truncated image ({exc})") from None
     resized = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.float32), width, height
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def list_images(paths: list[str | Path]) -> list[Path]:

@@ -57,6 +57,15 @@ class LayoutError(InputError):
     """A folder does not follow the layout asked for, or no known layout fits it."""
 
 
+def tracklet_key(person, camera, tracklet) -> str:
+    """The one spelling of a tracklet's key: person, camera and tracklet number.
+
+    >>> tracklet_key("0744", 1, 3)
+    '0744|c1|t3'
+    """
+    return f"{person}|c{camera}|t{tracklet}"
+
+
 @dataclass(frozen=True, slots=True)
 class ImageRecord:
     """One image of a dataset and what its location says about it.
@@ -85,7 +94,7 @@ class ImageRecord:
     @property
     def tracklet_key(self) -> str:
         """The key grouping frames of one tracklet (person, camera, tracklet number)."""
-        return f"{self.person}|c{self.camera}|t{self.tracklet}"
+        return tracklet_key(self.person, self.camera, self.tracklet)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ Usage::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .._files import files_sha256
 from .model_store import ModelCard, ModelError, card_path, read_card_file, resolve_model_path
 
 
@@ -51,7 +51,7 @@ class Backend:
     def __init__(self, path: Path, card: ModelCard, threads: int | None = None):
         self.path, self.card = path, card
         self.threads = threads or os.cpu_count() or 1
-        self.file_sha256 = files_sha256(self.files())
+        self.file_sha256 = model_files_sha256(self.files())
         # a model's identity (what galleries record) is its training-format file
         self.sha256 = card.source_sha256 or self.file_sha256
 
@@ -239,17 +239,12 @@ def backend_for(path: Path) -> type[Backend]:
     raise ModelError(f"{path}: unknown model format (known: {known})")
 
 
-def files_sha256(paths: list[Path]) -> str:
-    """SHA-256 of one file, or of the concatenated bytes of several (an IR's .xml + .bin)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        try:
-            with open(path, "rb") as fh:
-                while block := fh.read(1 << 20):
-                    digest.update(block)
-        except FileNotFoundError:
-            raise ModelError(f"{path}: no such model file") from None
-    return digest.hexdigest()
+def model_files_sha256(paths: list[Path]) -> str:
+    """:func:`reid_search._files.files_sha256` of a model's files; a missing one is a ModelError."""
+    try:
+        return files_sha256(paths)
+    except FileNotFoundError as exc:
+        raise ModelError(f"{exc.filename}: no such model file") from None
 
 
 def open_model(model: str | Path | None = None, threads: int | None = None, fast: bool = True) -> Backend:
@@ -300,7 +295,7 @@ def _fast_sibling(path: Path, card: ModelCard, threads: int | None) -> Backend |
         _warn_slow_once(path, f"its fast export {target.name} is missing (reid-search export)")
         return None
     fast_card = read_card_file(card_path(target))
-    if fast_card.source_sha256 != files_sha256([path]):
+    if fast_card.source_sha256 != model_files_sha256([path]):
         _warn_slow_once(path, f"{target.name} was exported from an older version of it; export again")
         return None
     try:
@@ -308,3 +303,12 @@ def _fast_sibling(path: Path, card: ModelCard, threads: int | None) -> Backend |
     except ModelError as exc:
         _warn_slow_once(path, str(exc))
         return None
+
+
+def load_model(model: str | Path | None = None, threads: int | None = None):
+    """Load a model of any format with its card; ``None`` loads the package's default model.
+
+    Returns a :class:`reid_search.embedding.backends.Backend` (``card``, ``path``, ``sha256``,
+    ``embed``; Keras models also ``keras_model``).
+    """
+    return open_model(model, threads, fast=False)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ..data.images import file_sha256
+from .._files import file_sha256
 from .model_store import ModelError, card_path, read_card, write_card
 
 

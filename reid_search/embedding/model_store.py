@@ -9,7 +9,7 @@ galleries record so a gallery is never searched with another model.
 
 Usage::
 
-    >>> from reid_search.embedding.model_store import load_model
+    >>> from reid_search.embedding.backends import load_model
     >>> model = load_model()            # the package's default model   # doctest: +SKIP
     >>> model.card.embedding_dim, model.sha256[:12]                     # doctest: +SKIP
     (256, '3f2a...')
@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from .._files import write_json_atomic
-from ..data.images import file_sha256
+from .._files import file_sha256, write_json_atomic
 from ..errors import InputError
 
 if TYPE_CHECKING:
@@ -146,17 +145,6 @@ def resolve_model_path(model: str | Path | None) -> Path:
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     return path
-
-
-def load_model(model: str | Path | None = None, threads: int | None = None):
-    """Load a model of any format with its card; ``None`` loads the package's default model.
-
-    Returns a :class:`reid_search.embedding.backends.Backend` (``card``, ``path``, ``sha256``,
-    ``embed``; Keras models also ``keras_model``).
-    """
-    from .backends import open_model
-
-    return open_model(model, threads, fast=False)
 
 
 def copy_model(model_path: str | Path, dest: str | Path) -> Path:

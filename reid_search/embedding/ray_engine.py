@@ -18,6 +18,7 @@ Needs the ``[ray]`` extra. Usage::
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -85,7 +86,10 @@ class EmbedActor:
             if file_name not in ("card", "model_name"):
                 (folder / file_name).write_bytes(data)
         card_path(folder / name).write_bytes(bundle["card"])
-        self.embedder = Embedder(folder / name, batch_size=batch_size, threads=threads, flip=flip)
+        try:
+            self.embedder = Embedder(folder / name, batch_size=batch_size, threads=threads, flip=flip)
+        finally:  # the runtimes hold the model in memory now: no temp folder is left per actor
+            shutil.rmtree(folder, ignore_errors=True)
         self.dim = self.embedder.dim
         if pid_dir:  # tests: lets them find (and kill) this worker
             Path(pid_dir, f"{os.getpid()}.pid").write_text(str(os.getpid()))

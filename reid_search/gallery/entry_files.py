@@ -19,7 +19,7 @@ import stat
 from functools import lru_cache
 from pathlib import Path
 
-from ..data.images import file_sha256
+from .._files import file_sha256
 from .store import MANIFEST_FILE, Gallery, GalleryError, read_manifest
 
 

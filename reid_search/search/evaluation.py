@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..data.layouts import KIND_UNLABELLED, DatasetScan, default_gallery_splits, scan_dataset
+from ..data.layouts import KIND_UNLABELLED, DatasetScan, default_gallery_splits, scan_dataset, tracklet_key
 from ..data.protocols import (
     EvalItems,
     MatchCodes,
@@ -232,7 +232,7 @@ def _row_sighting(row: dict[str, Any], level: str) -> str:
         return row["unit_key"]
     if row["tracklet"] is None:
         return row["path"]
-    return f"{Path(row['path']).parent}|{row['person']}|c{row['camera']}|t{row['tracklet']}"
+    return f"{Path(row['path']).parent}|{tracklet_key(row['person'], row['camera'], row['tracklet'])}"
 
 
 def _gallery_mars_order(gallery: Gallery, items: EvalItems) -> tuple[np.ndarray, np.ndarray] | None:

@@ -12,10 +12,9 @@ Usage::
     >>> options = QueryOptions(top_k=5, camera=(1,), after="2026-11-25T08:00")
     >>> options.entry_filter().sql()
     ('camera in (?) and time >= ?', [1, '2026-11-25T08:00:00'])
-    >>> QueryOptions(min_score=float("nan"))
+    >>> QueryOptions(min_score=float("nan"))  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
-    ...
-    reid_search.gallery.store.GalleryError: min_score must be a number from -1 to 1, not nan
+    GalleryError: min_score must be a number from -1 to 1, not nan
 """
 
 from __future__ import annotations
