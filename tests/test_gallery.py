@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -90,7 +91,7 @@ def test_index_catches_up_from_its_watermark(data, embedder, indexes_dir):
     with Gallery.open("g") as reopened:
         sims, ids = reopened.search(vector, 2)
         assert set(ids[0].tolist()) == {5, 500}
-        assert reopened.index.ntotal == 109
+        assert reopened.ready_index().ntotal == 109
 
 
 def test_remove_is_one_transaction_and_the_index_follows(data, embedder, indexes_dir):
@@ -250,3 +251,26 @@ def test_a_v1_gallery_is_migrated_into_sqlite_on_open(synth_root, embedder, inde
         assert migrated.manifest["format"] == "reid-search/gallery/v2"
         assert migrated.manifest["index_type"] == "auto"
         assert migrated.search(vectors[:1], 1)[1][0, 0] == ids[0]
+
+
+def test_a_gallery_written_before_this_change_still_opens_and_scores(tmp_path):
+    """tests/data/gallery-063782c: 24 synthetic entries indexed by the code of commit 063782c."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from reid_search.cli import app
+    from reid_search.gallery import Gallery, list_galleries
+
+    indexes = tmp_path / "indexes"
+    shutil.copytree(Path(__file__).parent / "data" / "gallery-063782c", indexes / "old")
+    assert [p.name for p in list_galleries(indexes)] == ["old"]
+    with Gallery.open(indexes / "old") as gallery:
+        assert gallery.size == 24 and len(gallery.rows()) == 24 and gallery.cameras() == [1, 2]
+        sims, ids = gallery.search(gallery.vectors_for([0]), 3)
+        assert ids[0][0] == 0 and sims[0][0] == pytest.approx(1.0, abs=1e-5)
+    result = CliRunner().invoke(
+        app, ["evaluate", "old", "--indexes-dir", str(indexes), "--out", str(tmp_path / "e")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n_gallery"] > 0

@@ -315,3 +315,19 @@ def test_a_bug_keeps_its_traceback_and_a_project_error_is_one_line(monkeypatch, 
     monkeypatch.setattr(training, "train", refused)
     result = _cli(*args)
     assert result.exit_code == 2 and result.output.strip() == "error: no images to train on"
+
+
+def test_api_docs_work_offline(served):
+    client = _client(served)
+    page = client.get("/docs")
+    assert page.status_code == 200 and "openapi.json" in page.text
+    assert "cdn" not in page.text.lower() and "http://" not in page.text and "https://" not in page.text
+    assert "/api/query" in client.get("/openapi.json").json()["paths"]
+
+
+def test_rebuild_reports_the_index_it_wrote(synth_root, tmp_path):
+    indexes = tmp_path / "indexes"
+    index_with_cli(synth_root, indexes, "g")
+    args = ["index", str(synth_root), "--name", "g", "--indexes-dir", str(indexes), "--quiet", "--rebuild"]
+    result = _cli(*args)
+    assert result.exit_code == 0 and "index Flat written" in result.output, result.output

@@ -19,9 +19,9 @@ from .folder import GalleryError
 class IndexCache:
     """The derived FAISS index of a gallery and the searches that use it."""
 
-    @property
-    def index(self):
-        """The FAISS index, loaded, caught up or rebuilt from SQLite as needed (kept in memory).
+    def ready_index(self):
+        """The FAISS index, loaded, caught up or rebuilt (trained, for IVF types) from SQLite as
+        needed, and kept in memory: an explicit call because it may take long on a big gallery.
 
         Between commits (``pragma data_version`` unchanged, no write of ours) it is used as is.
         """
@@ -99,7 +99,7 @@ class IndexCache:
             raise GalleryError(f"query dimension {queries.shape[1]} != gallery's {self.dim}")
         if where is not None and where.active:
             return self._filtered_search(queries, k, where)
-        index = self.index
+        index = self.ready_index()
         k = max(1, min(k, int(index.ntotal)))
         return idx.search(index, queries, k, self._index_state.params)
 
@@ -121,13 +121,13 @@ class IndexCache:
         allowed = np.array(
             [r[0] for r in self.con.execute(f"select faiss_id from vectors where {clause}", params)]
         )
-        index = self.index
+        index = self.ready_index()
         search_params, _selector = selector_params(index, allowed, self._index_state.params)
         return index.search(queries, min(k, len(allowed)), params=search_params)
 
     def save_index(self) -> None:
         """Write the (caught-up) index and its sidecar, if they differ from what is on disk."""
-        index = self.index
+        index = self.ready_index()
         on_disk = idx.IndexState.read(self.path)
         if on_disk != self._index_state or not (self.path / idx.INDEX_FILE).is_file():
             idx.write_index(self.path, index, self._index_state)

@@ -92,8 +92,11 @@ class Gallery(RowStore, ClusterRows, IndexCache):
         con = _connect(path / DB_FILE)
         _ensure_schema(con)
         gallery = cls(path, con, manifest)
-        if manifest["format"] in OLD_FORMATS:
-            gallery._migrate_v1()
+        if manifest["format"] in OLD_FORMATS:  # migrated once, by whoever holds the writer lock
+            with gallery.writing():
+                gallery.manifest = read_manifest(manifest_path)  # another process may have done it
+                if gallery.manifest["format"] in OLD_FORMATS:
+                    gallery._migrate_v1()
         return gallery
 
     @classmethod
@@ -221,7 +224,8 @@ class Gallery(RowStore, ClusterRows, IndexCache):
         """Write the manifest (counts summarised from SQLite) atomically."""
         self.manifest["updated"] = now_iso()
         self.manifest["counts"] = self._counts()
-        self.manifest["index"] = idx.describe(self._index_state)
+        if self._index_state is not None:  # else the index file on disk is unchanged: keep its description
+            self.manifest["index"] = idx.describe(self._index_state)
         write_json_atomic(self.path / MANIFEST_FILE, self.manifest)
 
     def _migrate_v1(self) -> None:

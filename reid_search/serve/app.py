@@ -83,6 +83,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         version=__version__,
         description="Person re-identification gallery search: who is this, and how sure are we?",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI loads from a CDN: /docs is our own offline page instead
+        redoc_url=None,
     )
     app.state.pool = pool
     app.state.config = config
@@ -119,7 +121,11 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
-        return _page()
+        return _static("index.html")
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> str:
+        return _static("docs.html")
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
@@ -246,9 +252,9 @@ def _describe(pool: GalleryPool, name: str) -> dict[str, Any]:
         return {"name": name, "available": False, "error": _short(f"{type(exc).__name__}: {exc}")}
 
 
-@lru_cache(maxsize=1)
-def _page() -> str:
-    return resources.files("reid_search.serve").joinpath("static/index.html").read_text("utf-8")
+@lru_cache(maxsize=4)
+def _static(name: str) -> str:
+    return resources.files("reid_search.serve").joinpath(f"static/{name}").read_text("utf-8")
 
 
 @lru_cache(maxsize=2048)
