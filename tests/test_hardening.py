@@ -331,3 +331,40 @@ def test_rebuild_reports_the_index_it_wrote(synth_root, tmp_path):
     args = ["index", str(synth_root), "--name", "g", "--indexes-dir", str(indexes), "--quiet", "--rebuild"]
     result = _cli(*args)
     assert result.exit_code == 0 and "index Flat written" in result.output, result.output
+
+
+def test_an_unreadable_sub_folder_is_reported_not_a_traceback(synth_root, tmp_path, monkeypatch):
+    import reid_search.data.walk as walk
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_root, data)
+    locked = sorted(p for p in data.rglob("*") if p.is_dir())[-1]
+    real_scandir = os.scandir
+
+    def scandir(path):  # as a non-root user sees a folder without read permission
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(walk.os, "scandir", scandir)
+    result = _cli("index", str(data), "--name", "d", "--indexes-dir", str(tmp_path / "indexes"), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "unreadable folder (Permission denied)" in result.output
+
+
+def test_reranking_memory_is_bounded_at_the_shortlist_cap():
+    import tracemalloc
+
+    import numpy as np
+
+    from reid_search.search.query import RERANK_SHORTLIST_MAX
+    from reid_search.search.rerank import RerankConfig, rerank_similarities
+
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(RERANK_SHORTLIST_MAX, 256)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    tracemalloc.start()
+    rerank_similarities(gallery[:1], gallery, RerankConfig())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200 * 2**20, f"{peak / 2**20:.0f} MB"

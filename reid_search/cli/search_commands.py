@@ -112,7 +112,11 @@ def query(
             )
             camera = "c-" if m.camera is None else f"c{m.camera}"
             when = m.time or ("-" if m.tracklet is None else f"t{m.tracklet}")
-            typer.echo(f"{head}  {m.similarity:.3f}  {camera}  {when}  {m.path}")
+            where = m.path
+            if "video" in m.extra:  # a crop cut from video: the video, its frame and box
+                box = ",".join(str(v) for v in m.extra.get("box", []))
+                where = f"{Path(m.extra['video']).name} frame {m.extra.get('frame')} box {box}"
+            typer.echo(f"{head}  {m.similarity:.3f}  {camera}  {when}  {where}")
         if hit.cluster:
             cams = ",".join(map(str, hit.cluster["cameras"])) or "-"
             typer.echo(f"{'':36}  cluster of {hit.cluster['size']} entries, cameras {cams}")

@@ -214,10 +214,15 @@ class Gallery(RowStore, ClusterRows, IndexCache):
         """Refuse to use this gallery with any model but the one that built it."""
         if model_sha256 != self.model_sha256:
             built = self.manifest["model"]
+            same_file = str(built.get("path")) == str(model_path)
+            advice = (
+                "that file now holds another model (a new default?): rebuild the gallery with --rebuild"
+                if same_file
+                else f"pass --model {built.get('path')} or rebuild the gallery with --rebuild"
+            )
             raise GalleryError(
                 f"{self.path}: built with model {built['sha256'][:12]} ({built.get('path')}), "
-                f"not {model_sha256[:12]} ({model_path}); pass --model {built.get('path')} "
-                "or rebuild the gallery with --rebuild"
+                f"not {model_sha256[:12]} ({model_path}); {advice}"
             )
 
     def checkpoint(self) -> None:

@@ -117,7 +117,12 @@ class _Tracks:
     """ByteTrack over the detected frames; crops buffered per track until the track ends."""
 
     def __init__(self, fps: float, options: VideoOptions):
-        from trackers import ByteTrackTracker
+        try:
+            from trackers import ByteTrackTracker
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError(
+                "tracking people in video needs trackers: pip install 'reid-search[video]'"
+            ) from None
 
         self.options = options
         self.tracker = ByteTrackTracker(
