@@ -29,7 +29,7 @@ from _common import DATA, DEFAULT_MODEL, REPO, write_result
 from reid_search.data.layouts import KIND_IDENTITY, scan_dataset
 from reid_search.embedding.embedder import Embedder
 from reid_search.search.figures import pyplot, save_figure
-from reid_search.search.open_set import OpenSetRule, curve, simulate
+from reid_search.training.open_set import OpenSetRule, curve, simulate
 
 TEST_SETS = {  # name: (folder, split or None, query camera or None)
     "cuhk03-mars bbox_test": (DATA / "cuhk03-mars" / "bbox_test", None, 1),

@@ -57,7 +57,7 @@ class ModelCard:
     embedding_dim: int
     threshold: float | None = None  # cosine similarity at or above which compare says "same"
     threshold_rule: str = ""
-    open_set: dict[str, Any] = field(default_factory=dict)  # query's accept rule (search.open_set)
+    open_set: dict[str, Any] = field(default_factory=dict)  # query's accept rule (training.open_set)
     preprocessing: str = PREPROCESSING
     normalised: bool = True
     trained: bool = False

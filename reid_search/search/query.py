@@ -29,8 +29,8 @@ from ..data.layouts import parse_any_name
 from ..embedding.embedder import Embedder, pool_tracklet
 from ..gallery import EntryFilter, Gallery, GalleryError
 from ..gallery.clusters import cluster_summary
+from ..training.open_set import OpenSetRule, background_similarity
 from .figures import pyplot, save_figure
-from .open_set import OpenSetRule, background_similarity
 from .rerank import RerankConfig, rerank_similarities
 
 QUERY_SCHEMA = "reid-search/query/v2"

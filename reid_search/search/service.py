@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..gallery import EntryFilter, Gallery, GalleryError
-from .open_set import OpenSetRule
+from ..training.open_set import OpenSetRule
 from .query import QueryResult, answer_vector, search_gallery
 from .rerank import RerankConfig
 

@@ -171,7 +171,7 @@ def calibrate_open_set(
     """The query's open-set rule for ``embedder`` from simulated open-set queries of the held-out
     identities of ``datasets`` (60% of them in an unlabelled gallery, each person querying with
     one crop from another camera, 10 draws): (rule, per-dataset DIR / FAR at its level)."""
-    from ..search.open_set import OpenSetSamples, fit_rule, simulate
+    from .open_set import OpenSetSamples, fit_rule, simulate
 
     samples = {}
     for data in datasets:

@@ -33,7 +33,12 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from ..embedding.model_store import ModelError
+from ..errors import InputError
+
+
+class DetectorError(InputError):
+    """A detector card or network file that cannot be used."""
+
 
 VIDEO_EXTRA_HINT = "pip install 'reid-search[video]'"
 
@@ -74,12 +79,12 @@ class DetectorCard:
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: not a readable detector card ({exc})") from None
+            raise DetectorError(f"{path}: not a readable detector card ({exc})") from None
         known = set(cls.__dataclass_fields__)
         try:
             return cls(**{k: v for k, v in data.items() if k in known and k != "path"}, path=str(path))
         except TypeError as exc:
-            raise ModelError(f"{path}: not a detector card ({exc})") from None
+            raise DetectorError(f"{path}: not a detector card ({exc})") from None
 
     @property
     def model_path(self) -> Path:
@@ -103,10 +108,12 @@ class Detector:
     def __init__(self, card: DetectorCard, threads: int | None = None):
         self.card = card
         if not card.model_path.is_file():
-            raise ModelError(f"{card.path}: its network file {card.model_path} is missing")
+            raise DetectorError(f"{card.path}: its network file {card.model_path} is missing")
         self._run = RUNTIMES[card.runtime](card.model_path, threads) if card.runtime in RUNTIMES else None
         if self._run is None:
-            raise ModelError(f"{card.path}: unknown runtime {card.runtime!r} (known: {', '.join(RUNTIMES)})")
+            raise DetectorError(
+                f"{card.path}: unknown runtime {card.runtime!r} (known: {', '.join(RUNTIMES)})"
+            )
 
     def detect(self, frames: list[np.ndarray], min_score: float = 0.3) -> list[Boxes]:
         return [self._detect_one(frame, min_score) for frame in frames]
@@ -225,5 +232,5 @@ def open_detector(card_file: str | Path, threads: int | None = None) -> Detector
     """The detector a card describes (its ``decoder`` picks the class, ``runtime`` the engine)."""
     card = DetectorCard.read(card_file)
     if card.decoder not in DETECTORS:
-        raise ModelError(f"{card_file}: unknown decoder {card.decoder!r} (known: {', '.join(DETECTORS)})")
+        raise DetectorError(f"{card_file}: unknown decoder {card.decoder!r} (known: {', '.join(DETECTORS)})")
     return DETECTORS[card.decoder](card, threads)
