@@ -94,6 +94,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--runtimes", action="store_true", help="also the default model under Keras and ONNX")
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="NAME=PATH", help="time another model too"
+    )
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="embed-speed-") as tmp:
@@ -103,6 +106,9 @@ def main() -> None:
         models = dict(MODELS)
         if args.runtimes:
             models.update(runtime_variants(Path(tmp)))
+        models.update(
+            {name: Path(path).resolve() for name, _, path in (m.partition("=") for m in args.model)}
+        )
         times: dict[str, list[float]] = {name: [] for name in models}
         for _ in range(args.runs):
             for name, model in models.items():
