@@ -2,10 +2,10 @@
 
 Usage::
 
-    >>> from reid_search.demo import run_demo
-    >>> result = run_demo("indexes", echo=print)     # doctest: +SKIP
-    >>> result.report.rank(1) > 0                    # doctest: +SKIP
-    True
+    from reid_search.demo import run_demo
+    result = run_demo("indexes", echo=print)
+    result.report.rank(1) > 0
+    # True
 """
 
 from __future__ import annotations

@@ -22,10 +22,10 @@ sidecar (:mod:`reid_search.data.metadata`).
 
 Usage::
 
-    >>> from reid_search.data.layouts import scan_dataset
-    >>> scan = scan_dataset("../shared/data/cuhk03-mars/bbox_test")  # doctest: +SKIP
-    >>> scan.layout, len(scan.records), scan.records[0].person       # doctest: +SKIP
-    ('mars', 938, '0744')
+    from reid_search.data.layouts import scan_dataset
+    scan = scan_dataset("../shared/data/cuhk03-mars/bbox_test")
+    scan.layout, len(scan.records), scan.records[0].person
+    # ('mars', 938, '0744')
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ person label, person, camera, tracklet, frame and source path, plus ``label_map.
 
 Usage::
 
-    >>> from reid_search.data.records import write_records, read_records
-    >>> summary = write_records("../shared/data/cuhk03-mars", "runs/records")   # doctest: +SKIP
-    >>> examples = read_records("runs/records", "train")                         # doctest: +SKIP
-    >>> examples[0].person, examples[0].label                                    # doctest: +SKIP
-    ('0001', 0)
+    from reid_search.data.records import write_records, read_records
+    summary = write_records("../shared/data/cuhk03-mars", "runs/records")
+    examples = read_records("runs/records", "train")
+    examples[0].person, examples[0].label
+    # ('0001', 0)
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ them.
 
 Usage::
 
-    >>> from reid_search.data.synthetic import generate_dataset
-    >>> root = generate_dataset("/tmp/synth", n_people=20, n_cameras=3)   # doctest: +SKIP
-    >>> sorted(p.name for p in root.iterdir())                            # doctest: +SKIP
-    ['bbox_test']
+    from reid_search.data.synthetic import generate_dataset
+    root = generate_dataset("/tmp/synth", n_people=20, n_cameras=3)
+    sorted(p.name for p in root.iterdir())
+    # ['bbox_test']
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ that says so; index a gallery with it (``--model``) and query with the same mode
 
 Usage::
 
-    >>> adapt_batchnorm("reid_search/models/default.keras", images, "lobby-adapted.keras")  # doctest: +SKIP
+    adapt_batchnorm("reid_search/models/default.keras", images, "lobby-adapted.keras")
 """
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ normalise inside, so their cards say RGB, scale 1, mean 0, std 1, NHWC.
 
 Usage::
 
-    >>> from reid_search.embedding.backends import open_model
-    >>> model = open_model("benchmarks/peers/osnet_x0_25_msmt17.card.json")   # doctest: +SKIP
-    >>> model.card.model_format, model.embed(pixels).shape                     # doctest: +SKIP
-    ('onnx', (8, 512))
+    from reid_search.embedding.backends import open_model
+    model = open_model("benchmarks/peers/osnet_x0_25_msmt17.card.json")
+    model.card.model_format, model.embed(pixels).shape
+    # ('onnx', (8, 512))
 """
 
 from __future__ import annotations

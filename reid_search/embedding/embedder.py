@@ -6,11 +6,11 @@ never stops the stream.
 
 Usage::
 
-    >>> from reid_search import Embedder
-    >>> embedder = Embedder()                                   # default model   # doctest: +SKIP
-    >>> for batch in embedder.iter_batches(["a.jpg", "b.jpg"]): # doctest: +SKIP
-    ...     print(batch.indices, batch.vectors.shape, batch.failures)
-    [0, 1] (2, 256) []
+    from reid_search import Embedder
+    embedder = Embedder()                                   # default model
+    for batch in embedder.iter_batches(["a.jpg", "b.jpg"]):
+        print(batch.indices, batch.vectors.shape, batch.failures)
+    # [0, 1] (2, 256) []
 """
 
 from __future__ import annotations

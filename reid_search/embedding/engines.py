@@ -6,8 +6,8 @@ engine never imports Ray.
 
 Usage::
 
-    >>> embedder = make_embedder("local", batch_size=64)                      # doctest: +SKIP
-    >>> embedder = make_embedder("ray", actors=2, address="ray://head:10001")  # doctest: +SKIP
+    embedder = make_embedder("local", batch_size=64)
+    embedder = make_embedder("ray", actors=2, address="ray://head:10001")
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ loading the ``.keras`` model for embedding picks the fast file automatically.
 
 Usage::
 
-    >>> from reid_search.embedding.export import export_model
-    >>> export_model("reid_search/models/default.keras", "litert")   # doctest: +SKIP
-    PosixPath('reid_search/models/default-litert.tflite')
+    from reid_search.embedding.export import export_model
+    export_model("reid_search/models/default.keras", "litert")
+    # PosixPath('reid_search/models/default-litert.tflite')
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ galleries record so a gallery is never searched with another model.
 
 Usage::
 
-    >>> from reid_search.embedding.backends import load_model
-    >>> model = load_model()            # the package's default model   # doctest: +SKIP
-    >>> model.card.embedding_dim, model.sha256[:12]                     # doctest: +SKIP
-    (256, '3f2a...')
+    from reid_search.embedding.backends import load_model
+    model = load_model()            # the package's default model
+    model.card.embedding_dim, model.sha256[:12]
+    # (256, '3f2a...')
 
 :func:`load_model` returns a :class:`reid_search.embedding.backends.Backend` (any format); training and
 export, which need the Keras graph itself, use its ``keras_model``.

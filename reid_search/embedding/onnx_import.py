@@ -12,10 +12,10 @@ Only the operators of plain CNN re-ID exports are known; any other is a clear
 
 Usage::
 
-    >>> from reid_search.embedding.onnx_import import keras_from_onnx
-    >>> model = keras_from_onnx("../shared/peers/osnet_x0_25_msmt17.onnx")  # doctest: +SKIP
-    >>> model.input_shape, model.output_shape                               # doctest: +SKIP
-    ((None, 256, 128, 3), (None, 512))
+    from reid_search.embedding.onnx_import import keras_from_onnx
+    model = keras_from_onnx("../shared/peers/osnet_x0_25_msmt17.onnx")
+    model.input_shape, model.output_shape
+    # ((None, 256, 128, 3), (None, 512))
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ same command again, and a lost worker's batch is retried on a new actor.
 
 Needs the ``[ray]`` extra. Usage::
 
-    >>> embedder = RayEmbedder(actors=2)              # ray.init() here, or address="ray://..."
-    >>> vectors, used, failed = embedder.embed_files(paths)         # doctest: +SKIP
+    embedder = RayEmbedder(actors=2)              # ray.init() here, or address="ray://..."
+    vectors, used, failed = embedder.embed_files(paths)
 """
 
 from __future__ import annotations

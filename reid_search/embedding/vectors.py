@@ -8,11 +8,11 @@ user's own pipeline can consume.
 
 Usage::
 
-    >>> from reid_search.embedding.embedder import Embedder
-    >>> from reid_search.embedding.vectors import embed_folder, read_vectors
-    >>> report = embed_folder("../shared/data/cuhk03-mars", Embedder(), "t.npz")  # doctest: +SKIP
-    >>> read_vectors("t.npz").embeddings.shape                                   # doctest: +SKIP
-    (8177, 256)
+    from reid_search.embedding.embedder import Embedder
+    from reid_search.embedding.vectors import embed_folder, read_vectors
+    report = embed_folder("../shared/data/cuhk03-mars", Embedder(), "t.npz")
+    read_vectors("t.npz").embeddings.shape
+    # (8177, 256)
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@
 
 Usage::
 
-    >>> from reid_search.gallery import Gallery, build_gallery
-    >>> gallery, report = build_gallery("bbox_test", name="cuhk")     # doctest: +SKIP
-    >>> Gallery.open("cuhk").size                                      # doctest: +SKIP
-    938
+    from reid_search.gallery import Gallery, build_gallery
+    gallery, report = build_gallery("bbox_test", name="cuhk")
+    Gallery.open("cuhk").size
+    # 938
 """
 
 from .build import BuildReport, Unit, build_gallery, make_units, model_info

@@ -10,10 +10,10 @@ model.
 
 Usage::
 
-    >>> from reid_search import Embedder, build_gallery
-    >>> gallery, report = build_gallery("bbox_test", name="cuhk", embedder=Embedder())  # doctest: +SKIP
-    >>> report.added, report.images_per_second                                          # doctest: +SKIP
-    (938, 310.2)
+    from reid_search import Embedder, build_gallery
+    gallery, report = build_gallery("bbox_test", name="cuhk", embedder=Embedder())
+    report.added, report.images_per_second
+    # (938, 310.2)
 """
 
 from __future__ import annotations

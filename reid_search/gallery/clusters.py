@@ -19,13 +19,13 @@ everything.
 
 Usage::
 
-    >>> from reid_search.gallery import Gallery
-    >>> from reid_search.gallery.clusters import cluster_gallery, list_clusters
-    >>> with Gallery.open("crops") as gallery:                          # doctest: +SKIP
-    ...     report = cluster_gallery(gallery, threshold=0.6)
-    ...     biggest = list_clusters(gallery)[0]
-    >>> biggest.size, biggest.cameras                                   # doctest: +SKIP
-    (14, [1, 3, 6])
+    from reid_search.gallery import Gallery
+    from reid_search.gallery.clusters import cluster_gallery, list_clusters
+    with Gallery.open("crops") as gallery:
+        report = cluster_gallery(gallery, threshold=0.6)
+        biggest = list_clusters(gallery)[0]
+    biggest.size, biggest.cameras
+    # (14, [1, 3, 6])
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ tracklet's first frame, the width and height recorded).
 
 Usage::
 
-    >>> path = entry_image(Gallery.open("cuhk"), 17)   # doctest: +SKIP
+    path = entry_image(Gallery.open("cuhk"), 17)
 """
 
 from __future__ import annotations

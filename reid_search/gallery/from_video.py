@@ -7,8 +7,8 @@ decoding early keeps what was cut and records where it stopped.
 
 Usage::
 
-    >>> options = VideoOptions(detector="person-detection-0202.card.json")        # doctest: +SKIP
-    >>> gallery, report, cuts = build_video_gallery(["cam3.mp4"], "lobby", options=options)  # doctest: +SKIP
+    options = VideoOptions(detector="person-detection-0202.card.json")
+    gallery, report, cuts = build_video_gallery(["cam3.mp4"], "lobby", options=options)
 """
 
 from __future__ import annotations

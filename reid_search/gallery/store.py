@@ -20,10 +20,10 @@ batches. A second writer is refused (an exclusive lock on ``write.lock``).
 
 Usage::
 
-    >>> from reid_search.gallery import Gallery
-    >>> with Gallery.open("cuhk") as gallery:                         # doctest: +SKIP
-    ...     sims, ids = gallery.search(query_vector[None, :], 5)
-    ...     rows = gallery.rows(ids[0])
+    from reid_search.gallery import Gallery
+    with Gallery.open("cuhk") as gallery:
+        sims, ids = gallery.search(query_vector[None, :], 5)
+        rows = gallery.rows(ids[0])
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ metrics, reports and rank-list pictures.
 
 ``query`` holds the search itself; its main names are re-exported here::
 
-    >>> from reid_search.search import search_gallery, compare_images    # doctest: +SKIP
+    from reid_search.search import search_gallery, compare_images
 """
 
 from .query import Comparison, GalleryMatch, IdentityHit, QueryResult, compare_images, search_gallery

@@ -8,15 +8,16 @@ metric definitions.
 
 Usage::
 
-    >>> from reid_search import evaluate
-    >>> report = evaluate("../shared/data/cuhk03-mars/bbox_test")   # doctest: +SKIP
-    >>> round(report.rank(1), 3), round(report.summary.mean_ap, 3)  # doctest: +SKIP
-    (0.123, 0.101)
+    from reid_search import evaluate
+    report = evaluate("../shared/data/cuhk03-mars/bbox_test")
+    round(report.rank(1), 3), round(report.summary.mean_ap, 3)
+    # (0.123, 0.101)
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,7 +52,6 @@ AP_DEFINITION = (
     "keep gallery order (stable sort); single-shot rank-1 = mean rank-1 over draws of a gallery "
     "holding one random item per person"
 )
-PROTOCOLS = ("auto", "cross-camera", "market1501", "mars-official")
 REPORTED_RANKS = (1, 5, 10, 20)
 
 
@@ -267,15 +267,43 @@ def _subset(items: EvalItems, order: np.ndarray) -> EvalItems:
     )
 
 
+@dataclass(frozen=True)
+class ProtocolKind:
+    """One evaluation protocol a gallery or dataset can be scored with."""
+
+    name: str
+    applies: Callable[[EvalItems, bool], bool]  # (items, cameras chosen by the user) -> usable here?
+    build: Callable[[EvalItems, list[int] | None, list[int] | None], Protocol]
+
+
+def _has_market_splits(items: EvalItems, cameras_chosen: bool) -> bool:
+    return (
+        not cameras_chosen
+        and items.splits is not None
+        and {"query", "bounding_box_test"} <= set(items.splits)
+    )
+
+
+PROTOCOL_REGISTRY: dict[str, ProtocolKind] = {
+    kind.name: kind
+    for kind in (
+        ProtocolKind("market1501", _has_market_splits, lambda items, q, g: market1501(items)),
+        ProtocolKind("cross-camera", lambda items, chosen: True, cross_camera),
+    )
+}
+AUTO_ORDER = ("market1501", "cross-camera")  # ``auto``: the first that applies
+# mars-official needs MARS's own items (tracklets from info/): evaluate() builds it itself
+PROTOCOLS = ("auto", *PROTOCOL_REGISTRY, "mars-official")
+
+
 def choose_protocol(items: EvalItems, protocol: str, query_cameras, gallery_cameras) -> Protocol:
-    """The protocol named, or for ``auto`` Market-1501 when there is a query split, else cross-camera."""
-    has_market = items.splits is not None and {"query", "bounding_box_test"} <= set(items.splits)
-    if protocol == "market1501" or (
-        protocol == "auto" and has_market and not (query_cameras or gallery_cameras)
-    ):
-        return market1501(items)
-    if protocol in ("auto", "cross-camera"):
-        return cross_camera(items, query_cameras, gallery_cameras)
+    """The protocol named, or for ``auto`` the first of :data:`AUTO_ORDER` that applies."""
+    chosen = bool(query_cameras or gallery_cameras)
+    names = AUTO_ORDER if protocol == "auto" else (protocol,)
+    for name in names:
+        kind = PROTOCOL_REGISTRY.get(name)
+        if kind is not None and (kind.applies(items, chosen) or protocol != "auto"):
+            return kind.build(items, query_cameras, gallery_cameras)
     raise ProtocolError(f"protocol {protocol!r} does not apply here (known: {', '.join(PROTOCOLS)})")
 
 

@@ -1,8 +1,8 @@
 """The one way the project draws a PNG: matplotlib without a display, written atomically enough.
 
->>> plt = pyplot()
->>> fig, ax = plt.subplots()
->>> save_figure(fig, "plot.png")        # doctest: +SKIP
+plt = pyplot()
+fig, ax = plt.subplots()
+save_figure(fig, "plot.png")
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ Several query images are embedded, averaged and re-normalised into one tracklet 
 
 Usage::
 
-    >>> from reid_search import Embedder, Gallery, search_gallery
-    >>> result = search_gallery(Gallery.open("cuhk"), Embedder(), ["q.jpg"], top_k=5)  # doctest: +SKIP
-    >>> result.identities[0].person, round(result.identities[0].score, 3)            # doctest: +SKIP
-    ('0744', 0.912)
+    from reid_search import Embedder, Gallery, search_gallery
+    result = search_gallery(Gallery.open("cuhk"), Embedder(), ["q.jpg"], top_k=5)
+    result.identities[0].person, round(result.identities[0].score, 3)
+    # ('0744', 0.912)
 """
 
 from __future__ import annotations

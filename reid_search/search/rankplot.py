@@ -7,8 +7,8 @@ otherwise.
 
 Usage::
 
-    >>> rows = [RankRow("q.jpg", "0744", [RankedImage("g.jpg", 0.91, True, "0744 c2")])]
-    >>> draw_rank_rows(rows, "ranks.png")                         # doctest: +SKIP
+    rows = [RankRow("q.jpg", "0744", [RankedImage("g.jpg", 0.91, True, "0744 c2")])]
+    draw_rank_rows(rows, "ranks.png")
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Usage::
 
-    >>> from reid_search.search.report import write_report
-    >>> paths = write_report(report, "runs/eval-cuhk")     # doctest: +SKIP
-    >>> sorted(paths)                                       # doctest: +SKIP
-    ['cmc_csv', 'cmc_png', 'metrics_json', 'per_query_csv']
+    from reid_search.search.report import write_report
+    paths = write_report(report, "runs/eval-cuhk")
+    sorted(paths)
+    # ['cmc_csv', 'cmc_png', 'metrics_json', 'per_query_csv']
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Needs the ``[serve]`` extra (FastAPI, uvicorn, python-multipart). Usage::
 
-    >>> from reid_search.serve import ServeConfig, create_app           # doctest: +SKIP
-    >>> app = create_app(ServeConfig(indexes_dir="indexes"))            # doctest: +SKIP
-    >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8000)   # doctest: +SKIP
+    from reid_search.serve import ServeConfig, create_app
+    app = create_app(ServeConfig(indexes_dir="indexes"))
+    import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8000)
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Usage::
 
-    >>> from reid_search.training import TrainConfig, train
-    >>> config = TrainConfig(data=["../shared/data/cuhk03-mars"], out="runs/t", epochs=2)  # doctest: +SKIP
-    >>> result = train(config)                                                            # doctest: +SKIP
+    from reid_search.training import TrainConfig, train
+    config = TrainConfig(data=["../shared/data/cuhk03-mars"], out="runs/t", epochs=2)
+    result = train(config)
 """
 
 from __future__ import annotations

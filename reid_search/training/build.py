@@ -6,9 +6,9 @@ and only the rest (``view``) runs per step, which makes CPU training several tim
 
 Usage::
 
-    >>> from reid_search.embedding.tower import TowerConfig, build_tower
-    >>> tower = build_tower(TowerConfig("mobilenetv2", 64, 32, 16))          # doctest: +SKIP
-    >>> frozen, view = split_at_block(tower, 5)                            # doctest: +SKIP
+    from reid_search.embedding.tower import TowerConfig, build_tower
+    tower = build_tower(TowerConfig("mobilenetv2", 64, 32, 16))
+    frozen, view = split_at_block(tower, 5)
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ threshold for each dataset, so a user sees how well it holds across cameras.
 
 Usage::
 
-    >>> metrics = validate_sets(tower, data.validation)       # doctest: +SKIP
-    >>> metrics["rank1"], metrics["per_dataset"]["cuhk03-mars"]["mAP"]   # doctest: +SKIP
+    metrics = validate_sets(tower, data.validation)
+    metrics["rank1"], metrics["per_dataset"]["cuhk03-mars"]["mAP"]
 """
 
 from __future__ import annotations

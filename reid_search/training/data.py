@@ -8,12 +8,12 @@ is validated (and reported) separately, on its own cameras.
 
 Usage::
 
-    >>> from reid_search.training import TrainConfig
-    >>> config = TrainConfig(data=["../shared/data/cuhk03-mars", "../shared/data/market1501-train"],
-    ...                      out="runs/x")                                       # doctest: +SKIP
-    >>> data = load_training_data(config)                                       # doctest: +SKIP
-    >>> data.n_classes, [v.name for v in data.validation]                        # doctest: +SKIP
-    (1301, ['cuhk03-mars', 'market1501-train'])
+    from reid_search.training import TrainConfig
+    config = TrainConfig(data=["../shared/data/cuhk03-mars", "../shared/data/market1501-train"],
+                         out="runs/x")
+    data = load_training_data(config)
+    data.n_classes, [v.name for v in data.validation]
+    # (1301, ['cuhk03-mars', 'market1501-train'])
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ one progress line (loss, images/s, ETA) every ``progress_seconds``.
 
 Usage::
 
-    >>> from reid_search.training import TrainConfig, train
-    >>> config = TrainConfig(data=["../shared/data/cuhk03-mars"], out="runs/t", epochs=2)  # doctest: +SKIP
-    >>> result = train(config)                                                            # doctest: +SKIP
-    >>> result.model_path, result.metrics["rank1"]                                        # doctest: +SKIP
+    from reid_search.training import TrainConfig, train
+    config = TrainConfig(data=["../shared/data/cuhk03-mars"], out="runs/t", epochs=2)
+    result = train(config)
+    result.model_path, result.metrics["rank1"]
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Usage::
 
-    >>> picture = frame_with_box("cam3.mp4", 557, [396, 5, 554, 395], "tracklet 100003")  # doctest: +SKIP
-    >>> export_clip("cam3.mp4", 557, [396, 5, 554, 395], "match.mp4", seconds=2.0)          # doctest: +SKIP
+    picture = frame_with_box("cam3.mp4", 557, [396, 5, 554, 395], "tracklet 100003")
+    export_clip("cam3.mp4", 557, [396, 5, 554, 395], "match.mp4", seconds=2.0)
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ A corrupt or truncated video yields every frame it can and then stops; the itera
 
 Usage::
 
-    >>> source = open_frames("cam3.mp4")                            # doctest: +SKIP
-    >>> for frame in source.frames(): frame.index, frame.time       # doctest: +SKIP
-    (0, 0.0)
+    source = open_frames("cam3.mp4")
+    for frame in source.frames(): frame.index, frame.time
+    # (0, 0.0)
 """
 
 from __future__ import annotations

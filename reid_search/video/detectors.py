@@ -17,9 +17,9 @@ Both take BGR 0-255 float NCHW. ``detect(frames)`` takes RGB uint8 frames and re
 
 Usage::
 
-    >>> detector = open_detector("benchmarks/detectors/person-detection-0202.card.json")  # doctest: +SKIP
-    >>> boxes = detector.detect([frame])[0]                                               # doctest: +SKIP
-    >>> boxes.xyxy.shape, boxes.scores[:3]                                                 # doctest: +SKIP
+    detector = open_detector("benchmarks/detectors/person-detection-0202.card.json")
+    boxes = detector.detect([frame])[0]
+    boxes.xyxy.shape, boxes.scores[:3]
 """
 
 from __future__ import annotations
