@@ -50,8 +50,8 @@ def thresholds(embedder) -> dict[str, float]:
 
 
 def score(gallery, threshold: float, k: int) -> dict:
+    from reid_search.data.metrics import pairwise_cluster_scores
     from reid_search.gallery.clusters import cluster_gallery
-    from reid_search.search.metrics import pairwise_cluster_scores
 
     report = cluster_gallery(gallery, threshold, k, rebuild=True)
     rows = [r for r in gallery.rows().values() if r["kind"] == "identity"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reid_search.data.metrics import score_query, summarise
 from reid_search.data.protocols import EvalItems, cross_camera, matching_masks
 from reid_search.search.evaluation import score_protocol
-from reid_search.search.metrics import score_query, summarise
 
 
 def test_average_precision_hand_computed():
@@ -55,7 +55,7 @@ def test_cmc_is_cumulative():
 
 
 def plain_loop_metrics(sims, persons, cameras, max_rank):
-    """Independent reference: explicit loops, no shared code with reid_search.search.metrics."""
+    """Independent reference: explicit loops, no shared code with reid_search.data.metrics."""
     n_q, n_g = sims.shape
     cmc_hits = [0] * max_rank
     aps, inps, scored = [], [], 0
@@ -127,7 +127,7 @@ def test_single_shot_rank1_draws_one_item_per_person():
 
 
 def test_vectorised_block_scoring_equals_query_by_query_with_ties_and_junk():
-    from reid_search.search.metrics import score_block
+    from reid_search.data.metrics import score_block
 
     rng = np.random.default_rng(3)
     for _ in range(30):
@@ -169,7 +169,7 @@ def test_mars_sized_protocol_scores_every_query():
 def test_pairwise_cluster_scores_count_every_pair():
     from itertools import combinations
 
-    from reid_search.search.metrics import pairwise_cluster_scores
+    from reid_search.data.metrics import pairwise_cluster_scores
 
     rng = np.random.default_rng(0)
     people, clusters = rng.integers(0, 6, 40), rng.integers(0, 9, 40)

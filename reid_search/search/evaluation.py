@@ -3,7 +3,7 @@
 ``evaluate`` picks the protocol from what the source holds (``protocol="auto"``):
 MARS ``info/`` files -> ``mars-official``; Market-1501 ``query/`` -> ``market1501``;
 otherwise ``cross-camera`` (``cross-tracklet`` when no cameras are known). See
-:mod:`reid_search.data.protocols` for the matching rule and :mod:`reid_search.search.metrics` for the
+:mod:`reid_search.data.protocols` for the matching rule and :mod:`reid_search.data.metrics` for the
 metric definitions.
 
 Usage::
@@ -27,9 +27,9 @@ import numpy as np
 
 from .. import __version__
 from ..data.layouts import KIND_UNLABELLED, DatasetScan, default_gallery_splits, scan_dataset, tracklet_key
+from ..data.metrics import MetricSummary, QueryScore, score_items, summarise
 from ..data.protocols import (
     EvalItems,
-    MatchCodes,
     Protocol,
     ProtocolError,
     cross_camera,
@@ -38,11 +38,9 @@ from ..data.protocols import (
     mars_info_dir,
     mars_official,
     mars_tracklet_key,
-    matching_masks,
 )
 from ..gallery import DEFAULT_FRAMES_PER_TRACKLET, MANIFEST_FILE, Gallery, make_units, resolve_gallery_path
 from ..progress import Progress
-from .metrics import MetricSummary, QueryScore, score_block, summarise
 from .rerank import RerankConfig, rerank_similarities
 
 AP_DEFINITION = (
@@ -110,21 +108,13 @@ class EvaluationReport:
 def score_protocol(
     items: EvalItems, protocol: Protocol, block: int = 512, rerank: RerankConfig | None = None
 ) -> list[QueryScore]:
-    """Score every query of ``protocol``, vectorised a block of queries at a time (memory bounded).
-
-    With ``rerank`` the query-gallery similarities are k-reciprocal re-ranked first (over
-    all queries and gallery items at once).
-    """
-    gallery_vectors = items.vectors[protocol.gallery]
-    codes = MatchCodes.of(items)
-    reranked = rerank_similarities(items.vectors[protocol.query], gallery_vectors, rerank) if rerank else None
-    scores: list[QueryScore] = []
-    for start in range(0, len(protocol.query), block):
-        q = protocol.query[start : start + block]
-        sims = items.vectors[q] @ gallery_vectors.T if reranked is None else reranked[start : start + block]
-        positive, junk = matching_masks(items, q, protocol.gallery, codes)
-        scores.extend(score_block(sims, positive, junk))
-    return scores
+    """Score every query of ``protocol`` (:func:`reid_search.data.metrics.score_items`); with
+    ``rerank`` the query-gallery similarities are k-reciprocal re-ranked first (over all
+    queries and gallery items at once)."""
+    reranked = None
+    if rerank:
+        reranked = rerank_similarities(items.vectors[protocol.query], items.vectors[protocol.gallery], rerank)
+    return score_items(items, protocol, block, reranked)
 
 
 def single_shot_rank1(

@@ -38,15 +38,14 @@ def embed_pixels(tower, pixels: np.ndarray, batch: int = 128) -> np.ndarray:
 
 
 def _score_set(vectors: np.ndarray, val: ValidationSet) -> dict[str, float]:
+    from ..data.metrics import score_items, summarise
     from ..data.protocols import EvalItems, cross_camera
-    from ..search.evaluation import score_protocol
-    from ..search.metrics import summarise
 
     items = EvalItems.from_labels(vectors, val.persons, val.cameras, paths=val.paths)
     cams = sorted(set(val.cameras.tolist()))
     two = items.cameras_known and len(cams) == 2
     protocol = cross_camera(items, [cams[0]] if two else None, [cams[1]] if two else None)
-    summary = summarise(score_protocol(items, protocol))
+    summary = summarise(score_items(items, protocol))
     return {"rank1": summary.rank(1), "mAP": summary.mean_ap, "queries": summary.n_scored}
 
 

@@ -162,3 +162,25 @@ def pairwise_cluster_scores(people: Sequence, clusters: Sequence) -> ClusterScor
         clusters=int(cluster.max() + 1) if len(cluster) else 0,
         people=int(person.max() + 1) if len(person) else 0,
     )
+
+
+def score_items(
+    items, protocol, block: int = 512, similarities: np.ndarray | None = None
+) -> list[QueryScore]:
+    """Score every query of ``protocol`` over ``items`` (cosine of their vectors, or the given
+    query x gallery ``similarities``), vectorised a block of queries at a time (memory bounded)."""
+    from .protocols import MatchCodes, matching_masks
+
+    gallery_vectors = items.vectors[protocol.gallery]
+    codes = MatchCodes.of(items)
+    scores: list[QueryScore] = []
+    for start in range(0, len(protocol.query), block):
+        q = protocol.query[start : start + block]
+        sims = (
+            items.vectors[q] @ gallery_vectors.T
+            if similarities is None
+            else similarities[start : start + block]
+        )
+        positive, junk = matching_masks(items, q, protocol.gallery, codes)
+        scores.extend(score_block(sims, positive, junk))
+    return scores
