@@ -66,6 +66,12 @@ def base_config(out: Path, epochs: int) -> TrainConfig:
     )
 
 
+def osnet_start(config: TrainConfig, height: int, width: int) -> TrainConfig:
+    """The re-ID-pretrained start: OSNet-x0.25's MSMT17 weights, stages 1-2 frozen, 6 cached views."""
+    tower = TowerConfig("onnx", height, width, 512, str(OSNET))
+    return replace(config, tower=tower, freeze_blocks=2, cached_views=6, lr=3.5e-4, epochs=16)
+
+
 def levers() -> dict[str, tuple[str, callable]]:
     """name -> (what changes, config -> config)."""
     return {
@@ -104,26 +110,12 @@ def levers() -> dict[str, tuple[str, callable]]:
         ),
         "osnet-start": (
             "re-ID start: OSNet-x0.25 (MSMT17) 256x128, stages 1-2 frozen, 6 views, lr 3.5e-4, 16 epochs",
-            lambda c: replace(
-                c,
-                tower=TowerConfig("onnx", 256, 128, 512, str(OSNET)),
-                freeze_blocks=2,
-                cached_views=6,
-                lr=3.5e-4,
-                epochs=16,
-            ),
+            lambda c: osnet_start(c, 256, 128),
         ),
         "osnet-start-160x80": (
             "re-ID start: OSNet-x0.25 (MSMT17) at the default's 160x80, stages 1-2 frozen, 6 views, "
             "lr 3.5e-4, 16 epochs",
-            lambda c: replace(
-                c,
-                tower=TowerConfig("onnx", 160, 80, 512, str(OSNET)),
-                freeze_blocks=2,
-                cached_views=6,
-                lr=3.5e-4,
-                epochs=16,
-            ),
+            lambda c: osnet_start(c, 160, 80),
         ),
         "no-teacher": (
             "no teacher",

@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +35,10 @@ from .figures import pyplot, save_figure
 from .rerank import RerankConfig, rerank_similarities
 
 QUERY_SCHEMA = "reid-search/query/v2"
-RERANK_SHORTLIST_MAX = 2000  # entries re-ranked per query: memory about 12 x this^2 bytes
+RERANK_SHORTLIST_MAX = 2000
+INT64_MAX = 2**63 - 1
+MAX_TOP_K = 1000
+MAX_MATCHES = 100  # entries re-ranked per query: memory about 12 x this^2 bytes
 
 
 @dataclass
@@ -153,6 +157,54 @@ class QueryResult:
         }
 
 
+@dataclass(frozen=True)
+class QueryOptions:
+    """What a query asks besides its images (CLI options, the server's form fields)."""
+
+    top_k: int = 10
+    matches: int = 3
+    camera: tuple[int, ...] = ()
+    exclude_camera: tuple[int, ...] = ()
+    after: str | None = None
+    before: str | None = None
+    same_camera_rule: bool = False
+    rerank: bool | RerankConfig = False
+    min_score: float | None = None
+
+    def __post_init__(self) -> None:
+        from ..data.metadata import parse_time
+
+        if not 1 <= self.top_k <= MAX_TOP_K:
+            raise GalleryError(f"top_k must be from 1 to {MAX_TOP_K}, not {self.top_k}")
+        if not 1 <= self.matches <= MAX_MATCHES:
+            raise GalleryError(f"matches must be from 1 to {MAX_MATCHES}, not {self.matches}")
+        for value in (*self.camera, *self.exclude_camera):
+            if not 0 <= value <= INT64_MAX:
+                raise GalleryError(f"camera {str(value)[:24]} is not a camera number (0 to 2^63-1)")
+        if self.min_score is not None and not (math.isfinite(self.min_score) and -1 <= self.min_score <= 1):
+            raise GalleryError(f"min_score must be a number from -1 to 1, not {self.min_score}")
+        # times are read once, here: a bad one is one clear error before any work
+        object.__setattr__(self, "after", parse_time(self.after) if self.after else None)
+        object.__setattr__(self, "before", parse_time(self.before) if self.before else None)
+
+    def entry_filter(self) -> EntryFilter:
+        return EntryFilter(tuple(self.camera), tuple(self.exclude_camera), self.after, self.before)
+
+    def rerank_config(self) -> RerankConfig | None:
+        if not self.rerank:
+            return None
+        return self.rerank if isinstance(self.rerank, RerankConfig) else RerankConfig()
+
+    @classmethod
+    def from_search(cls, top_k, matches, where: EntryFilter | None, same_camera_rule, rerank, min_score):
+        """The options of :func:`search_gallery`'s arguments (a filter and a re-ranking config)."""
+        where = where or EntryFilter()
+        return cls(
+            top_k, matches, tuple(where.cameras), tuple(where.exclude_cameras), where.after, where.before,
+            same_camera_rule, rerank or False, min_score,
+        )  # fmt: skip
+
+
 def rank_identities(
     gallery: Gallery,
     query_vector: np.ndarray,
@@ -245,11 +297,17 @@ def search_gallery(
     vectors, used, failures = embedder.embed_files(paths)
     if not used:
         raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
+    options = QueryOptions.from_search(
+        top_k, matches_per_identity, where, same_camera_rule, rerank, min_score
+    )
     return answer_vector(
-        gallery, pool_tracklet(vectors), [paths[i] for i in used], [str(f) for f in failures],
-        embedder.card.threshold, OpenSetRule.from_dict(embedder.card.open_set), top_k,
-        matches_per_identity, where, same_camera_rule, rerank, min_score,
-    )  # fmt: skip
+        gallery,
+        pool_tracklet(vectors),
+        [paths[i] for i in used],
+        [str(f) for f in failures],
+        embedder.card,
+        options,
+    )
 
 
 def answer_vector(
@@ -257,22 +315,26 @@ def answer_vector(
     query_vector: np.ndarray,
     images: Sequence[str | Path],
     skipped: Sequence[str] = (),
-    card_threshold: float | None = None,
-    open_set: OpenSetRule | None = None,
-    top_k: int = 10,
-    matches_per_identity: int = 3,
-    where: EntryFilter | None = None,
-    same_camera_rule: bool = False,
-    rerank: RerankConfig | None = None,
-    min_score: float | None = None,
+    card=None,
+    options: QueryOptions | None = None,
 ) -> QueryResult:
     """Rank the gallery's identities for an already embedded (pooled, unit) query vector.
 
-    ``images`` are the query's file names (the same-camera rule reads them); the server
+    ``images`` are the query's file names (the same-camera rule reads them); ``card`` is the
+    model card of the model that embedded it (its threshold and open-set rule). The server
     embeds uploads itself (batched across requests) and answers through here. Each answer
-    gets a confidence from the model's ``open_set`` rule; ``match`` is that rule's accept
-    decision, unless ``min_score`` asks for a plain cosine threshold instead.
+    gets a confidence from the card's ``open_set`` rule; ``match`` is that rule's accept
+    decision, unless ``options.min_score`` asks for a plain cosine threshold instead.
     """
+    options = options or QueryOptions()
+    card_threshold = getattr(card, "threshold", None)
+    open_set = OpenSetRule.from_dict(getattr(card, "open_set", None))
+    top_k, matches_per_identity, min_score = options.top_k, options.matches, options.min_score
+    where, same_camera_rule, rerank = (
+        options.entry_filter(),
+        options.same_camera_rule,
+        options.rerank_config(),
+    )
     paths = [Path(p) for p in images]
     exclusion = _protocol_exclusion(paths) if same_camera_rule else None
     hits, background = rank_identities(

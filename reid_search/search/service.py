@@ -19,56 +19,11 @@ Usage::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..gallery import EntryFilter, Gallery, GalleryError
-from ..training.open_set import OpenSetRule
-from .query import QueryResult, answer_vector, search_gallery
-from .rerank import RerankConfig
-
-INT64_MAX = 2**63 - 1
-MAX_TOP_K = 1000
-MAX_MATCHES = 100
-
-
-@dataclass(frozen=True)
-class QueryOptions:
-    """What a query asks besides its images (CLI options, the server's form fields)."""
-
-    top_k: int = 10
-    matches: int = 3
-    camera: tuple[int, ...] = ()
-    exclude_camera: tuple[int, ...] = ()
-    after: str | None = None
-    before: str | None = None
-    same_camera_rule: bool = False
-    rerank: bool = False
-    min_score: float | None = None
-
-    def __post_init__(self) -> None:
-        from ..data.metadata import parse_time
-
-        if not 1 <= self.top_k <= MAX_TOP_K:
-            raise GalleryError(f"top_k must be from 1 to {MAX_TOP_K}, not {self.top_k}")
-        if not 1 <= self.matches <= MAX_MATCHES:
-            raise GalleryError(f"matches must be from 1 to {MAX_MATCHES}, not {self.matches}")
-        for value in (*self.camera, *self.exclude_camera):
-            if not 0 <= value <= INT64_MAX:
-                raise GalleryError(f"camera {str(value)[:24]} is not a camera number (0 to 2^63-1)")
-        if self.min_score is not None and not (math.isfinite(self.min_score) and -1 <= self.min_score <= 1):
-            raise GalleryError(f"min_score must be a number from -1 to 1, not {self.min_score}")
-        # times are read once, here: a bad one is one clear error before any work
-        object.__setattr__(self, "after", parse_time(self.after) if self.after else None)
-        object.__setattr__(self, "before", parse_time(self.before) if self.before else None)
-
-    def entry_filter(self) -> EntryFilter:
-        return EntryFilter(tuple(self.camera), tuple(self.exclude_camera), self.after, self.before)
-
-    def rerank_config(self) -> RerankConfig | None:
-        return RerankConfig() if self.rerank else None
+from ..gallery import Gallery, GalleryError
+from .query import QueryOptions, QueryResult, answer_vector, search_gallery  # noqa: F401  (QueryOptions re-exported)
 
 
 def embedder_for_gallery(gallery: Gallery, model: str | Path | None = None, **embedder_options):
@@ -110,8 +65,4 @@ def answer_embedded(
 ) -> QueryResult:
     """Rank ``gallery``'s identities for a query vector embedded elsewhere (the server's batches);
     ``card`` is the model card of the model that embedded it (threshold, open-set rule)."""
-    return answer_vector(
-        gallery, query_vector, names, skipped, card.threshold, OpenSetRule.from_dict(card.open_set),
-        options.top_k, options.matches,
-        options.entry_filter(), options.same_camera_rule, options.rerank_config(), options.min_score,
-    )  # fmt: skip
+    return answer_vector(gallery, query_vector, names, skipped, card, options)
