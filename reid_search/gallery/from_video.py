@@ -43,6 +43,9 @@ def build_video_gallery(
     """Cut every video (or frame folder with ``frame_folders``) and index the crops into ``name``."""
     if options is None:
         raise GalleryError("no person detector given (--detector CARD.json)")
+    from ..video.decode import require_av
+
+    require_av()  # a missing [video] extra is named before anything is written
     base = Path(indexes_dir) if indexes_dir else default_indexes_dir()
     path = base / check_gallery_name(name)
     if rebuild and (path / MANIFEST_FILE).is_file():
@@ -60,15 +63,13 @@ def build_video_gallery(
             skipped.append(Skipped(str(video), "not a video file" if not frame_folders else "not a folder"))
     if not usable:
         raise GalleryError("no video to index: " + "; ".join(f"{s.path}: {s.reason}" for s in skipped))
+    from ..video.detectors import open_detector
+
+    detector = open_detector(options.detector)  # a missing runtime is named before anything is written
     numbers = video_numbers(crops_root, usable)
     cuts: list[VideoCut] = []
-    detector = None
     for video in usable:
         try:
-            if detector is None:
-                from ..video.detectors import open_detector
-
-                detector = open_detector(options.detector)
             cut = cut_video(video, crops_root, options, numbers[video_key(video)], detector)
         except VideoError as exc:
             skipped.append(Skipped(str(video), str(exc).split(": ", 1)[-1]))
