@@ -64,8 +64,7 @@ def main() -> None:
     rows, curves = [], {}
     for name, (folder, split, query_camera) in TEST_SETS.items():
         samples = simulate(*embedded(embedder, folder, split), query_camera=query_camera)
-        conf = np.array([rule.confidence(s, m) for s, m in zip(samples.score, samples.margin, strict=True)])
-        dir_rule, far_rule = samples.rates(conf >= rule.accept)
+        dir_rule, far_rule = samples.rates(rule.confidences(samples) >= rule.accept)
         dir_thr, far_thr = samples.rates(samples.score >= threshold)
         present = samples.present
         row = {

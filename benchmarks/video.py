@@ -64,20 +64,16 @@ def frame_truth(gt: np.ndarray, frame: int) -> tuple[np.ndarray, np.ndarray, np.
 def detection_scores(detector, frames_per_sequence: int) -> dict:
     from scipy.optimize import linear_sum_assignment
 
-    from reid_search.data.images import load_image
+    from reid_search.video.decode import FolderFrames
 
     found = truth = false = 0
     seconds = []
     for sequence in sorted(VIDEO.glob("mot17-mini/*/")):
         gt = load_gt(sequence)
-        for index, file in enumerate(
-            sorted((sequence / "img1").glob("*.jpg"))[:frames_per_sequence], start=1
-        ):
-            from PIL import Image
-
-            with Image.open(file) as img:
-                size = (img.height, img.width)
-            pixels = load_image(file, size).pixels.astype(np.uint8)
+        for frame in FolderFrames(sequence / "img1").frames():
+            if frame.index >= frames_per_sequence:
+                break
+            index, pixels = frame.index + 1, frame.pixels  # gt.txt counts frames from 1
             started = time.perf_counter()
             boxes = detector.detect([pixels], min_score=0.5)[0]
             seconds.append(time.perf_counter() - started)

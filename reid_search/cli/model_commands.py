@@ -282,14 +282,13 @@ def adapt(
     """Re-estimate the model's batch-norm statistics on DATA's images (AdaBN): index and query
     those cameras with the adapted model (--model OUT)."""
     from ..data.images import list_images
+    from ..data.layouts import IMAGE_SUFFIXES
     from ..embedding.adapt import adapt_batchnorm
 
-    images = [
-        p for p in list_images([data]) if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-    ]
-    step = max(1, len(images) // max_images)
-    written = adapt_batchnorm(model, images[::step][:max_images], out)
-    typer.echo(f"written: {written} (batch-norm statistics of {len(images[::step][:max_images])} images)")
+    images = [p for p in list_images([data]) if p.suffix.lower() in IMAGE_SUFFIXES]
+    sample = images[:: max(1, len(images) // max_images)][:max_images]
+    written = adapt_batchnorm(model, sample, out)
+    typer.echo(f"written: {written} (batch-norm statistics of {len(sample)} images)")
 
 
 @app.command()

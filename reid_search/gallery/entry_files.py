@@ -36,6 +36,13 @@ def _sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
     return file_sha256(path)
 
 
+@lru_cache(maxsize=64)
+def _source_roots(manifest: str, mtime_ns: int) -> list[Path]:
+    """The real paths of the folders a gallery was built from (re-read when its manifest changes)."""
+    sources = read_manifest(Path(manifest)).get("sources", [])
+    return [Path(os.path.realpath(s["root"])) for s in sources if s.get("root")]
+
+
 def _image_size(path: Path) -> tuple[int, int] | None:
     from PIL import Image
 
@@ -53,8 +60,8 @@ def entry_image(gallery: Gallery, faiss_id: int) -> Path:
         raise EntryUnavailable(f"no entry {faiss_id} in gallery {gallery.name}")
     stored = Path(row["path"])
     real = Path(os.path.realpath(stored))
-    sources = read_manifest(gallery.path / MANIFEST_FILE).get("sources", [])  # a growing gallery's latest
-    roots = [Path(os.path.realpath(s["root"])) for s in sources if s.get("root")]
+    manifest = gallery.path / MANIFEST_FILE  # a growing gallery's latest folders
+    roots = _source_roots(str(manifest), manifest.stat().st_mtime_ns)
     if not _inside(real, roots):
         raise EntryUnavailable(f"entry {faiss_id}: its file is no longer inside the indexed folder")
     try:

@@ -53,16 +53,3 @@ def answer_query(
         gallery, embedder, images, options.top_k, options.matches, options.entry_filter(),
         options.same_camera_rule, options.rerank_config(), options.min_score,
     )  # fmt: skip
-
-
-def answer_embedded(
-    gallery: Gallery,
-    query_vector,
-    names: Sequence[str],
-    skipped: Sequence[str],
-    card,
-    options: QueryOptions,
-) -> QueryResult:
-    """Rank ``gallery``'s identities for a query vector embedded elsewhere (the server's batches);
-    ``card`` is the model card of the model that embedded it (threshold, open-set rule)."""
-    return answer_vector(gallery, query_vector, names, skipped, card, options)

@@ -39,8 +39,7 @@ from ..embedding.embedder import pool_tracklet
 from ..embedding.model_store import ModelError
 from ..gallery import GalleryError, read_manifest
 from ..gallery.entry_files import EntryUnavailable, entry_image
-from ..search.query import Comparison
-from ..search.service import QueryOptions, answer_embedded
+from ..search.query import Comparison, QueryOptions, answer_vector
 from .config import ServeConfig
 from .guard import GuardConfig, RequestGuard
 from .pool import GalleryPool, Handle, UnknownGallery
@@ -161,7 +160,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         def search():
             query_vector = pool_tracklet(vectors)
             with handle.lock:
-                return answer_embedded(handle.gallery, query_vector, used, failures, card, options)
+                return answer_vector(handle.gallery, query_vector, used, failures, card, options)
 
         return (await run_in_threadpool(search)).to_dict()
 

@@ -187,8 +187,7 @@ def calibrate_open_set(
     rule = fit_rule(pooled, false_alarm, description)
     per = {}
     for name, part in samples.items():
-        conf = np.array([rule.confidence(a, b) for a, b in zip(part.score, part.margin, strict=True)])
-        dir_, far = part.rates(conf >= rule.accept)
+        dir_, far = part.rates(rule.confidences(part) >= rule.accept)
         per[name] = {"DIR": dir_, "FAR": far, "queries": len(part.score)}
     return rule, per
 

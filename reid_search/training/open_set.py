@@ -58,6 +58,11 @@ class OpenSetRule:
         z = self.w_score * score + self.w_margin * margin + self.bias
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
+    def confidences(self, samples: OpenSetSamples) -> np.ndarray:
+        """The confidence of every sample, at once."""
+        z = self.w_score * samples.score + self.w_margin * samples.margin + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+
     def accepts(self, score: float, margin: float) -> bool:
         return self.confidence(score, margin) >= self.accept
 
@@ -155,7 +160,7 @@ def fit_rule(samples: OpenSetSamples, false_alarm: float = 0.10, description: st
         if np.abs(step).max() < 1e-8:
             break
     rule = OpenSetRule(float(w[0]), float(w[1]), float(w[2]), 0.5, description)
-    conf = np.array([rule.confidence(s, m) for s, m in zip(samples.score, samples.margin, strict=True)])
+    conf = rule.confidences(samples)
     absent = np.sort(conf[~samples.present])[::-1]
     allowed = int(np.floor(false_alarm * len(absent)))
     accept = float(np.nextafter(absent[allowed], np.inf)) if allowed < len(absent) else 0.0
@@ -166,7 +171,7 @@ def fit_rule(samples: OpenSetSamples, false_alarm: float = 0.10, description: st
 
 def curve(samples: OpenSetSamples, rule: OpenSetRule, points: int = 101) -> list[dict[str, float]]:
     """DIR and FAR as the acceptance level sweeps 0..1 (for plots and the benchmark)."""
-    conf = np.array([rule.confidence(s, m) for s, m in zip(samples.score, samples.margin, strict=True)])
+    conf = rule.confidences(samples)
     out = []
     for level in np.linspace(0, 1, points):
         dir_, far = samples.rates(conf >= level)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.images import ImageError, load_image
 from ..data.layouts import IMAGE_SUFFIXES
 from ..errors import InputError
 
@@ -104,21 +103,17 @@ class FolderFrames:
         self.frame_count = len(self.files)
 
     def frames(self) -> Iterator[Frame]:
+        from PIL import Image
+
         for index, file in enumerate(self.files):
             try:
-                with_pixels = load_image(file, _native_size(file))
-            except ImageError as exc:
-                self.stopped = f"frame {index} unreadable: {exc.reason}"
+                with Image.open(file) as img:
+                    pixels = np.asarray(img.convert("RGB"))
+            except Exception as exc:  # PIL raises many types for a bad file
+                self.stopped = f"frame {index} unreadable: {type(exc).__name__}"
                 return
-            yield Frame(index, index / self.fps, with_pixels.pixels.astype(np.uint8))
+            yield Frame(index, index / self.fps, pixels)
             self.last_index = index
-
-
-def _native_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return img.height, img.width
 
 
 def open_frames(path: str | Path, fps: float = 10.0) -> VideoFrames | FolderFrames:
