@@ -29,6 +29,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from _common import REPO, RESULTS  # noqa: E402
 
 from reid_search.embedding.embedder import Embedder
@@ -44,6 +45,8 @@ MARKET = SHARED / "data" / "market1501-train"
 TEACHER = MARKET / "teacher-omz0277-bounding_box_train.npz"
 WEIGHTS = SHARED / "weights" / "mobilenetv2_imagenet_notop.weights.h5"
 OSNET = SHARED / "peers" / "osnet_x0_25_msmt17.onnx"
+EXTRA = SHARED / "data" / "extra-crops"
+EXTRA_TEACHER = EXTRA / "teacher-omz0277.npz"
 OUT = RESULTS / "levers.json"
 TESTS = {
     "cuhk03-mars bbox_test (unseen cameras)": (SHARED / "data" / "cuhk03-mars" / "bbox_test", [1], [2]),
@@ -125,6 +128,30 @@ def levers() -> dict[str, tuple[str, callable]]:
             "MixStyle p=0.5 on the frozen blocks' output (block 5)",
             lambda c: replace(c, mixstyle=0.5),
         ),
+        "osnet-teacher": (
+            "teacher: the OSNet-start-160x80 row's model instead of retail-0277 (MobileNetV2 student)",
+            lambda c: replace(c, teacher_targets=[str(teacher_file(Path(c.out).parent, "osnet-teacher"))]),
+        ),
+        "two-teachers": (
+            "teachers: retail-0277 and the OSNet-start-160x80 row's model, concatenated (each L2-normalised)",
+            lambda c: replace(c, teacher_targets=[str(teacher_file(Path(c.out).parent, "two-teachers"))]),
+        ),
+        "downscale": (
+            "low-resolution copies p=0.5 (shrunk to 30-80%, enlarged back)",
+            lambda c: replace(c, augment=replace(c.augment, downscale=0.5)),
+        ),
+        "extra-crops-teacher": (
+            "+ extra-crops (5 scenes) through the teacher only (--unlabelled, 16 a batch)",
+            lambda c: replace(
+                c, unlabelled=[str(EXTRA)], teacher_targets=[*c.teacher_targets, str(EXTRA_TEACHER)]
+            ),
+        ),
+        "extra-crops-named": (
+            "+ extra-crops, their 518 people in the identity losses (--named-crops), lone crops teacher only",
+            lambda c: replace(
+                c, named_crops=[str(EXTRA)], teacher_targets=[*c.teacher_targets, str(EXTRA_TEACHER)]
+            ),
+        ),
         "adabn": (
             "base model, batch-norm statistics re-estimated on each test set's own images (AdaBN, no labels)",
             lambda c: c,  # the base recipe itself: the lever acts at test time (see TEST_TIME)
@@ -132,7 +159,44 @@ def levers() -> dict[str, tuple[str, callable]]:
     }
 
 
-TEST_TIME = {"adabn": "base-rerun"}  # rows that reuse a trained row's model, changing how test sets embed
+TEST_TIME = {"adabn": "base-rerun"}
+TEACHER_ROWS = {  # row: (the trained row whose model teaches, keep retail-0277 alongside?)
+    "osnet-teacher": ("osnet-start-160x80", False),
+    "two-teachers": ("osnet-start-160x80", True),
+}
+
+
+def teacher_file(runs: Path, row: str) -> Path:
+    """Where a teacher row's targets are written (``runs/ROW/teacher.npz``)."""
+    return runs / row / "teacher.npz"
+
+
+def write_row_teacher(runs: Path, row: str) -> Path:
+    """Targets for a teacher row: the teaching row's model embeds the market training images
+    (paths relative to the dataset, as ``--teacher-targets`` reads them); with retail-0277
+    kept, each image's target is both vectors L2-normalised and concatenated (512-d)."""
+    from reid_search.embedding.vectors import VectorsFile, image_files, read_vectors, write_vectors
+
+    out = teacher_file(runs, row)
+    if out.is_file():
+        return out
+    source, keep_0277 = TEACHER_ROWS[row]
+    model = runs / source / "model.keras"
+    if not model.is_file():
+        raise SystemExit(f"{model}: train the row {source} first (it teaches {row})")
+    files = image_files(MARKET / "bounding_box_train")
+    vectors, used, failures = Embedder(model).embed_files(files)
+    if failures:
+        raise SystemExit(f"{failures[0]}")
+    paths = [files[i].relative_to(MARKET).as_posix() for i in used]
+    if keep_0277:
+        teacher = read_vectors(TEACHER)
+        table = dict(zip(teacher.paths, teacher.embeddings, strict=True))
+        other = np.stack([table[p] for p in paths]).astype(np.float32)
+        other /= np.linalg.norm(other, axis=1, keepdims=True)
+        vectors = np.concatenate([other, vectors], axis=1) / np.sqrt(2.0)
+    write_vectors(out, VectorsFile(paths, vectors, f"teacher of {row}", ""))
+    return out  # rows that reuse a trained row's model, changing how test sets embed
 
 
 def borrow_cached_views(config: TrainConfig, runs: Path) -> None:
@@ -163,7 +227,10 @@ def _by_tail(path: str | None) -> tuple[str, ...] | None:
 def _comparable(config: dict) -> dict:
     """``config`` without where it was written and how it was spelled, its paths by their tails."""
     tower = {**config["tower"], "backbone_weights": _by_tail(config["tower"]["backbone_weights"])}
-    paths = {key: [_by_tail(p) for p in config[key]] for key in ("data", "teacher_targets")}
+    paths = {
+        key: [_by_tail(p) for p in config[key]]
+        for key in ("data", "teacher_targets", "unlabelled", "named_crops")
+    }
     return {k: v for k, v in {**config, **paths, "tower": tower}.items() if k not in ("out", "command")}
 
 
@@ -260,6 +327,8 @@ def main() -> None:
             check_recipe(out / "model.card.json", config)
         else:
             resume = (out / "config.json").is_file()
+            if name in TEACHER_ROWS:
+                write_row_teacher(Path(args.runs), name)
             borrow_cached_views(config, Path(args.runs))
             train(config, resume=resume, log=lambda line, n=name: print(f"[{n}] {line}", flush=True))
         card = json.loads((out / "model.card.json").read_text())

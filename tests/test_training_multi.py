@@ -161,6 +161,30 @@ def test_unlabelled_crops_join_every_batch_and_learn_from_the_teacher_only(two_s
         ).all()
 
 
+def test_named_crops_give_people_per_scene_and_single_crops_to_the_teacher(two_sets, tmp_path):
+    from reid_search.training.data import UNLABELLED
+
+    source = sorted(two_sets[1].rglob("*.jpg"))
+    crops = tmp_path / "named"
+    names = ["a/0001_1.jpg", "a/0001_2.jpg", "a/0002_1.jpg", "b/0001_1.jpg", "b/0001_2.jpg", "b/solo.jpg"]
+    for name, path in zip(names, source, strict=False):
+        (crops / name).parent.mkdir(parents=True, exist_ok=True)
+        (crops / name).write_bytes(path.read_bytes())
+    np.savez(crops / "teacher.npz", paths=np.array(sorted(names)), embeddings=np.ones((6, 4), np.float32))
+    config = config_for(
+        two_sets, tmp_path, named_crops=[str(crops)], losses={"triplet": 1.0, "distill": 1.0},
+        teacher_targets=[*teacher_files(two_sets, tmp_path), str(crops / "teacher.npz")],
+    )  # fmt: skip
+    data = load_training_data(config)
+    mine = data.train_dataset == len(data.sources) - 1
+    labels = dict(zip(np.array(data.train_keys)[mine], data.train_labels[mine], strict=True))
+    assert labels["a/0001_1.jpg"] == labels["a/0001_2.jpg"] >= 0
+    assert labels["b/0001_1.jpg"] == labels["b/0001_2.jpg"] != labels["a/0001_1.jpg"]  # scenes apart
+    assert labels["a/0002_1.jpg"] == labels["b/solo.jpg"] == UNLABELLED  # one crop: teacher only
+    assert len(data.validation) == 2  # cameras unknown: no validation people from named crops
+    assert data.n_classes == round(10 * 0.75) + round(8 * 0.75) + 2
+
+
 def test_training_with_unlabelled_crops_runs_and_says_so_in_the_card(two_sets, crops_folder, tmp_path):
     files = teacher_files(two_sets, tmp_path)
     args = ["train", *map(str, two_sets), "--out", str(tmp_path / "run"), "--architecture", "mini"]
@@ -182,6 +206,9 @@ def test_training_with_unlabelled_crops_runs_and_says_so_in_the_card(two_sets, c
     [
         (["--unlabelled", "{crops}"], "teacher only"),  # no distill/regress loss
         (["{alpha}"], "given twice"),
+        (["--named-crops", "{crops}"], "--named-crops needs the --teacher-targets"),
+        (["--named-crops", "{crops}", "--unlabelled", "{crops}", "--loss", "triplet,distill",
+          "--teacher-targets", "{t0}"], "given twice"),
         (["--loss", "triplet,distill", "--unlabelled", "{crops}", "--teacher-targets", "{t0}",
           "--teacher-targets", "{t1}"], "no teacher vector"),  # the crops' file is missing
     ],

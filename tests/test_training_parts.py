@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -104,6 +106,19 @@ def test_flip_alone_mirrors_or_keeps_each_image():
     flipped = [np.allclose(o, xi[:, ::-1]) for o, xi in zip(out, x.numpy(), strict=True)]
     kept = [np.allclose(o, xi) for o, xi in zip(out, x.numpy(), strict=True)]
     assert all(f or k for f, k in zip(flipped, kept, strict=True)) and any(flipped) and any(kept)
+
+
+def test_downscale_blurs_some_images_and_keeps_the_others_exactly():
+    """A low-resolution copy loses fine texture (a one-pixel checkerboard flattens to grey)."""
+    board = (np.indices((32, 16)).sum(axis=0) % 2 * 255.0)[..., None].repeat(3, axis=2)
+    x = tf.constant(np.stack([board] * 16), tf.float32)
+    plain = AugmentConfig(flip=False, pad=0, colour=0, erase=0)
+    out = Augmenter(replace(plain, downscale=0.5), seed=0)(x).numpy()
+    contrast = out.std(axis=(1, 2, 3))
+    kept = np.isclose(contrast, board.std())
+    assert kept.any() and (~kept).any()
+    assert (contrast[~kept] < 0.5 * board.std()).all()
+    np.testing.assert_allclose(out[kept], x.numpy()[kept])
 
 
 def test_schedule_and_loss_parsing():

@@ -82,6 +82,14 @@ def train(
             "(distill/regress); its --teacher-targets file must cover every image. Repeatable."
         ),
     ] = None,
+    named_crops: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Folder of crops named PERSON_anything.jpg, each sub-folder its own scene: people "
+            "with 2+ crops join the identity losses, single crops learn from the teacher only; "
+            "no validation (cameras unknown). Needs its --teacher-targets file. Repeatable."
+        ),
+    ] = None,
     unlabelled_per_batch: Annotated[
         int, typer.Option(help="Crops of --unlabelled folders added to each P x K batch.")
     ] = 16,
@@ -115,6 +123,9 @@ def train(
     pad: Annotated[float, typer.Option(help="Pad-and-crop fraction (0 = off).")] = 0.1,
     colour_jitter: Annotated[float, typer.Option(help="Colour jitter strength (0 = off).")] = 0.2,
     grey: Annotated[float, typer.Option(help="Probability of a grey-scale training image.")] = 0.0,
+    downscale: Annotated[
+        float, typer.Option(help="Probability of a low-resolution copy (shrunk to 30-80%, enlarged back).")
+    ] = 0.0,
     random_erasing: Annotated[float, typer.Option(help="Random erasing probability.")] = 0.5,
     randaugment: Annotated[
         bool, typer.Option(help="Light RandAugment (grey, contrast stretch, blur).")
@@ -172,13 +183,14 @@ def train(
             data=[str(d) for d in data],
             out=str(out),
             tower=TowerConfig(architecture, h, w, embedding_dim, backbone_weights, seed, ibn_blocks),
-            augment=AugmentConfig(flip, pad, colour_jitter, random_erasing, randaugment, grey),
+            augment=AugmentConfig(flip, pad, colour_jitter, random_erasing, randaugment, grey, downscale),
             losses=parse_losses(loss),
             triplet_margin=triplet_margin or None,
             contrastive_margin=contrastive_margin,
             label_smoothing=label_smoothing,
             teacher_targets=[str(t) for t in teacher_targets or []],
             unlabelled=[str(u) for u in unlabelled or []],
+            named_crops=[str(n) for n in named_crops or []],
             unlabelled_per_batch=unlabelled_per_batch,
             p=p,
             k=k,

@@ -4,6 +4,8 @@
 * pad-and-crop   a random crop of the image zero-padded by ``pad`` (a fraction of each side)
 * colour jitter  random brightness, contrast and saturation per image
 * grey           grey-scale with probability ``grey`` (cameras disagree on colour)
+* downscale      with probability ``downscale``, the image shrunk to 30-80% of its side and enlarged
+                 back (a low-resolution camera: soft edges, lost texture)
 * random erasing a random rectangle filled with noise (Zhong et al. 2020), probability ``erase``
 * ``randaugment`` adds random grey-scale, equalise-like contrast stretch and sharpness blur
 
@@ -32,6 +34,7 @@ class AugmentConfig:
     erase: float = 0.5  # probability of random erasing
     randaugment: bool = False
     grey: float = 0.0  # probability of a grey-scale image
+    downscale: float = 0.0  # probability of a low-resolution copy (shrunk and enlarged back)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +58,8 @@ class Augmenter:
             x = self._colour(x, c.colour)
         if c.grey > 0:
             x = self._grey(x, c.grey)
+        if c.downscale > 0:
+            x = self._downscale(x, c.downscale)
         if c.randaugment:
             x = self._randaugment(x)
         if c.erase > 0:
@@ -91,6 +96,15 @@ class Augmenter:
     def _grey(self, x: tf.Tensor, probability: float) -> tf.Tensor:
         mask = self._uniform((tf.shape(x)[0], 1, 1, 1)) < probability
         return tf.where(mask, _to_grey(x), x)
+
+    def _downscale(self, x: tf.Tensor, probability: float) -> tf.Tensor:
+        """Shrink to one random scale (30-80% of each side, per call) and enlarge back, per image."""
+        size = tf.shape(x)[1:3]
+        scale = self._uniform((), 0.3, 0.8)
+        small = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32), 4)
+        blurred = tf.image.resize(tf.image.resize(x, small, antialias=True), size)
+        mask = self._uniform((tf.shape(x)[0], 1, 1, 1)) < probability
+        return tf.where(mask, blurred, x)
 
     def _randaugment(self, x: tf.Tensor) -> tf.Tensor:
         """Light RandAugment: each image gets one of identity, grey-scale, contrast stretch, blur."""

@@ -53,6 +53,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     teacher_targets: list[str] = field(default_factory=list)
     unlabelled: list[str] = field(default_factory=list)  # crop folders trained by the teacher only
+    named_crops: list[str] = field(default_factory=list)  # crop folders named PERSON_*.jpg (see data.py)
     unlabelled_per_batch: int = 16  # crops of ``unlabelled`` added to each P x K batch
     p: int = 16
     k: int = 4
@@ -72,6 +73,7 @@ class TrainConfig:
         self.data = _as_list(self.data)
         self.teacher_targets = _as_list(self.teacher_targets)
         self.unlabelled = _as_list(self.unlabelled)
+        self.named_crops = _as_list(self.named_crops)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,7 +101,9 @@ class TrainConfig:
             raise TrainingError("--unlabelled-per-batch must be at least 2 (pairs of crops for distill)")
         if self.mixstyle and not self.cached_views:
             raise TrainingError("--mixstyle mixes the frozen blocks' cached output: it needs --cached-views")
-        _refuse_repeats([*self.data, *self.unlabelled])
+        if self.named_crops and not self.teacher_targets:
+            raise TrainingError("--named-crops needs the --teacher-targets file of its crops")
+        _refuse_repeats([*self.data, *self.unlabelled, *self.named_crops])
         if self.cached_views and (self.freeze_blocks <= 0 or self.tower.architecture not in BLOCK_TOWERS):
             raise TrainingError(
                 f"--cached-views needs --freeze-blocks N > 0 and an architecture with blocks "
@@ -150,7 +154,12 @@ def train_command(config: TrainConfig) -> str:
         f"{config.label_smoothing:g}",
         *_repeat("--teacher-targets", config.teacher_targets),
         *_repeat("--unlabelled", config.unlabelled),
-        *(["--unlabelled-per-batch", str(config.unlabelled_per_batch)] if config.unlabelled else []),
+        *_repeat("--named-crops", config.named_crops),
+        *(
+            ["--unlabelled-per-batch", str(config.unlabelled_per_batch)]
+            if config.unlabelled or config.named_crops
+            else []
+        ),
         "--epochs",
         str(config.epochs),
         "--p",
@@ -175,6 +184,7 @@ def train_command(config: TrainConfig) -> str:
         f"{a.colour:g}",
         "--grey",
         f"{a.grey:g}",
+        *(["--downscale", f"{a.downscale:g}"] if a.downscale else []),
         "--random-erasing",
         f"{a.erase:g}",
         "--randaugment" if a.randaugment else "--no-randaugment",

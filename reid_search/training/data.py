@@ -151,6 +151,34 @@ def _unlabelled_part(folder: str) -> _Part:
     return _Part(Path(scan.root).name, scan.root, [(r.path, None, None) for r in scan.records], [])
 
 
+def person_from_name(relative: Path) -> str | None:
+    """The person a named crop shows: its sub-folders and the file name up to the first ``_``.
+
+    >>> person_from_name(Path("townc/0001_0042.jpg")), person_from_name(Path("solo.jpg"))
+    ('townc/0001', None)
+    """
+    stem, sep, _ = relative.name.partition("_")
+    return "/".join([*relative.parts[:-1], stem]) if sep and stem else None
+
+
+def _named_crops_part(folder: str) -> _Part:
+    """Crops named ``PERSON_anything`` (``--named-crops``): a person with two or more crops joins
+    the identity losses; a single crop, or a name without ``_``, learns from the teacher only.
+    Sub-folders are scenes: ``townc/0001`` and ``caviar/0001`` are two people."""
+    scan = scan_dataset(folder, layout="unlabelled")
+    if not scan.records:
+        raise TrainingError(f"{folder}: no images to train on")
+    persons = [person_from_name(Path(r.path).relative_to(scan.root)) for r in scan.records]
+    counts: dict[str | None, int] = {}
+    for person in persons:
+        counts[person] = counts.get(person, 0) + 1
+    train = [
+        (r.path, person if person is not None and counts[person] >= 2 else None, None)
+        for r, person in zip(scan.records, persons, strict=True)
+    ]
+    return _Part(Path(scan.root).name, scan.root, train, [])
+
+
 def _unique_names(parts: list[_Part]) -> None:
     seen: dict[str, int] = {}
     for part in parts:
@@ -172,10 +200,14 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     from ..data.records import is_records_folder
 
     size = config.tower.input_size
-    parts = [
-        _records_part(d) if is_records_folder(d) else _dataset_part(d, config.val_fraction, config.seed)
-        for d in config.data
-    ] + [_unlabelled_part(d) for d in config.unlabelled]
+    parts = (
+        [
+            _records_part(d) if is_records_folder(d) else _dataset_part(d, config.val_fraction, config.seed)
+            for d in config.data
+        ]
+        + [_unlabelled_part(d) for d in config.unlabelled]
+        + [_named_crops_part(d) for d in config.named_crops]
+    )
     _unique_names(parts)
     pixels, labels, paths, keys, owner, validation, skipped = [], [], [], [], [], [], []
     label_of: dict[str, int] = {}

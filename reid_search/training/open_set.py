@@ -169,6 +169,26 @@ def fit_rule(samples: OpenSetSamples, false_alarm: float = 0.10, description: st
     )
 
 
+def best_dir_at_far(samples: OpenSetSamples, max_far: float = 0.10) -> dict[str, float]:
+    """The highest DIR any threshold on the best score reaches with FAR <= ``max_far``, the
+    threshold chosen on these very samples: an upper bound for every rule on that score,
+    a property of the embedding rather than of a decision rule.
+
+    >>> s = OpenSetSamples(np.array([0.9, 0.8, 0.7, 0.6]), np.zeros(4),
+    ...                    np.array([True, False, True, False]), np.array([True, True, False, False]))
+    >>> best_dir_at_far(s, 0.5)
+    {'DIR': 0.5, 'FAR': 0.0, 'threshold': 0.9}
+    """
+    best = {"DIR": 0.0, "FAR": 0.0, "threshold": float("inf")}
+    for level in np.unique(samples.score)[::-1]:
+        dir_, far = samples.rates(samples.score >= level)
+        if far > max_far:
+            break
+        if dir_ > best["DIR"]:
+            best = {"DIR": round(dir_, 4), "FAR": round(far, 4), "threshold": round(float(level), 4)}
+    return best
+
+
 def curve(samples: OpenSetSamples, rule: OpenSetRule, points: int = 101) -> list[dict[str, float]]:
     """DIR and FAR as the acceptance level sweeps 0..1 (for plots and the benchmark)."""
     conf = rule.confidences(samples)
