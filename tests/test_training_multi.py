@@ -3,6 +3,8 @@ validation and threshold rates, teacher targets matched by path."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -183,6 +185,9 @@ def test_named_crops_give_people_per_scene_and_single_crops_to_the_teacher(two_s
     assert labels["a/0002_1.jpg"] == labels["b/solo.jpg"] == UNLABELLED  # one crop: teacher only
     assert len(data.validation) == 2  # cameras unknown: no validation people from named crops
     assert data.n_classes == round(10 * 0.75) + round(8 * 0.75) + 2
+    no_teacher = load_training_data(replace(config, losses={"triplet": 1.0}, teacher_targets=[]))
+    assert no_teacher.n_unlabelled == 0  # without a teacher loss, lone crops have nothing to learn
+    assert no_teacher.n_classes == data.n_classes
 
 
 def test_training_with_unlabelled_crops_runs_and_says_so_in_the_card(two_sets, crops_folder, tmp_path):
@@ -206,7 +211,6 @@ def test_training_with_unlabelled_crops_runs_and_says_so_in_the_card(two_sets, c
     [
         (["--unlabelled", "{crops}"], "teacher only"),  # no distill/regress loss
         (["{alpha}"], "given twice"),
-        (["--named-crops", "{crops}"], "--named-crops needs the --teacher-targets"),
         (["--named-crops", "{crops}", "--unlabelled", "{crops}", "--loss", "triplet,distill",
           "--teacher-targets", "{t0}"], "given twice"),
         (["--loss", "triplet,distill", "--unlabelled", "{crops}", "--teacher-targets", "{t0}",

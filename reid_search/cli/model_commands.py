@@ -86,8 +86,8 @@ def train(
         list[Path] | None,
         typer.Option(
             help="Folder of crops named PERSON_anything.jpg, each sub-folder its own scene: people "
-            "with 2+ crops join the identity losses, single crops learn from the teacher only; "
-            "no validation (cameras unknown). Needs its --teacher-targets file. Repeatable."
+            "with 2+ crops join the identity losses, single crops learn from the teacher only "
+            "(left out without a distill/regress loss); no validation (cameras unknown). Repeatable."
         ),
     ] = None,
     unlabelled_per_batch: Annotated[

@@ -101,8 +101,6 @@ class TrainConfig:
             raise TrainingError("--unlabelled-per-batch must be at least 2 (pairs of crops for distill)")
         if self.mixstyle and not self.cached_views:
             raise TrainingError("--mixstyle mixes the frozen blocks' cached output: it needs --cached-views")
-        if self.named_crops and not self.teacher_targets:
-            raise TrainingError("--named-crops needs the --teacher-targets file of its crops")
         _refuse_repeats([*self.data, *self.unlabelled, *self.named_crops])
         if self.cached_views and (self.freeze_blocks <= 0 or self.tower.architecture not in BLOCK_TOWERS):
             raise TrainingError(

@@ -32,6 +32,7 @@ from ..embedding.vectors import read_vectors
 from .config import TrainConfig, TrainingError
 
 TRAIN_SPLITS = ("bbox_train", "bounding_box_train")
+TEACHER_LOSSES = {"distill", "regress"}  # the losses a crop without a person can learn from
 UNLABELLED = -1  # the training label of a crop nobody named: it learns from the teacher only
 
 
@@ -161,10 +162,11 @@ def person_from_name(relative: Path) -> str | None:
     return "/".join([*relative.parts[:-1], stem]) if sep and stem else None
 
 
-def _named_crops_part(folder: str) -> _Part:
+def _named_crops_part(folder: str, keep_lone: bool) -> _Part:
     """Crops named ``PERSON_anything`` (``--named-crops``): a person with two or more crops joins
-    the identity losses; a single crop, or a name without ``_``, learns from the teacher only.
-    Sub-folders are scenes: ``townc/0001`` and ``caviar/0001`` are two people."""
+    the identity losses; a single crop, or a name without ``_``, learns from the teacher only
+    (kept only with ``keep_lone``: when a teacher loss is trained). Sub-folders are scenes:
+    ``townc/0001`` and ``caviar/0001`` are two people."""
     scan = scan_dataset(folder, layout="unlabelled")
     if not scan.records:
         raise TrainingError(f"{folder}: no images to train on")
@@ -176,6 +178,8 @@ def _named_crops_part(folder: str) -> _Part:
         (r.path, person if person is not None and counts[person] >= 2 else None, None)
         for r, person in zip(scan.records, persons, strict=True)
     ]
+    if not keep_lone:
+        train = [t for t in train if t[1] is not None]
     return _Part(Path(scan.root).name, scan.root, train, [])
 
 
@@ -206,7 +210,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
             for d in config.data
         ]
         + [_unlabelled_part(d) for d in config.unlabelled]
-        + [_named_crops_part(d) for d in config.named_crops]
+        + [_named_crops_part(d, bool(TEACHER_LOSSES & set(config.losses))) for d in config.named_crops]
     )
     _unique_names(parts)
     pixels, labels, paths, keys, owner, validation, skipped = [], [], [], [], [], [], []
