@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,20 +168,15 @@ def _named_crops_part(folder: str, keep_lone: bool) -> _Part:
     the identity losses; a single crop, or a name without ``_``, learns from the teacher only
     (kept only with ``keep_lone``: when a teacher loss is trained). Sub-folders are scenes:
     ``townc/0001`` and ``caviar/0001`` are two people."""
-    scan = scan_dataset(folder, layout="unlabelled")
-    if not scan.records:
-        raise TrainingError(f"{folder}: no images to train on")
-    persons = [person_from_name(Path(r.path).relative_to(scan.root)) for r in scan.records]
-    counts: dict[str | None, int] = {}
-    for person in persons:
-        counts[person] = counts.get(person, 0) + 1
-    train = [
-        (r.path, person if person is not None and counts[person] >= 2 else None, None)
-        for r, person in zip(scan.records, persons, strict=True)
+    part = _unlabelled_part(folder)
+    persons = [person_from_name(Path(path).relative_to(part.root)) for path, _, _ in part.train]
+    counts = Counter(persons)
+    named = [
+        (path, person if person is not None and counts[person] >= 2 else None, None)
+        for (path, _, _), person in zip(part.train, persons, strict=True)
     ]
-    if not keep_lone:
-        train = [t for t in train if t[1] is not None]
-    return _Part(Path(scan.root).name, scan.root, train, [])
+    part.train = [item for item in named if keep_lone or item[1] is not None]
+    return part
 
 
 def _unique_names(parts: list[_Part]) -> None:
