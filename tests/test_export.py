@@ -40,6 +40,7 @@ def tiny_model(tmp_path, synth_root):
 def test_export_links_the_fast_file_and_stale_exports_are_ignored(tiny_model):
     result = runner.invoke(app, ["export", str(tiny_model), "--format", "litert"])
     assert result.exit_code == 0, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("exported ")  # no converter trace
     target = tiny_model.with_name("model-litert.tflite")
     assert read_card(tiny_model).fast_runtime == target.name
     assert json.loads(target.with_name("model-litert.card.json").read_text())["model_format"] == "litert"

@@ -215,17 +215,25 @@ def test_training_with_unlabelled_crops_runs_and_says_so_in_the_card(two_sets, c
           "--teacher-targets", "{t0}"], "given twice"),
         (["--loss", "triplet,distill", "--unlabelled", "{crops}", "--teacher-targets", "{t0}",
           "--teacher-targets", "{t1}"], "no teacher vector"),  # the crops' file is missing
+        (["--architecture", "mobilenetv2", "--input-size", "24x12"], "needs at least 32x32"),
+        (["--architecture", "onnx", "--backbone-weights", "{onnx}", "--input-size", "1x1"],
+         "window does not fit"),  # the imported network's 2x2 max pooling, on a 1x1 map
     ],
 )  # fmt: skip
 def test_bad_training_input_is_one_error_line_and_writes_nothing(
     two_sets, crops_folder, tmp_path, extra, message
 ):
+    from tests.test_backends import tiny_onnx
+
     files = teacher_files(two_sets, tmp_path)
+    tiny_onnx(tmp_path / "tiny.onnx")
     names = {"crops": str(crops_folder), "alpha": str(two_sets[0]), "t0": files[0], "t1": files[1]}
+    names["onnx"] = str(tmp_path / "tiny.onnx")
     args = ["train", *map(str, two_sets), "--out", str(tmp_path / "run"), "--architecture", "mini"]
     args += ["--input-size", "64x32", "--embedding-dim", "16", "--p", "4", "--k", "2", "--epochs", "1"]
     args += [e.format(**names) for e in extra]
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert result.output.count("error:") == 1
+    assert not (tmp_path / "run").exists()

@@ -146,9 +146,10 @@ def train(
     --resume continues the run in --out at the step it stopped; only --epochs, --threads and
     --export may be given with it. --config RUN/config.json reruns a run into a new --out.
     """
-    if threads:
-        import tensorflow as tf
+    from ..embedding.backends import import_tensorflow_quietly
 
+    tf = import_tensorflow_quietly()
+    if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     from ..embedding.tower import TowerConfig, default_input_size
@@ -205,7 +206,6 @@ def train(
             seed=seed,
             steps_per_epoch=steps_per_epoch,
         )
-    config.validate()
     result = run_training(config, resume=resume, log=typer.echo, epochs=epochs if "epochs" in given else None)
     typer.echo(
         f"model: {result.model_path} (card {result.model_path.with_suffix('').with_suffix('.card.json')})"
@@ -277,7 +277,10 @@ def export(
     ] = True,
 ) -> None:
     """Convert a .keras model to a fast CPU format (card included; vectors match Keras)."""
+    from ..embedding.backends import import_tensorflow_quietly
     from ..embedding.export import export_model
+
+    import_tensorflow_quietly()
 
     target = export_model(model, format, out, link)
     typer.echo(f"exported {model} -> {target} ({target.stat().st_size / 1e6:.1f} MB)")
@@ -296,6 +299,9 @@ def adapt(
     from ..data.images import list_images
     from ..data.layouts import IMAGE_SUFFIXES
     from ..embedding.adapt import adapt_batchnorm
+    from ..embedding.backends import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
     images = [p for p in list_images([data]) if p.suffix.lower() in IMAGE_SUFFIXES]
     sample = images[:: max(1, len(images) // max_images)][:max_images]

@@ -225,6 +225,18 @@ def quiet_native_stderr():
         os.close(saved)
 
 
+def import_tensorflow_quietly():
+    """Import TensorFlow (once) with its C++ start-up lines kept off stderr; returns the module.
+
+    Commands that always need TensorFlow (train, export, adapt) call it first, so that they
+    are as quiet as the LiteRT path; ``--verbose`` (REID_SEARCH_VERBOSE) lets the lines through.
+    """
+    if "tensorflow" not in sys.modules:
+        with quiet_native_stderr():
+            import tensorflow  # noqa: F401
+    return sys.modules["tensorflow"]
+
+
 BACKENDS: dict[str, type[Backend]] = {
     cls.format: cls for cls in (KerasBackend, OnnxBackend, OpenVinoBackend, LiteRtBackend)
 }

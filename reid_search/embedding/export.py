@@ -22,6 +22,8 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -34,8 +36,12 @@ from .model_store import ModelError, card_path, read_card, write_card
 def _to_litert(keras_model, out: Path) -> None:
     import tensorflow as tf
 
+    from .backends import quiet_native_stderr
+
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    out.write_bytes(converter.convert())
+    with contextlib.redirect_stdout(io.StringIO()), quiet_native_stderr():  # the converter's trace
+        flatbuffer = converter.convert()
+    out.write_bytes(flatbuffer)
 
 
 def _to_onnx(keras_model, out: Path) -> None:

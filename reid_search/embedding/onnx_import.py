@@ -27,9 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 
-class OnnxImportError(ValueError):
-    """An ONNX graph that cannot be rebuilt in Keras (unknown operator, unsupported attribute)."""
+
+class OnnxImportError(InputError):
+    """An ONNX graph that cannot be rebuilt in Keras (unknown operator, unsupported attribute,
+    an input size its windows do not fit)."""
 
 
 def require_onnx():
@@ -70,6 +73,16 @@ def _attrs(node) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _check_window_fits(x, window: tuple[int, int], node) -> None:
+    """Refuse a window larger than the feature map it slides over (the input size is too small)."""
+    height, width = x.shape[1], x.shape[2]
+    if height is not None and width is not None and (height < window[0] or width < window[1]):
+        raise OnnxImportError(
+            f"{node.op_type} {node.name}: its {window[0]}x{window[1]} window does not fit the "
+            f"{height}x{width} feature map this input size leaves; give a larger --input-size"
+        )
+
+
 def _padding(layers, x, pads: list[int], name: str):
     """ONNX pads [top, left, bottom, right] as an explicit zero padding (Keras 'same' differs)."""
     if not any(pads):
@@ -89,6 +102,7 @@ def _conv(g: _Graph, node, layers):
     out_ch, in_per_group, kh, kw = w.shape
     groups = a.get("group", 1)
     strides = tuple(a.get("strides", [1, 1]))
+    _check_window_fits(x, (kh, kw), node)
     if groups > 1 and in_per_group == 1 and groups == out_ch:
         layer = layers.DepthwiseConv2D((kh, kw), strides, use_bias=b is not None, name=name)
         kernel = w.transpose(2, 3, 0, 1)  # (kh, kw, in, 1)
@@ -111,6 +125,7 @@ def _pool(kind: str):
             raise OnnxImportError(f"AveragePool {node.name}: padding is not supported")
         # zero padding equals -inf padding for max pooling of non-negative (post-ReLU) inputs
         x = _padding(layers, g.tensors[node.input[0]], pads, name)
+        _check_window_fits(x, tuple(a["kernel_shape"]), node)
         cls = layers.MaxPooling2D if kind == "max" else layers.AveragePooling2D
         return cls(tuple(a["kernel_shape"]), tuple(a.get("strides", a["kernel_shape"])), name=name)(x)
 

@@ -39,6 +39,9 @@ from ..errors import InputError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NATIVE_INPUT_SIZES = {"seed": (256, 128), "onnx": (256, 128)}  # (height, width) each was made for
+# the smallest (height, width) each takes: pooling leaves at least one cell (Keras' MobileNetV2
+# refuses below 32x32); an imported ONNX network is checked layer by layer as it is rebuilt
+MIN_INPUT_SIZES = {"mini": (8, 8), "seed": (16, 16), "mobilenetv2": (32, 32)}
 
 
 def default_input_size(architecture: str) -> tuple[int, int]:
@@ -171,10 +174,35 @@ BACKBONES = {
 ARCHITECTURES = tuple(BACKBONES)
 
 
+def check_input_size(config: TowerConfig) -> None:
+    """Refuse (one :class:`InputError`) an input size the architecture cannot take, before
+    anything is built or written; an ``onnx`` tower's network is rebuilt on a symbolic
+    input of that size to find out (a second or two).
+
+    >>> check_input_size(TowerConfig("mobilenetv2", 24, 12))
+    Traceback (most recent call last):
+    ...
+    reid_search.errors.InputError: --input-size 24x12: the mobilenetv2 tower needs at least 32x32
+    """
+    _check_minimum_size(config)
+    if config.architecture == "onnx":
+        _onnx_backbone(keras.Input((config.input_height, config.input_width, 3)), config)
+
+
+def _check_minimum_size(config: TowerConfig) -> None:
+    height, width = config.input_size
+    low = MIN_INPUT_SIZES.get(config.architecture, (1, 1))
+    if height < low[0] or width < low[1]:
+        raise InputError(
+            f"--input-size {height}x{width}: the {config.architecture} tower needs at least {low[0]}x{low[1]}"
+        )
+
+
 def build_tower(config: TowerConfig) -> keras.Model:
     """Build the embedding tower described by ``config`` (weights random unless a backbone)."""
     if config.architecture not in BACKBONES:
         raise InputError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    _check_minimum_size(config)
     if config.ibn_blocks and config.architecture != "mobilenetv2":
         raise InputError("--ibn-blocks is available for --architecture mobilenetv2 only")
     keras.utils.set_random_seed(config.seed)

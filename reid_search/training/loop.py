@@ -46,7 +46,8 @@ class TrainResult:
 
 
 class Trainer:
-    """Holds the model, heads, optimizer and checkpoint of one run."""
+    """Holds the model, heads, optimizer and checkpoint of one run (of a ``config`` that passed
+    :meth:`TrainConfig.validate`, as :func:`train` sees to before anything is written)."""
 
     progress_seconds = 60.0  # one progress line per this many seconds within an epoch
     setup_seconds = 0.0  # set by train(): reading the images and caching views before epoch 1
@@ -59,7 +60,6 @@ class Trainer:
         from .augment import Augmenter
         from .sampler import PKSampler
 
-        config.validate()
         self.config, self.data, self.log = config, data, log
         self.out = Path(config.out)
         keras.utils.set_random_seed(config.seed)
@@ -398,6 +398,8 @@ def train(config: TrainConfig, resume: bool = False, log=print, epochs: int | No
             write_json_atomic(config_file, config.to_dict())
     elif (out / "checkpoints").exists():
         raise TrainingError(f"{out}: a run is already there; use --resume or another --out")
+    else:
+        config.validate()
     data = load_training_data(config)
     teacher = load_teacher_targets(config.teacher_targets, data) if config.teacher_targets else None
     if not resume:
