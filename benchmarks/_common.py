@@ -13,6 +13,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 PEERS = REPO / "benchmarks" / "peers"
+PEER_CARDS = {  # the peers every benchmark compares with, by the names its results use
+    "osnet_x0_25": PEERS / "osnet_x0_25_msmt17.card.json",
+    "retail-0288": PEERS / "person-reidentification-retail-0288.card.json",
+    "retail-0277": PEERS / "person-reidentification-retail-0277.card.json",
+}
 MODELS = REPO / "benchmarks" / "models"
 RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_MODEL = REPO / "reid_search" / "models" / "default.keras"

@@ -32,7 +32,7 @@ import json
 import time
 from pathlib import Path
 
-from _common import DATA, PEERS, REPO  # noqa: E402
+from _common import DATA, PEER_CARDS, REPO  # noqa: E402
 from _common import RESULTS as RESULTS_DIR  # noqa: E402
 
 from reid_search.embedding.embedder import Embedder
@@ -73,9 +73,7 @@ MODELS = {
     "osnet-lodo-no-market": REPO / "benchmarks" / "models" / "osnet-lodo-no-market.keras",
     "market-only": REPO / "benchmarks" / "models" / "market-only.keras",
     "cuhk03-only": REPO / "benchmarks" / "models" / "cuhk03-only.keras",
-    "osnet_x0_25": PEERS / "osnet_x0_25_msmt17.card.json",
-    "retail-0288": PEERS / "person-reidentification-retail-0288.card.json",
-    "retail-0277": PEERS / "person-reidentification-retail-0277.card.json",
+    **PEER_CARDS,
 }
 VARIANTS = ("plain", "rerank", "flip")
 

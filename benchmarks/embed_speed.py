@@ -31,14 +31,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, RESULTS  # noqa: E402
+from _common import PEER_CARDS, REPO, RESULTS  # noqa: E402
 
 SOURCE = REPO.parent / "shared" / "data" / "cuhk03-mars" / "bbox_train"
 OUT = RESULTS / "embed_speed.json"
 CLI = str(Path(sys.executable).parent / "reid-search")  # this environment's command
 MODELS = {
     "default (LiteRT)": None,
-    "osnet_x0_25 (onnxruntime)": REPO / "benchmarks" / "peers" / "osnet_x0_25_msmt17.card.json",
+    "osnet_x0_25 (onnxruntime)": PEER_CARDS["osnet_x0_25"],
 }
 
 

@@ -159,7 +159,7 @@ def levers() -> dict[str, tuple[str, callable]]:
     }
 
 
-TEST_TIME = {"adabn": "base-rerun"}
+TEST_TIME = {"adabn": "base-rerun"}  # rows that reuse a trained row's model, changing how test sets embed
 TEACHER_ROWS = {  # row: (the trained row whose model teaches, keep retail-0277 alongside?)
     "osnet-teacher": ("osnet-start-160x80", False),
     "two-teachers": ("osnet-start-160x80", True),
@@ -196,7 +196,7 @@ def write_row_teacher(runs: Path, row: str) -> Path:
         other /= np.linalg.norm(other, axis=1, keepdims=True)
         vectors = np.concatenate([other, vectors], axis=1) / np.sqrt(2.0)
     write_vectors(out, VectorsFile(paths, vectors, f"teacher of {row}", ""))
-    return out  # rows that reuse a trained row's model, changing how test sets embed
+    return out
 
 
 def borrow_cached_views(config: TrainConfig, runs: Path) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import DATA, DEFAULT_MODEL, PEERS, REPO, write_result
+from _common import DATA, DEFAULT_MODEL, PEER_CARDS, REPO, write_result
 
 from reid_search.data.layouts import KIND_IDENTITY, scan_dataset
 from reid_search.embedding.embedder import Embedder
@@ -41,11 +41,6 @@ TEST_SETS = {  # name: (folder, split or None, query camera or None)
     "conreid": (DATA / "conreid", "bounding_box_test", None),
 }
 REQUIRED = ("cuhk03-mars bbox_test", 0.70, 0.10)  # test set, DIR at least, FAR at most
-PEER_CARDS = {
-    "osnet_x0_25": PEERS / "osnet_x0_25_msmt17.card.json",
-    "retail-0288": PEERS / "person-reidentification-retail-0288.card.json",
-    "retail-0277": PEERS / "person-reidentification-retail-0277.card.json",
-}
 
 
 def embedded(embedder: Embedder, folder, split):
