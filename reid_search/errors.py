@@ -6,6 +6,8 @@ server's 4xx); anything else is a bug and keeps its traceback.
 
     >>> issubclass(InputError, ReidSearchError) and issubclass(InputError, ValueError)
     True
+    >>> issubclass(UnavailableError, ReidSearchError)
+    True
 """
 
 from __future__ import annotations
@@ -17,3 +19,8 @@ class ReidSearchError(Exception):
 
 class InputError(ReidSearchError, ValueError):
     """An argument, option or file content the project cannot use (also a ``ValueError``)."""
+
+
+class UnavailableError(ReidSearchError):
+    """Something outside the project that a command needs cannot be reached or started (a
+    Ray cluster, a busy machine's time-out): not the user's input and not a bug."""

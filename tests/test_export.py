@@ -99,3 +99,20 @@ def test_adapt_sets_batchnorm_statistics_to_the_new_cameras_images(tiny_model, s
     inputs = keras.Model(model.input, neck.input)(pixels).numpy()
     assert np.allclose(neck.moving_mean.numpy(), inputs.mean(axis=0), atol=1e-3)
     assert np.allclose(neck.moving_variance.numpy(), inputs.var(axis=0), rtol=1e-2, atol=1e-3)
+
+
+def test_adapt_uses_at_most_max_images_spread_over_the_folder_and_passes_over_other_files(
+    tiny_model, synth_root, tmp_path
+):
+    from reid_search.embedding.adapt import evenly_spread
+
+    folder = tmp_path / "cams"
+    shutil.copytree(synth_root, folder)
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "adapted.keras"
+    args = ["adapt", str(folder), "--out", str(out), "--model", str(tiny_model), "--max-images", "40"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "on 40 unlabelled images" in result.output
+    people = {p.parent.name for p in evenly_spread(sorted(synth_root.rglob("*.jpg")), 40)}
+    assert len(people) == 12  # every person of the sorted folder, not the first 40 images' 5

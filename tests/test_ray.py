@@ -135,3 +135,16 @@ def test_the_local_engine_does_not_import_ray(tmp_path):
     code = f"import sys, {modules}; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_cluster_address_where_nothing_answers_is_one_error_line_and_no_gallery(cuhk_test, tmp_path):
+    env = {**os.environ, "REID_SEARCH_INDEXES": str(tmp_path)}
+    command = [sys.executable, str(REPO / "cli.py"), "index", str(cuhk_test), "--name", "g", "-q"]
+    command += ["--engine", "ray", "--ray-address", "127.0.0.1:9"]  # the discard port: nobody listens
+    started = time.monotonic()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
+    assert "--ray-address 127.0.0.1:9: nothing answers there" in result.stderr
+    assert time.monotonic() - started < 120  # Ray alone retries a dead address for many minutes
+    assert not (tmp_path / "g").exists()

@@ -297,16 +297,14 @@ def adapt(
     """Re-estimate the model's batch-norm statistics on DATA's images (AdaBN): index and query
     those cameras with the adapted model (--model OUT)."""
     from ..data.images import list_images
-    from ..data.layouts import IMAGE_SUFFIXES
     from ..embedding.adapt import adapt_batchnorm
     from ..embedding.backends import import_tensorflow_quietly
+    from ..embedding.model_store import read_card
 
     import_tensorflow_quietly()
 
-    images = [p for p in list_images([data]) if p.suffix.lower() in IMAGE_SUFFIXES]
-    sample = images[:: max(1, len(images) // max_images)][:max_images]
-    written = adapt_batchnorm(model, sample, out)
-    typer.echo(f"written: {written} (batch-norm statistics of {len(sample)} images)")
+    written = adapt_batchnorm(model, list_images([data]), out, max_images)
+    typer.echo(f"written: {written} ({read_card(written).notes.rsplit('; ', 1)[-1]})")
 
 
 @app.command()

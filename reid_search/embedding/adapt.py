@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import ImageError, load_image
+from ..data.layouts import IMAGE_SUFFIXES
 from ..errors import InputError
 from .model_store import card_path, read_card_file, save_model
 
@@ -56,14 +57,32 @@ def reestimate(model, pixels: np.ndarray, batch_size: int = 64, seed: int = 0) -
     return len(layers)
 
 
-def adapt_batchnorm(model: str | Path | None, images: Sequence[str | Path], out: str | Path) -> Path:
-    """A copy of ``model`` (.keras; None = the default) with batch-norm statistics of ``images``."""
+def evenly_spread(items: Sequence, limit: int) -> list:
+    """At most ``limit`` of ``items``, evenly spread over the sequence (every camera and
+    person of a sorted folder gets its share, not just the first ones).
+
+    >>> evenly_spread(list(range(10)), 4)
+    [0, 3, 6, 9]
+    """
+    if len(items) <= limit:
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, max(0, limit)).round()]
+
+
+def adapt_batchnorm(
+    model: str | Path | None, images: Sequence[str | Path], out: str | Path, max_images: int | None = None
+) -> Path:
+    """A copy of ``model`` (.keras; None = the default) with batch-norm statistics of ``images``
+    (at most ``max_images`` of them, evenly spread; files that are not images are passed over)."""
     from .backends import open_model
 
     backend = open_model(model, fast=False)
     if not hasattr(backend, "keras_model"):
         raise InputError(f"{backend.path}: only .keras models can be adapted")
     size = backend.card.input_size
+    images = [p for p in images if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+    if max_images is not None:
+        images = evenly_spread(images, max_images)
     decoded = []
     for path in images:
         try:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import ImageError
+from ..errors import UnavailableError
 from .embedder import EmbeddedBatch, Embedder, ImageFacts
 from .model_store import write_card
 
@@ -114,6 +115,51 @@ class EmbedActor:
         }  # fmt: skip
 
 
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail at once, in one line, when nothing listens at a ``host:port`` or ``ray://host:port``
+    address (Ray itself retries a dead address for many minutes); ``None`` and ``auto`` are
+    left to Ray.
+
+    >>> check_reachable("auto"), check_reachable(None)
+    (None, None)
+    """
+    if not address or address == "auto":
+        return
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UnavailableError(f"--ray-address {address}: expected host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UnavailableError(
+            f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start the "
+            "cluster (ray start --head) or check the address"
+        ) from None
+
+
+def start_ray(ray, address: str | None) -> None:
+    """Join the cluster at ``address`` (or start a local Ray); failing that, an
+    :class:`~reid_search.errors.UnavailableError` saying which and why, in one line."""
+    from .backends import quiet_native_stderr
+
+    check_reachable(address)
+    quiet_ray_logs()
+    try:
+        with quiet_native_stderr():
+            ray.init(
+                address=address, include_dashboard=False, log_to_driver=False,
+                logging_level="ERROR", configure_logging=True,
+            )  # fmt: skip
+    except (TypeError, AttributeError, NameError):
+        raise  # a wrong call is a bug, not the cluster
+    except Exception as exc:  # Ray raises ConnectionError, or a bare Exception on a start-up time-out
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UnavailableError(f"--engine ray: could not start or reach {where}: {reason}") from exc
+
+
 class RayEmbedder(Embedder):
     """An :class:`Embedder` whose decoding and embedding run as Ray Data ``map_batches``.
 
@@ -133,14 +179,7 @@ class RayEmbedder(Embedder):
         ray = require_ray()
         super().__init__(model, batch_size=batch_size, flip=flip)
         if not ray.is_initialized():
-            from .backends import quiet_native_stderr
-
-            quiet_ray_logs()
-            with quiet_native_stderr():
-                ray.init(
-                    address=address, include_dashboard=False, log_to_driver=False,
-                    logging_level="ERROR", configure_logging=True,
-                )  # fmt: skip
+            start_ray(ray, address)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # batches reach the driver in input order
         context.enable_progress_bars = False
