@@ -17,9 +17,10 @@ highest DIR any threshold on the best cosine reaches at FAR <= 10%, that thresho
 the test set itself (an upper bound for any rule on that score: what the embedding allows);
 ``--peer`` measures the same bound for the peers (e.g. the teacher, retail-0277).
 
-    python benchmarks/open_set.py [--model PATH] [--peer retail-0277 --peer osnet_x0_25]
+    python benchmarks/open_set.py [--model PATH] [--peer retail-0277 --peer osnet_x0_25] [--out NAME]
 
-Writes ``benchmarks/results/open_set.json`` and ``docs/images/open_set_curves.png``.
+Writes ``benchmarks/results/open_set.json`` and ``docs/images/open_set_curves.png`` (with
+``--out NAME``, e.g. for a candidate model: ``benchmarks/results/NAME.json`` only).
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--peer", action="append", default=[], choices=list(PEER_CARDS))
+    parser.add_argument(
+        "--out", default="open_set", help="results name: benchmarks/results/OUT.json (figure: open_set only)"
+    )
     args = parser.parse_args()
     embedder = Embedder(args.model)
     rule = OpenSetRule.from_dict(embedder.card.open_set)
@@ -127,7 +131,15 @@ def main() -> None:
         "curves": curves,
         "peers_best_DIR": peers_best_dir(args.peer),
     }
-    write_result("open_set", result)
+    write_result(args.out, result)
+    verdict = "met" if result["required"]["met"] else "NOT met"
+    print(f"required on {test_set}: DIR >= {need_dir}, FAR <= {max_far}: {verdict}")
+    if args.out == "open_set":
+        draw_curves(curves, max_far)
+
+
+def draw_curves(curves: dict[str, list[dict]], max_far: float) -> None:
+    """docs/images/open_set_curves.png: DIR against FAR per test set as the accept level sweeps."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for name, points in curves.items():
@@ -138,8 +150,6 @@ def main() -> None:
     ax.set_title("open-set identification, default model")
     ax.legend(fontsize=8)
     save_figure(fig, REPO / "docs" / "images" / "open_set_curves.png")
-    verdict = "met" if result["required"]["met"] else "NOT met"
-    print(f"required on {test_set}: DIR >= {need_dir}, FAR <= {max_far}: {verdict}")
 
 
 if __name__ == "__main__":
