@@ -26,6 +26,8 @@ Writes ``benchmarks/results/open_set.json`` and ``docs/images/open_set_curves.pn
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 from _common import DATA, DEFAULT_MODEL, PEER_CARDS, REPO, write_result
@@ -78,7 +80,9 @@ def main() -> None:
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--peer", action="append", default=[], choices=list(PEER_CARDS))
     parser.add_argument(
-        "--out", default="open_set", help="results name: benchmarks/results/OUT.json (figure: open_set only)"
+        "--out",
+        default="open_set",
+        help="results name (benchmarks/results/OUT.json; figure: open_set only) or a .json path",
     )
     args = parser.parse_args()
     embedder = Embedder(args.model)
@@ -131,7 +135,10 @@ def main() -> None:
         "curves": curves,
         "peers_best_DIR": peers_best_dir(args.peer),
     }
-    write_result(args.out, result)
+    if args.out.endswith(".json"):
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    else:
+        write_result(args.out, result)
     verdict = "met" if result["required"]["met"] else "NOT met"
     print(f"required on {test_set}: DIR >= {need_dir}, FAR <= {max_far}: {verdict}")
     if args.out == "open_set":
