@@ -25,8 +25,12 @@ DEFAULT_MODEL = REPO / "reid_search" / "models" / "default.keras"
 
 def write_result(name: str, result: Any) -> Path:
     """``benchmarks/results/NAME.json`` written atomically (a reader never sees half a file)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{name}.json"
+    return write_json(RESULTS / f"{name}.json", result)
+
+
+def write_json(out: Path, result: Any) -> Path:
+    """``out`` written atomically, its folder made if needed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(out)

@@ -17,20 +17,19 @@ highest DIR any threshold on the best cosine reaches at FAR <= 10%, that thresho
 the test set itself (an upper bound for any rule on that score: what the embedding allows);
 ``--peer`` measures the same bound for the peers (e.g. the teacher, retail-0277).
 
-    python benchmarks/open_set.py [--model PATH] [--peer retail-0277 --peer osnet_x0_25] [--out NAME]
+    python benchmarks/open_set.py [--model PATH] [--peer retail-0277 --peer osnet_x0_25] [--out FILE.json]
 
 Writes ``benchmarks/results/open_set.json`` and ``docs/images/open_set_curves.png`` (with
-``--out NAME``, e.g. for a candidate model: ``benchmarks/results/NAME.json`` only).
+``--out FILE.json``, e.g. for a candidate model: that file only).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, DEFAULT_MODEL, PEER_CARDS, REPO, write_result
+from _common import DATA, DEFAULT_MODEL, PEER_CARDS, REPO, RESULTS, write_json
 
 from reid_search.data.layouts import KIND_IDENTITY, scan_dataset
 from reid_search.embedding.embedder import Embedder
@@ -43,6 +42,7 @@ TEST_SETS = {  # name: (folder, split or None, query camera or None)
     "cuhk01-mars bbox_test": (DATA / "cuhk01-mars" / "bbox_test", None, 1),
     "conreid": (DATA / "conreid", "bounding_box_test", None),
 }
+OUT = RESULTS / "open_set.json"
 REQUIRED = ("cuhk03-mars bbox_test", 0.70, 0.10)  # test set, DIR at least, FAR at most
 
 
@@ -79,11 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--peer", action="append", default=[], choices=list(PEER_CARDS))
-    parser.add_argument(
-        "--out",
-        default="open_set",
-        help="results name (benchmarks/results/OUT.json; figure: open_set only) or a .json path",
-    )
+    parser.add_argument("--out", type=Path, default=OUT, help="results file (the figure: default only)")
     args = parser.parse_args()
     embedder = Embedder(args.model)
     rule = OpenSetRule.from_dict(embedder.card.open_set)
@@ -135,13 +131,10 @@ def main() -> None:
         "curves": curves,
         "peers_best_DIR": peers_best_dir(args.peer),
     }
-    if args.out.endswith(".json"):
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    else:
-        write_result(args.out, result)
+    write_json(args.out, result)
     verdict = "met" if result["required"]["met"] else "NOT met"
     print(f"required on {test_set}: DIR >= {need_dir}, FAR <= {max_far}: {verdict}")
-    if args.out == "open_set":
+    if args.out.resolve() == OUT:
         draw_curves(curves, max_far)
 
 

@@ -104,7 +104,7 @@ def test_adapt_sets_batchnorm_statistics_to_the_new_cameras_images(tiny_model, s
 def test_adapt_uses_at_most_max_images_spread_over_the_folder_and_passes_over_other_files(
     tiny_model, synth_root, tmp_path
 ):
-    from reid_search.embedding.adapt import evenly_spread
+    from reid_search.embedding.embedder import sample_frames
 
     folder = tmp_path / "cams"
     shutil.copytree(synth_root, folder)
@@ -114,5 +114,5 @@ def test_adapt_uses_at_most_max_images_spread_over_the_folder_and_passes_over_ot
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "on 40 unlabelled images" in result.output
-    people = {p.parent.name for p in evenly_spread(sorted(synth_root.rglob("*.jpg")), 40)}
+    people = {p.parent.name for p in sample_frames(sorted(synth_root.rglob("*.jpg")), 40)}
     assert len(people) == 12  # every person of the sorted folder, not the first 40 images' 5

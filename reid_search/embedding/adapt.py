@@ -24,6 +24,7 @@ import numpy as np
 from ..data.images import ImageError, load_image
 from ..data.layouts import IMAGE_SUFFIXES
 from ..errors import InputError
+from .embedder import sample_frames
 from .model_store import card_path, read_card_file, save_model
 
 
@@ -57,18 +58,6 @@ def reestimate(model, pixels: np.ndarray, batch_size: int = 64, seed: int = 0) -
     return len(layers)
 
 
-def evenly_spread(items: Sequence, limit: int) -> list:
-    """At most ``limit`` of ``items``, evenly spread over the sequence (every camera and
-    person of a sorted folder gets its share, not just the first ones).
-
-    >>> evenly_spread(list(range(10)), 4)
-    [0, 3, 6, 9]
-    """
-    if len(items) <= limit:
-        return list(items)
-    return [items[int(i)] for i in np.linspace(0, len(items) - 1, max(0, limit)).round()]
-
-
 def adapt_batchnorm(
     model: str | Path | None, images: Sequence[str | Path], out: str | Path, max_images: int | None = None
 ) -> Path:
@@ -81,8 +70,7 @@ def adapt_batchnorm(
         raise InputError(f"{backend.path}: only .keras models can be adapted")
     size = backend.card.input_size
     images = [p for p in images if Path(p).suffix.lower() in IMAGE_SUFFIXES]
-    if max_images is not None:
-        images = evenly_spread(images, max_images)
+    images = sample_frames(images, max_images)  # spread over the whole folder, not its first files
     decoded = []
     for path in images:
         try:

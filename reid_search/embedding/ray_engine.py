@@ -128,6 +128,7 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
     import socket
 
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
     if not host or not port.isdigit():
         raise UnavailableError(f"--ray-address {address}: expected host:port, ray://host:port or auto")
     try:
@@ -152,9 +153,9 @@ def start_ray(ray, address: str | None) -> None:
                 address=address, include_dashboard=False, log_to_driver=False,
                 logging_level="ERROR", configure_logging=True,
             )  # fmt: skip
-    except (TypeError, AttributeError, NameError):
-        raise  # a wrong call is a bug, not the cluster
-    except Exception as exc:  # Ray raises ConnectionError, or a bare Exception on a start-up time-out
+    except Exception as exc:
+        if not isinstance(exc, (ConnectionError, TimeoutError)) and type(exc) is not Exception:
+            raise  # Ray's own failures are these (a bare Exception on a start-up time-out); others are bugs
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UnavailableError(f"--engine ray: could not start or reach {where}: {reason}") from exc
