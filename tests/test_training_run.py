@@ -259,7 +259,7 @@ def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
     config = TrainConfig(
         data="some/data",
         out=str(tmp_path / "o"),
-        tower=TowerConfig("mobilenetv2", 96, 48, 64, "w.h5", 3, ibn_blocks=4),
+        tower=TowerConfig("mobilenetv2", 96, 48, 64, "w.h5", 3, ibn_blocks=4, pooling="gem"),
         augment=AugmentConfig(False, 0.05, 0.1, 0.25, True, grey=0.1, downscale=0.3),
         losses={"triplet": 2.0, "distill": 5.0},
         triplet_margin=None,

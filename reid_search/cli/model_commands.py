@@ -103,6 +103,10 @@ def train(
         int,
         typer.Option(help="MobileNetV2: IBN-a (half instance norm) in blocks 1..N (0 = off)."),
     ] = 0,
+    pooling: Annotated[
+        str,
+        typer.Option(help="MobileNetV2 pooling: avg, or gem (generalised mean, learned power)."),
+    ] = "avg",
     mixstyle: Annotated[
         float,
         typer.Option(
@@ -183,7 +187,7 @@ def train(
         config = TrainConfig(
             data=[str(d) for d in data],
             out=str(out),
-            tower=TowerConfig(architecture, h, w, embedding_dim, backbone_weights, seed, ibn_blocks),
+            tower=TowerConfig(architecture, h, w, embedding_dim, backbone_weights, seed, ibn_blocks, pooling),
             augment=AugmentConfig(flip, pad, colour_jitter, random_erasing, randaugment, grey, downscale),
             losses=parse_losses(loss),
             triplet_margin=triplet_margin or None,

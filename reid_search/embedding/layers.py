@@ -5,6 +5,10 @@
   each image's own contrast and colour cast (a camera's "style") while the batch-normalised
   half keeps what tells people apart; re-ID models use it in their shallow layers to carry
   over to cameras they never saw.
+* :class:`GeneralizedMeanPooling` -- GeM (Radenovic et al., TPAMI 2018): the per-channel
+  power mean ``mean(x ** p) ** (1 / p)`` over the feature map, with ``p`` learned. ``p = 1``
+  is average pooling, a large ``p`` approaches max pooling; re-ID and retrieval models use it
+  to weigh a channel's strongest responses (a logo, a bag) above the background's.
 
 Usage::
 
@@ -73,3 +77,37 @@ class InstanceBatchNorm(keras.layers.Layer):
         layer.beta.assign(beta[:s])
         layer.batch_norm.set_weights([gamma[s:], beta[s:], moving_mean[s:], moving_variance[s:]])
         return layer
+
+
+@keras.saving.register_keras_serializable(package="reid_search")
+class GeneralizedMeanPooling(keras.layers.Layer):
+    """(batch, height, width, channels) -> (batch, channels): the power mean with a learned ``p``.
+
+    >>> import numpy as np
+    >>> x = np.array([[[[1.0], [3.0]]]], "float32")  # one image, a 1x2 map, one channel
+    >>> float(GeneralizedMeanPooling(p=1.0)(x)[0, 0])
+    2.0
+    """
+
+    def __init__(self, p: float = 3.0, epsilon: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        if p <= 0:
+            raise ValueError(f"GeM power must be positive, got {p}")
+        self.initial_p = p
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        self.p = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.initial_p), name="power"
+        )
+
+    def call(self, inputs):
+        p = ops.maximum(self.p, 1.0)  # below 1 the mean would favour the weakest responses
+        powered = ops.power(ops.maximum(inputs, self.epsilon), p)
+        return ops.power(ops.mean(powered, axis=(1, 2)), 1.0 / p)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "p": self.initial_p, "epsilon": self.epsilon}

@@ -10,7 +10,9 @@ Architectures:
 * ``mini``        a small 4-block CNN with global pooling (fast; the interim default)
 * ``mobilenetv2`` Keras MobileNetV2 (alpha 1.0), optionally initialised from a local
   ImageNet weights file or Keras' own ``imagenet`` download; ``ibn_blocks`` N turns the
-  expand-layer batch norm of its first N blocks into IBN-a (:mod:`reid_search.embedding.layers`)
+  expand-layer batch norm of its first N blocks into IBN-a (:mod:`reid_search.embedding.layers`);
+  ``pooling`` is how its last feature map becomes a vector (:data:`POOLINGS`: ``avg`` or
+  ``gem``, generalised mean pooling with a learned power)
 * ``seed``        the original project's tower: four 3x3 conv blocks of 256/128/64/32
   filters (max-pool, batch norm, ReLU), flatten, 4096-d sigmoid dense
 * ``onnx``        a re-ID network imported with its weights from an ONNX file given as
@@ -64,6 +66,7 @@ class TowerConfig:
     backbone_weights: str | None = None  # a .weights.h5 file, "imagenet", or None (random)
     seed: int = 0
     ibn_blocks: int = 0  # mobilenetv2: IBN-a in the expand layer of blocks 1..N (0 = off)
+    pooling: str = "avg"  # mobilenetv2: feature map -> vector, a name in POOLINGS
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -116,8 +119,26 @@ def _mobilenetv2_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.Ke
         base.load_weights(weights)
     if config.ibn_blocks:
         base = _with_instance_batch_norm(base, config.ibn_blocks)
-    features = base(x)
-    return keras.layers.GlobalAveragePooling2D(name="gap")(features)
+    return POOLINGS[config.pooling]()(base(x))
+
+
+def _gem_pooling() -> keras.layers.Layer:
+    from .layers import GeneralizedMeanPooling
+
+    return GeneralizedMeanPooling(p=3.0, name="gem")
+
+
+# how a block tower's last feature map becomes one vector (each layer named for pooling_layer)
+POOLINGS = {
+    "avg": lambda: keras.layers.GlobalAveragePooling2D(name="gap"),
+    "gem": _gem_pooling,
+}
+
+
+def pooling_layer(tower: keras.Model) -> keras.layers.Layer:
+    """The layer of ``tower`` that pools its backbone's feature map (any of :data:`POOLINGS`)."""
+    names = {layer.name: layer for layer in tower.layers}
+    return next(names[name] for name in ("gap", "gem") if name in names)
 
 
 def _with_instance_batch_norm(base: keras.Model, blocks: int) -> keras.Model:
@@ -205,6 +226,10 @@ def build_tower(config: TowerConfig) -> keras.Model:
     _check_minimum_size(config)
     if config.ibn_blocks and config.architecture != "mobilenetv2":
         raise InputError("--ibn-blocks is available for --architecture mobilenetv2 only")
+    if config.pooling not in POOLINGS:
+        raise InputError(f"unknown pooling {config.pooling!r}; known: {', '.join(POOLINGS)}")
+    if config.pooling != "avg" and config.architecture != "mobilenetv2":
+        raise InputError("--pooling is chosen for --architecture mobilenetv2 only")
     keras.utils.set_random_seed(config.seed)
     inputs = keras.Input((config.input_height, config.input_width, 3), name="pixels")
     features = BACKBONES[config.architecture](_normalise_pixels(inputs), config)

@@ -85,7 +85,9 @@ def split_at_block(tower, blocks: int):
     normalised = tower.get_layer("imagenet_norm")(tower.get_layer("to_unit")(pixels))
     frozen = keras.Model(pixels, lower(normalised))
     features = keras.Input(cut.shape[1:])
-    bn = tower.get_layer("bnneck")(tower.get_layer("embedding")(tower.get_layer("gap")(upper(features))))
+    from ..embedding.tower import pooling_layer
+
+    bn = tower.get_layer("bnneck")(tower.get_layer("embedding")(pooling_layer(tower)(upper(features))))
     view = keras.Model(features, [bn, tower.get_layer("l2norm")(bn)])
     return frozen, view
 

@@ -145,6 +145,7 @@ def train_command(config: TrainConfig) -> str:
         str(t.embedding_dim),
         *(["--backbone-weights", t.backbone_weights] if t.backbone_weights else []),
         *(["--ibn-blocks", str(t.ibn_blocks)] if t.ibn_blocks else []),
+        *(["--pooling", t.pooling] if t.pooling != "avg" else []),
         "--loss",
         ",".join(f"{k}={v:g}" for k, v in config.losses.items()),
         "--triplet-margin",

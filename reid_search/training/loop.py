@@ -417,12 +417,14 @@ def train(config: TrainConfig, resume: bool = False, log=print, epochs: int | No
 def cached_views_recipe(config: TrainConfig) -> dict[str, Any]:
     """What, besides the images, decides a run's cached views (part of the cache's key).
 
-    Two runs with equal recipes on the same images cache the same views.
+    Two runs with equal recipes on the same images cache the same views; the pooling after
+    the last block is not part of it (the frozen blocks come before it).
     """
+    tower = {k: v for k, v in config.tower.to_dict().items() if k != "pooling"}
     return {
         "views": config.cached_views,
         "freeze_blocks": config.freeze_blocks,
-        "tower": config.tower.to_dict(),
+        "tower": tower,
         "augment": config.augment.to_dict(),
     }
 
