@@ -96,6 +96,10 @@ def levers() -> dict[str, tuple[str, callable]]:
             "IBN-a in blocks 1-12",
             lambda c: replace(c, tower=replace(c.tower, ibn_blocks=12)),
         ),
+        "gem": (
+            "GeM pooling (generalised mean, learned power from 3) instead of average pooling",
+            lambda c: replace(c, tower=replace(c.tower, pooling="gem")),
+        ),
         "grey": ("grey-scale p=0.2", lambda c: replace(c, augment=replace(c.augment, grey=0.2))),
         "randaugment": (
             "light RandAugment",
@@ -200,11 +204,12 @@ def write_row_teacher(runs: Path, row: str) -> Path:
 
 
 def borrow_cached_views(config: TrainConfig, runs: Path) -> None:
-    """Hard-link the cached views of another lever with the same frozen part and augmentation.
+    """Hard-link the cached views of another lever with the same images, frozen part and augmentation.
 
-    Every lever trains on the same images, so views cached for the same tower, frozen
-    blocks, number of views and augmentation are the same views: linking them saves their
-    computation. The trainer still checks the whole key before it reads them.
+    Views cached from the same training images (same folders, held-out share and seed) for
+    the same tower, frozen blocks, number of views and augmentation are the same views:
+    linking them saves their computation. The trainer still checks the whole key before it
+    reads them.
     """
     folder = Path(config.out) / "cache"
     if (folder / "views.json").is_file():
@@ -212,11 +217,18 @@ def borrow_cached_views(config: TrainConfig, runs: Path) -> None:
     wanted = cached_views_recipe(config)
     for key_file in sorted(runs.glob("*/cache/views.json")):
         key = json.loads(key_file.read_text())
-        if all(key.get(k) == v for k, v in wanted.items()):
-            folder.mkdir(parents=True, exist_ok=True)
-            for name in ("views.npy", "views.json"):  # the key last: it vouches for the array
-                (folder / name).hardlink_to(key_file.parent / name)
-            return
+        lender = key_file.parent.parent / "config.json"
+        if not lender.is_file() or not all(key.get(k) == v for k, v in wanted.items()):
+            continue
+        if set(recipe_differences(json.loads(lender.read_text()), config)) & set(IMAGE_FIELDS):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("views.npy", "views.json"):  # the key last: it vouches for the array
+            (folder / name).hardlink_to(key_file.parent / name)
+        return
+
+
+IMAGE_FIELDS = ("data", "unlabelled", "named_crops", "val_fraction", "seed")  # which images train
 
 
 def _by_tail(path: str | None) -> tuple[str, ...] | None:
