@@ -216,6 +216,9 @@ def test_training_with_unlabelled_crops_runs_and_says_so_in_the_card(two_sets, c
         (["--loss", "triplet,distill", "--unlabelled", "{crops}", "--teacher-targets", "{t0}",
           "--teacher-targets", "{t1}"], "no teacher vector"),  # the crops' file is missing
         (["--architecture", "mobilenetv2", "--input-size", "24x12"], "needs at least 32x32"),
+        (["--pooling", "gem"], "mobilenetv2 only"),  # the mini tower pools its own way
+        (["--ibn-blocks", "2"], "mobilenetv2 only"),
+        (["{flat}"], "names a person"),  # a DATA folder of crops nobody is named in
         (["--architecture", "onnx", "--backbone-weights", "{onnx}", "--input-size", "1x1"],
          "window does not fit"),  # the imported network's 2x2 max pooling, on a 1x1 map
     ],
@@ -229,6 +232,10 @@ def test_bad_training_input_is_one_error_line_and_writes_nothing(
     tiny_onnx(tmp_path / "tiny.onnx")
     names = {"crops": str(crops_folder), "alpha": str(two_sets[0]), "t0": files[0], "t1": files[1]}
     names["onnx"] = str(tmp_path / "tiny.onnx")
+    names["flat"] = str(tmp_path / "flat")
+    (tmp_path / "flat").mkdir()
+    for path in sorted(crops_folder.rglob("*.jpg"))[:3]:
+        (tmp_path / "flat" / path.name).write_bytes(path.read_bytes())
     args = ["train", *map(str, two_sets), "--out", str(tmp_path / "run"), "--architecture", "mini"]
     args += ["--input-size", "64x32", "--embedding-dim", "16", "--p", "4", "--k", "2", "--epochs", "1"]
     args += [e.format(**names) for e in extra]

@@ -45,12 +45,21 @@ class Example:
 
 
 def split_identities(persons: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Sorted train and validation identity lists; each identity lands wholly in one."""
+    """Sorted train and validation identity lists; each identity lands wholly in one, and at
+    least one identity trains (a lone person is never all held out).
+
+    >>> train, val = split_identities(["a", "a", "b", "c"], 0.34, seed=0)
+    >>> len(train), len(val)
+    (2, 1)
+    >>> split_identities(["a"], 0.5, seed=0)  # a lone person trains
+    (['a'], [])
+    """
     unique = sorted(set(persons))
     rng = np.random.default_rng(seed)
     n_val = int(round(len(unique) * val_fraction))
     if val_fraction > 0 and n_val == 0:
         n_val = 1
+    n_val = min(n_val, len(unique) - 1) if unique else 0
     val = set(rng.choice(unique, n_val, replace=False).tolist()) if n_val else set()
     return [p for p in unique if p not in val], sorted(val)
 

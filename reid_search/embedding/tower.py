@@ -195,41 +195,42 @@ BACKBONES = {
 ARCHITECTURES = tuple(BACKBONES)
 
 
-def check_input_size(config: TowerConfig) -> None:
-    """Refuse (one :class:`InputError`) an input size the architecture cannot take, before
-    anything is built or written; an ``onnx`` tower's network is rebuilt on a symbolic
-    input of that size to find out (a second or two).
+def check_tower(config: TowerConfig) -> None:
+    """Refuse (one :class:`InputError`) a tower that cannot be built, before anything is
+    built or written: an unknown architecture or pooling, an option its architecture does
+    not have, an input size it cannot take (an ``onnx`` tower's network is rebuilt on a
+    symbolic input of that size to find out, a second or two).
 
-    >>> check_input_size(TowerConfig("mobilenetv2", 24, 12))
+    >>> check_tower(TowerConfig("mobilenetv2", 24, 12))
     Traceback (most recent call last):
     ...
     reid_search.errors.InputError: --input-size 24x12: the mobilenetv2 tower needs at least 32x32
     """
-    _check_minimum_size(config)
+    _check_options(config)
     if config.architecture == "onnx":
         _onnx_backbone(keras.Input((config.input_height, config.input_width, 3)), config)
 
 
-def _check_minimum_size(config: TowerConfig) -> None:
+def _check_options(config: TowerConfig) -> None:
+    if config.architecture not in BACKBONES:
+        raise InputError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
     height, width = config.input_size
     low = MIN_INPUT_SIZES.get(config.architecture, (1, 1))
     if height < low[0] or width < low[1]:
         raise InputError(
             f"--input-size {height}x{width}: the {config.architecture} tower needs at least {low[0]}x{low[1]}"
         )
-
-
-def build_tower(config: TowerConfig) -> keras.Model:
-    """Build the embedding tower described by ``config`` (weights random unless a backbone)."""
-    if config.architecture not in BACKBONES:
-        raise InputError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
-    _check_minimum_size(config)
     if config.ibn_blocks and config.architecture != "mobilenetv2":
         raise InputError("--ibn-blocks is available for --architecture mobilenetv2 only")
     if config.pooling not in POOLINGS:
         raise InputError(f"unknown pooling {config.pooling!r}; known: {', '.join(POOLINGS)}")
     if config.pooling != "avg" and config.architecture != "mobilenetv2":
         raise InputError("--pooling is chosen for --architecture mobilenetv2 only")
+
+
+def build_tower(config: TowerConfig) -> keras.Model:
+    """Build the embedding tower described by ``config`` (weights random unless a backbone)."""
+    _check_options(config)
     keras.utils.set_random_seed(config.seed)
     inputs = keras.Input((config.input_height, config.input_width, 3), name="pixels")
     features = BACKBONES[config.architecture](_normalise_pixels(inputs), config)

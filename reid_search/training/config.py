@@ -107,9 +107,9 @@ class TrainConfig:
                 f"--cached-views needs --freeze-blocks N > 0 and an architecture with blocks "
                 f"({', '.join(BLOCK_TOWERS)})"
             )
-        from ..embedding.tower import check_input_size
+        from ..embedding.tower import check_tower
 
-        check_input_size(self.tower)
+        check_tower(self.tower)
 
 
 def _refuse_repeats(folders: list[str]) -> None:

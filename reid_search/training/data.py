@@ -134,6 +134,12 @@ def _dataset_part(folder: str, val_fraction: float, seed: int) -> _Part:
         if split in scan.splits:
             records = scan.split(split)
     records = [r for r in records if r.kind == KIND_IDENTITY]
+    if not records:
+        raise TrainingError(
+            f"{folder}: none of its {len(scan.records)} images names a person (layout {scan.layout}); "
+            "training needs crops of known people (README: Dataset layouts), "
+            "or give the folder with --unlabelled and its --teacher-targets"
+        )
     train_ids, _ = split_identities([r.person for r in records], val_fraction, seed)
     train_set = set(train_ids)
     train = [(r.path, r.person, None) for r in records if r.person in train_set]
