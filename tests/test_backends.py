@@ -224,3 +224,23 @@ def test_embed_command_writes_relative_paths_and_unit_vectors(mars_samples, tmp_
     assert vectors.paths == ["sub/1.jpg", "sub/2.jpg"] and len(vectors.skipped) == 1
     direct, _, _ = Embedder().embed_files([tmp_path / "imgs" / "sub" / "1.jpg"])
     np.testing.assert_allclose(vectors.embeddings[0], direct[0], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (["embed", "{empty}", "--out", "{out}/v.npz"], "no images below it"),
+        (["records", "{samples}", "--out", "{out}/shards"], "none of its 7 images names a person"),
+    ],
+)
+def test_a_folder_without_images_or_people_is_one_error_line_and_writes_nothing(
+    mars_samples, tmp_path, command, message
+):
+    """An empty folder (a mistyped path, most likely) or a folder of crops nobody is named in
+    (MARS samples called 1.jpg..7.jpg) is refused, not written as an empty file."""
+    (tmp_path / "empty").mkdir()
+    names = {"empty": tmp_path / "empty", "out": tmp_path / "out", "samples": mars_samples}
+    result = runner.invoke(app, [part.format(**names) for part in command])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and result.output.count("error:") == 1
+    assert not (tmp_path / "out").exists()

@@ -124,6 +124,20 @@ class DatasetScan:
     def splits(self) -> list[str]:
         return sorted({r.split for r in self.records})
 
+    def people_records(
+        self, records: list[ImageRecord] | None = None, purpose: str = "this", hint: str = ""
+    ) -> list[ImageRecord]:
+        """The records (of ``records``, default all) that name a person; none is a
+        :class:`LayoutError` saying what ``purpose`` needs (and ``hint``, another way)."""
+        records = self.records if records is None else records
+        named = [r for r in records if r.kind == KIND_IDENTITY]
+        if not named:
+            raise LayoutError(
+                f"{self.root}: none of its {len(records)} images names a person (layout {self.layout}); "
+                f"{purpose} needs crops of known people (README: Dataset layouts){hint}"
+            )
+        return named
+
 
 from .walk import _files_below, _sorted_entries  # noqa: E402  (after Skipped, which they report)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._files import write_json_atomic
 from ..errors import InputError
-from .layouts import KIND_IDENTITY, ImageRecord, scan_dataset
+from .layouts import ImageRecord, scan_dataset
 
 RECORDS_FORMAT = "reid-search/records/v1"
 
@@ -118,7 +118,7 @@ def write_records(
         scan.records = scan.split("bbox_train")
     elif splits is None and "bounding_box_train" in scan.splits:
         scan.records = scan.split("bounding_box_train")
-    records = [r for r in scan.records if r.kind == KIND_IDENTITY]
+    records = scan.people_records(purpose="writing records")
     train_ids, val_ids = split_identities([r.person for r in records], val_fraction, seed)
     label_map = {p: i for i, p in enumerate(train_ids + val_ids)}
     out = Path(out)

@@ -76,6 +76,8 @@ def embed_folder(
     """Embed every image below ``folder`` and write the vectors file ``out`` atomically."""
     folder, out = Path(folder), Path(out)
     files = image_files(folder)
+    if not files:
+        raise InputError(f"{folder}: no images below it ({', '.join(sorted(IMAGE_SUFFIXES))})")
     started = time.perf_counter()
     vectors, kept, failures = [], [], []
     with Progress(len(files), f"embed {folder.name}", enabled=progress) as bar:

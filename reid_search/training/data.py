@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import ImageError, decode_image, load_image
-from ..data.layouts import KIND_IDENTITY, scan_dataset
+from ..data.layouts import scan_dataset
 from ..embedding.vectors import read_vectors
 from .config import TrainConfig, TrainingError
 
@@ -133,13 +133,8 @@ def _dataset_part(folder: str, val_fraction: float, seed: int) -> _Part:
     for split in TRAIN_SPLITS:
         if split in scan.splits:
             records = scan.split(split)
-    records = [r for r in records if r.kind == KIND_IDENTITY]
-    if not records:
-        raise TrainingError(
-            f"{folder}: none of its {len(scan.records)} images names a person (layout {scan.layout}); "
-            "training needs crops of known people (README: Dataset layouts), "
-            "or give the folder with --unlabelled and its --teacher-targets"
-        )
+    hint = ", or give the folder with --unlabelled and its --teacher-targets"
+    records = scan.people_records(records, purpose="training", hint=hint)
     train_ids, _ = split_identities([r.person for r in records], val_fraction, seed)
     train_set = set(train_ids)
     train = [(r.path, r.person, None) for r in records if r.person in train_set]
