@@ -368,3 +368,12 @@ def test_reranking_memory_is_bounded_at_the_shortlist_cap():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 200 * 2**20, f"{peak / 2**20:.0f} MB"
+
+
+def test_a_query_folder_without_images_names_the_folder(synth_root, tmp_path):
+    indexes = tmp_path / "indexes"
+    index_with_cli(synth_root, indexes, "g")
+    (tmp_path / "empty").mkdir()
+    result = _cli("query", str(tmp_path / "empty"), "--index", "g", "--indexes-dir", str(indexes))
+    assert result.exit_code == 2
+    assert f"error: {tmp_path / 'empty'}: no query image there" in result.output

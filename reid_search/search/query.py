@@ -293,7 +293,8 @@ def search_gallery(
     gallery.check_model(embedder.model_sha256, embedder.model.path)
     paths = list_images(list(images))
     if not paths:
-        raise GalleryError("no query image given")
+        given = ", ".join(str(i) for i in images)
+        raise GalleryError(f"{given}: no query image there" if given else "no query image given")
     vectors, used, failures = embedder.embed_files(paths)
     if not used:
         raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
