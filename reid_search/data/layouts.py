@@ -40,6 +40,7 @@ from ..errors import InputError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 KIND_IDENTITY = "identity"
+TRAIN_SPLITS = ("bbox_train", "bounding_box_train")  # the train split's folder in MARS / Market-1501
 KIND_DISTRACTOR = "distractor"
 KIND_JUNK = "junk"
 KIND_UNLABELLED = "unlabelled"  # a crop whose person nobody has said
@@ -123,6 +124,11 @@ class DatasetScan:
     @property
     def splits(self) -> list[str]:
         return sorted({r.split for r in self.records})
+
+    def train_records(self) -> list[ImageRecord]:
+        """The train split's records (``bbox_train``, ``bounding_box_train``) if there is one, else all."""
+        split = next((name for name in TRAIN_SPLITS if name in self.splits), None)
+        return self.split(split) if split else self.records
 
     def people_records(
         self, records: list[ImageRecord] | None = None, purpose: str = "this", hint: str = ""

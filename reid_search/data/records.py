@@ -114,11 +114,8 @@ def write_records(
 ) -> dict[str, Any]:
     """Write identity-disjoint train/val TFRecord shards of ``data``; returns the summary."""
     scan = scan_dataset(data, layout, splits=splits)
-    if splits is None and "bbox_train" in scan.splits:
-        scan.records = scan.split("bbox_train")
-    elif splits is None and "bounding_box_train" in scan.splits:
-        scan.records = scan.split("bounding_box_train")
-    records = scan.people_records(purpose="writing records")
+    records = scan.train_records() if splits is None else scan.records
+    records = scan.people_records(records, purpose="writing records")
     train_ids, val_ids = split_identities([r.person for r in records], val_fraction, seed)
     label_map = {p: i for i, p in enumerate(train_ids + val_ids)}
     out = Path(out)

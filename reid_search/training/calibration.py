@@ -147,15 +147,11 @@ def held_out_vectors(
     holds out of ``data`` with the same ``val_fraction`` and ``seed``."""
     from pathlib import Path
 
-    from ..data.layouts import KIND_IDENTITY, scan_dataset
+    from ..data.layouts import scan_dataset
     from ..data.records import split_identities
 
     scan = scan_dataset(data)
-    records = scan.records
-    for split in ("bbox_train", "bounding_box_train"):
-        if split in scan.splits:
-            records = scan.split(split)
-    records = [r for r in records if r.kind == KIND_IDENTITY]
+    records = scan.people_records(scan.train_records(), purpose="calibration")
     _, held_out = split_identities([r.person for r in records], val_fraction, seed)
     held = set(held_out)
     chosen = [r for r in records if r.person in held]

@@ -32,7 +32,6 @@ from ..data.layouts import scan_dataset
 from ..embedding.vectors import read_vectors
 from .config import TrainConfig, TrainingError
 
-TRAIN_SPLITS = ("bbox_train", "bounding_box_train")
 TEACHER_LOSSES = {"distill", "regress"}  # the losses a crop without a person can learn from
 UNLABELLED = -1  # the training label of a crop nobody named: it learns from the teacher only
 
@@ -129,12 +128,8 @@ def _dataset_part(folder: str, val_fraction: float, seed: int) -> _Part:
     from ..data.records import split_identities
 
     scan = scan_dataset(folder)
-    records = scan.records
-    for split in TRAIN_SPLITS:
-        if split in scan.splits:
-            records = scan.split(split)
     hint = ", or give the folder with --unlabelled and its --teacher-targets"
-    records = scan.people_records(records, purpose="training", hint=hint)
+    records = scan.people_records(scan.train_records(), purpose="training", hint=hint)
     train_ids, _ = split_identities([r.person for r in records], val_fraction, seed)
     train_set = set(train_ids)
     train = [(r.path, r.person, None) for r in records if r.person in train_set]
