@@ -116,3 +116,11 @@ def test_adapt_uses_at_most_max_images_spread_over_the_folder_and_passes_over_ot
     assert "on 40 unlabelled images" in result.output
     people = {p.parent.name for p in sample_frames(sorted(synth_root.rglob("*.jpg")), 40)}
     assert len(people) == 12  # every person of the sorted folder, not the first 40 images' 5
+
+
+def test_adapt_on_too_few_images_names_the_folder_and_writes_nothing(tiny_model, mars_samples, tmp_path):
+    out = tmp_path / "adapted.keras"
+    result = runner.invoke(app, ["adapt", str(mars_samples), "--out", str(out), "--model", str(tiny_model)])
+    assert result.exit_code == 2
+    assert f"error: {mars_samples}: 7 readable images; at least 32 are needed" in result.output
+    assert not out.exists()

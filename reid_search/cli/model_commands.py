@@ -300,14 +300,13 @@ def adapt(
 ) -> None:
     """Re-estimate the model's batch-norm statistics on DATA's images (AdaBN): index and query
     those cameras with the adapted model (--model OUT)."""
-    from ..data.images import list_images
     from ..embedding.adapt import adapt_batchnorm
     from ..embedding.backends import import_tensorflow_quietly
     from ..embedding.model_store import read_card
 
     import_tensorflow_quietly()
 
-    written = adapt_batchnorm(model, list_images([data]), out, max_images)
+    written = adapt_batchnorm(model, [data], out, max_images)
     typer.echo(f"written: {written} ({read_card(written).notes.rsplit('; ', 1)[-1]})")
 
 

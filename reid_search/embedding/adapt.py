@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.images import ImageError, load_image
+from ..data.images import ImageError, list_images, load_image
 from ..data.layouts import IMAGE_SUFFIXES
 from ..errors import InputError
 from .embedder import sample_frames
@@ -62,14 +62,16 @@ def adapt_batchnorm(
     model: str | Path | None, images: Sequence[str | Path], out: str | Path, max_images: int | None = None
 ) -> Path:
     """A copy of ``model`` (.keras; None = the default) with batch-norm statistics of ``images``
-    (at most ``max_images`` of them, evenly spread; files that are not images are passed over)."""
+    (files or folders; at most ``max_images`` images, evenly spread; files that are not
+    images are passed over)."""
     from .backends import open_model
 
     backend = open_model(model, fast=False)
     if not hasattr(backend, "keras_model"):
         raise InputError(f"{backend.path}: only .keras models can be adapted")
     size = backend.card.input_size
-    images = [p for p in images if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+    sources = ", ".join(map(str, images[:2])) + (f" and {len(images) - 2} more" if len(images) > 2 else "")
+    images = [p for p in list_images(images) if p.suffix.lower() in IMAGE_SUFFIXES]
     images = sample_frames(images, max_images)  # spread over the whole folder, not its first files
     decoded = []
     for path in images:
@@ -78,7 +80,9 @@ def adapt_batchnorm(
         except ImageError:
             continue
     if len(decoded) < 32:
-        raise InputError(f"{len(decoded)} readable images: at least 32 are needed to re-estimate statistics")
+        raise InputError(
+            f"{sources}: {len(decoded)} readable images; at least 32 are needed to re-estimate statistics"
+        )
     count = reestimate(backend.keras_model, np.stack(decoded))
     card = read_card_file(card_path(backend.path))
     note = f"batch-norm statistics of {count} layers re-estimated on {len(decoded)} unlabelled images (AdaBN)"
