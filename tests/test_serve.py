@@ -177,6 +177,17 @@ def test_serve_without_the_extra_names_it(monkeypatch):
     assert result.exit_code == 2 and "pip install 'reid-search[serve]'" in result.stderr
 
 
+@pytest.mark.parametrize("option", [["--port", "70000"], ["--port", "0"], ["--workers", "0"]])
+def test_a_port_or_worker_count_that_cannot_work_is_refused_before_serving(option):
+    from typer.testing import CliRunner
+
+    from reid_search.cli import app
+
+    result = CliRunner().invoke(app, ["serve", *option])
+    assert result.exit_code == 2 and f"Invalid value for '{option[0]}'" in result.output
+    assert "reid-search on http" not in result.output
+
+
 def test_queries_during_a_build_see_only_whole_committed_batches(served, embedder, tmp_path):
     """While ``index`` commits batches into the served gallery, every answer is whole: 200,
     and every entry it names has its row (never a vector without its row or the reverse)."""

@@ -22,7 +22,7 @@ def serve(
         str | None, typer.Option("--index", "-i", help="Default gallery [default: the only one].")
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
     token: Annotated[
         str | None,
         typer.Option(envvar="REID_SEARCH_TOKEN", help="Require this token on every API call."),
@@ -32,7 +32,8 @@ def serve(
         float, typer.Option(help="Most pixels of all images of one request, in megapixels.")
     ] = 40.0,
     workers: Annotated[
-        int, typer.Option(help="Server processes, each with its own copy of the model (use the cores).")
+        int,
+        typer.Option(min=1, help="Server processes, each with its own copy of the model (use the cores)."),
     ] = 1,
     allowed_host: Annotated[
         list[str] | None,
