@@ -219,6 +219,10 @@ def test_training_with_unlabelled_crops_runs_and_says_so_in_the_card(two_sets, c
         (["--pooling", "gem"], "mobilenetv2 only"),  # the mini tower pools its own way
         (["--ibn-blocks", "2"], "mobilenetv2 only"),
         (["{flat}"], "names a person"),  # a DATA folder of crops nobody is named in
+        (["--epochs", "0"], "--epochs 0: must be at least 1"),
+        (["--k", "1"], "--k 1: must be at least 2 with the triplet"),  # no positive pair
+        (["--val-fraction", "1"], "--val-fraction 1: must be at least 0 and below 1"),
+        (["--p", "40"], "--p 40 identities per batch, but the data has only"),  # found once data is read
         (["--architecture", "onnx", "--backbone-weights", "{onnx}", "--input-size", "1x1"],
          "window does not fit"),  # the imported network's 2x2 max pooling, on a 1x1 map
     ],

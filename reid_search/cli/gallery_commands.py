@@ -58,9 +58,9 @@ def index(
     ] = None,
     rebuild: Annotated[bool, typer.Option(help="Delete the gallery and start over.")] = False,
     frames_per_tracklet: Annotated[
-        int, typer.Option(help="Tracklet level: at most this many evenly spaced frames.")
+        int, typer.Option(min=1, help="Tracklet level: at most this many evenly spaced frames.")
     ] = 32,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 64,
     checkpoint_seconds: Annotated[
         float, typer.Option(help="Update the manifest's counts at least this often.")
     ] = 30.0,
@@ -85,7 +85,7 @@ def index(
             help="Video: a person detector card [default: benchmarks/detectors/person-detection-0202].",
         ),
     ] = None,
-    detect_every: Annotated[int, typer.Option(help="Video: detect people every Nth frame.")] = 1,
+    detect_every: Annotated[int, typer.Option(min=1, help="Video: detect people every Nth frame.")] = 1,
     camera: Annotated[
         int | None, typer.Option(help="Video: the camera number [default: cam3/c3 in the file name].")
     ] = None,
@@ -93,10 +93,16 @@ def index(
         str | None,
         typer.Option(help="Video: ISO 8601 time of the first frame [default: the video's creation time]."),
     ] = None,
-    min_box_height: Annotated[int, typer.Option(help="Video: smallest person box kept, in pixels.")] = 64,
-    min_confidence: Annotated[float, typer.Option(help="Video: lowest detector confidence kept.")] = 0.5,
-    min_track_length: Annotated[int, typer.Option(help="Video: fewest crops a tracklet keeps.")] = 3,
-    fps: Annotated[float, typer.Option(help="--layout frames: frames per second of the folders.")] = 10.0,
+    min_box_height: Annotated[
+        int, typer.Option(min=1, help="Video: smallest person box kept, in pixels.")
+    ] = 64,
+    min_confidence: Annotated[
+        float, typer.Option(min=0, max=1, help="Video: lowest detector confidence kept.")
+    ] = 0.5,
+    min_track_length: Annotated[int, typer.Option(min=1, help="Video: fewest crops a tracklet keeps.")] = 3,
+    fps: Annotated[
+        float, typer.Option(min=0.01, help="--layout frames: frames per second of the folders.")
+    ] = 10.0,
 ) -> None:
     """Embed every image of DATA into a gallery (resumes; adds only new files).
 
@@ -260,8 +266,8 @@ def reindex(
         str,
         typer.Option(help="FAISS factory string (Flat, HNSW32, IVF1024,Flat, IVF4096,PQ32, ...) or auto."),
     ] = "auto",
-    nprobe: Annotated[int | None, typer.Option(help="IVF lists searched per query.")] = None,
-    ef_search: Annotated[int | None, typer.Option(help="HNSW search depth.")] = None,
+    nprobe: Annotated[int | None, typer.Option(min=1, help="IVF lists searched per query.")] = None,
+    ef_search: Annotated[int | None, typer.Option(min=1, help="HNSW search depth.")] = None,
     indexes_dir: IndexesOpt = None,
 ) -> None:
     """Rebuild a gallery's FAISS index from its stored vectors (no embedding)."""
@@ -287,7 +293,9 @@ def cluster(
         float | None,
         typer.Option(help="Link entries at or above this cosine [default: the model card's threshold]."),
     ] = None,
-    k: Annotated[int, typer.Option("--k", help="Neighbours per entry; links must be k-reciprocal.")] = 10,
+    k: Annotated[
+        int, typer.Option("--k", min=1, help="Neighbours per entry; links must be k-reciprocal.")
+    ] = 10,
     rebuild: Annotated[bool, typer.Option(help="Cluster every entry again, not only new ones.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     indexes_dir: IndexesOpt = None,
@@ -316,8 +324,8 @@ def cluster(
 @friendly_errors
 def clusters(
     name: Annotated[str, typer.Argument(help="Gallery name or folder.")],
-    min_size: Annotated[int, typer.Option(help="Only clusters with at least this many entries.")] = 1,
-    limit: Annotated[int, typer.Option(help="Show at most this many (biggest first; 0 = all).")] = 20,
+    min_size: Annotated[int, typer.Option(min=1, help="Only clusters with at least this many entries.")] = 1,
+    limit: Annotated[int, typer.Option(min=0, help="Show at most this many (biggest first; 0 = all).")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     indexes_dir: IndexesOpt = None,
 ) -> None:

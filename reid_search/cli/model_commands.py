@@ -52,7 +52,7 @@ def train(
         str | None,
         typer.Option(help="HEIGHTxWIDTH of the tower's input [default: 256x128 for seed, else 128x64]."),
     ] = None,
-    embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 256,
+    embedding_dim: Annotated[int, typer.Option(min=1, help="Embedding size.")] = 256,
     backbone_weights: Annotated[
         str | None,
         typer.Option(
@@ -296,7 +296,9 @@ def adapt(
     data: Annotated[Path, typer.Argument(help="Images of the cameras to adapt to (any folder, no labels).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The adapted model (.keras) to write.")],
     model: ModelOpt = None,
-    max_images: Annotated[int, typer.Option(help="Use at most this many images (evenly spread).")] = 2000,
+    max_images: Annotated[
+        int, typer.Option(min=1, help="Use at most this many images (evenly spread).")
+    ] = 2000,
 ) -> None:
     """Re-estimate the model's batch-norm statistics on DATA's images (AdaBN): index and query
     those cameras with the adapted model (--model OUT)."""
@@ -316,7 +318,7 @@ def embed(
     data: Annotated[Path, typer.Argument(help="Folder of images (any depth, any layout).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Vectors file to write (.npz).")],
     model: ModelOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 64,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     ray_actors: RayActorsOpt = None,
@@ -344,7 +346,7 @@ def records(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the shards, label map and summary.")],
     val_fraction: Annotated[float, typer.Option(help="Share of identities held out for validation.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the identity split.")] = 0,
-    shards: Annotated[int, typer.Option(help="Shards per split.")] = 4,
+    shards: Annotated[int, typer.Option(min=1, help="Shards per split.")] = 4,
     split: Annotated[
         list[str] | None, typer.Option(help="Split folder(s) to use instead of the train split.")
     ] = None,

@@ -146,7 +146,9 @@ def export_clip_command(
     index_name: Annotated[
         str | None, typer.Option("--index", "-i", help="Gallery name or folder [default: the only one].")
     ] = None,
-    seconds: Annotated[float, typer.Option(help="Clip: seconds of video either side of the match.")] = 2.0,
+    seconds: Annotated[
+        float, typer.Option(min=0, help="Clip: seconds of video either side of the match.")
+    ] = 2.0,
     indexes_dir: IndexesOpt = None,
 ) -> None:
     """A gallery entry cut from video, shown where it was filmed: its frame (box drawn) or a clip."""
@@ -204,10 +206,10 @@ def evaluate(
         list[int] | None, typer.Option(help="Cross-camera: gallery only from this camera (repeatable).")
     ] = None,
     frames_per_tracklet: Annotated[
-        int, typer.Option(help="Tracklet level: frames pooled per tracklet at most.")
+        int, typer.Option(min=1, help="Tracklet level: frames pooled per tracklet at most.")
     ] = 32,
     single_shot_draws: Annotated[
-        int, typer.Option(help="Single-shot rank-1: draws of one gallery item per person (0 = off).")
+        int, typer.Option(min=0, help="Single-shot rank-1: draws of one gallery item per person (0 = off).")
     ] = 10,
     rerank: Annotated[
         bool, typer.Option(help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3) before scoring.")
@@ -265,8 +267,8 @@ def evaluate(
 @app.command()
 @friendly_errors
 def demo(
-    people: Annotated[int, typer.Option(help="Synthetic identities.")] = 40,
-    cameras: Annotated[int, typer.Option(help="Synthetic cameras.")] = 3,
+    people: Annotated[int, typer.Option(min=2, help="Synthetic identities.")] = 40,
+    cameras: Annotated[int, typer.Option(min=2, help="Synthetic cameras.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 0,
     model: ModelOpt = None,
     indexes_dir: IndexesOpt = None,

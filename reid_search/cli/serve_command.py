@@ -27,9 +27,9 @@ def serve(
         str | None,
         typer.Option(envvar="REID_SEARCH_TOKEN", help="Require this token on every API call."),
     ] = None,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest image accepted, in MB.")] = 8.0,
+    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest image accepted, in MB.")] = 8.0,
     max_request_mp: Annotated[
-        float, typer.Option(help="Most pixels of all images of one request, in megapixels.")
+        float, typer.Option(min=0.01, help="Most pixels of all images of one request, in megapixels.")
     ] = 40.0,
     workers: Annotated[
         int,

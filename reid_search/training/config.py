@@ -91,6 +91,7 @@ class TrainConfig:
             raise TrainingError(f"unknown or no loss {sorted(unknown)}; known: {', '.join(LOSSES)}")
         if not self.data:
             raise TrainingError("no training data given")
+        _check_ranges(self)
         if {"distill", "regress"} & set(self.losses) and not self.teacher_targets:
             raise TrainingError("the distill and regress losses need --teacher-targets FILE.npz")
         if self.unlabelled and not {"distill", "regress"} & set(self.losses):
@@ -110,6 +111,40 @@ class TrainConfig:
         from ..embedding.tower import check_tower
 
         check_tower(self.tower)
+
+
+PAIR_LOSSES = ("triplet", "contrastive", "pair")  # losses that need two images of a person in a batch
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """Refuse numbers no run can use (one :class:`TrainingError` naming the option).
+
+    >>> _check_ranges(TrainConfig(data=["d"], out="o", val_fraction=1.0))
+    Traceback (most recent call last):
+    ...
+    reid_search.training.config.TrainingError: --val-fraction 1: must be at least 0 and below 1
+    """
+    rules = [  # (option, value, allowed, what allowed means)
+        ("--epochs", config.epochs, config.epochs >= 1, "must be at least 1"),
+        ("--p", config.p, config.p >= 2, "must be at least 2 (people to tell apart in a batch)"),
+        ("--k", config.k, config.k >= (2 if set(PAIR_LOSSES) & set(config.losses) else 1),
+         f"must be at least 2 with the {'/'.join(PAIR_LOSSES)} losses (a person's images to pull together)"),
+        ("--lr", config.lr, config.lr > 0, "must be above 0"),
+        ("--weight-decay", config.weight_decay, config.weight_decay >= 0, "must be at least 0"),
+        ("--warmup-epochs", config.warmup_epochs, config.warmup_epochs >= 0, "must be at least 0"),
+        ("--val-fraction", config.val_fraction, 0 <= config.val_fraction < 1,
+         "must be at least 0 and below 1"),
+        ("--label-smoothing", config.label_smoothing, 0 <= config.label_smoothing < 1,
+         "must be at least 0 and below 1"),
+        ("--freeze-blocks", config.freeze_blocks, config.freeze_blocks >= 0, "must be at least 0"),
+        ("--cached-views", config.cached_views, config.cached_views >= 0, "must be at least 0"),
+        ("--mixstyle", config.mixstyle, 0 <= config.mixstyle <= 1, "is a probability, from 0 to 1"),
+        ("--steps-per-epoch", config.steps_per_epoch or 1, (config.steps_per_epoch or 1) >= 1,
+         "must be at least 1"),
+    ]  # fmt: skip
+    for option, value, allowed, rule in rules:
+        if not allowed:
+            raise TrainingError(f"{option} {value:g}: {rule}")
 
 
 def _refuse_repeats(folders: list[str]) -> None:

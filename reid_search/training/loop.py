@@ -395,12 +395,15 @@ def train(config: TrainConfig, resume: bool = False, log=print, epochs: int | No
         config = TrainConfig.from_dict(json.loads(config_file.read_text()))
         if epochs is not None and epochs != config.epochs:
             config.epochs = epochs
+            config.validate()
             write_json_atomic(config_file, config.to_dict())
     elif (out / "checkpoints").exists():
         raise TrainingError(f"{out}: a run is already there; use --resume or another --out")
     else:
         config.validate()
     data = load_training_data(config)
+    if data.n_classes < config.p:
+        raise TrainingError(f"--p {config.p} identities per batch, but the data has only {data.n_classes}")
     teacher = load_teacher_targets(config.teacher_targets, data) if config.teacher_targets else None
     if not resume:
         config.command = config.command or train_command(config)
