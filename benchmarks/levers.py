@@ -203,6 +203,9 @@ def write_row_teacher(runs: Path, row: str) -> Path:
     return out
 
 
+IMAGE_FIELDS = ("data", "unlabelled", "named_crops", "val_fraction", "seed")  # which images train
+
+
 def borrow_cached_views(config: TrainConfig, runs: Path) -> None:
     """Hard-link the cached views of another lever with the same images, frozen part and augmentation.
 
@@ -226,9 +229,6 @@ def borrow_cached_views(config: TrainConfig, runs: Path) -> None:
         for name in ("views.npy", "views.json"):  # the key last: it vouches for the array
             (folder / name).hardlink_to(key_file.parent / name)
         return
-
-
-IMAGE_FIELDS = ("data", "unlabelled", "named_crops", "val_fraction", "seed")  # which images train
 
 
 def _by_tail(path: str | None) -> tuple[str, ...] | None:

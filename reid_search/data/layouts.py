@@ -40,10 +40,10 @@ from ..errors import InputError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 KIND_IDENTITY = "identity"
-TRAIN_SPLITS = ("bbox_train", "bounding_box_train")  # the train split's folder in MARS / Market-1501
 KIND_DISTRACTOR = "distractor"
 KIND_JUNK = "junk"
 KIND_UNLABELLED = "unlabelled"  # a crop whose person nobody has said
+TRAIN_SPLITS = ("bbox_train", "bounding_box_train")  # the train split's folder in MARS / Market-1501
 
 MARS_NAME = re.compile(r"^(?P<person>\d{4}|00-1)C(?P<cam>\d)T(?P<tracklet>\d{4})F(?P<frame>\d{3,})$")
 MARKET_NAME = re.compile(r"^(?P<person>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d)_(?P<frame>\d{6})_(?P<box>\d{2})$")

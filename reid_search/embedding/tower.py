@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 import keras
 
 from ..errors import InputError
+from .layers import GeneralizedMeanPooling
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -119,26 +120,21 @@ def _mobilenetv2_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.Ke
         base.load_weights(weights)
     if config.ibn_blocks:
         base = _with_instance_batch_norm(base, config.ibn_blocks)
-    return POOLINGS[config.pooling]()(base(x))
+    name, pooling = POOLINGS[config.pooling]
+    return pooling(name=name)(base(x))
 
 
-def _gem_pooling() -> keras.layers.Layer:
-    from .layers import GeneralizedMeanPooling
-
-    return GeneralizedMeanPooling(p=3.0, name="gem")
-
-
-# how a block tower's last feature map becomes one vector (each layer named for pooling_layer)
+# how a block tower's last feature map becomes one vector: name -> (the layer's name in a tower, class)
 POOLINGS = {
-    "avg": lambda: keras.layers.GlobalAveragePooling2D(name="gap"),
-    "gem": _gem_pooling,
+    "avg": ("gap", keras.layers.GlobalAveragePooling2D),
+    "gem": ("gem", GeneralizedMeanPooling),
 }
 
 
 def pooling_layer(tower: keras.Model) -> keras.layers.Layer:
     """The layer of ``tower`` that pools its backbone's feature map (any of :data:`POOLINGS`)."""
-    names = {layer.name: layer for layer in tower.layers}
-    return next(names[name] for name in ("gap", "gem") if name in names)
+    names = {layer.name for layer in tower.layers}
+    return tower.get_layer(next(name for name, _ in POOLINGS.values() if name in names))
 
 
 def _with_instance_batch_norm(base: keras.Model, blocks: int) -> keras.Model:
