@@ -16,6 +16,8 @@ the DIR/FAR curve as the accept level sweeps (``open_set_curves.png``). ``best_D
 highest DIR any threshold on the best cosine reaches at FAR <= 10%, that threshold chosen on
 the test set itself (an upper bound for any rule on that score: what the embedding allows);
 ``--peer`` measures the same bound for the peers (e.g. the teacher, retail-0277).
+``rule_by_gallery_share``: the rule's DIR / FAR with 30%, 60% and 90% of the people in the
+gallery (a rule a user can trust keeps its false alarms as the gallery grows).
 
     python benchmarks/open_set.py [--model PATH] [--peer retail-0277 --peer osnet_x0_25] [--out FILE.json]
 
@@ -34,7 +36,7 @@ from _common import DATA, DEFAULT_MODEL, PEER_CARDS, REPO, RESULTS, write_json
 from reid_search.data.layouts import KIND_IDENTITY, scan_dataset
 from reid_search.embedding.embedder import Embedder
 from reid_search.search.figures import pyplot, save_figure
-from reid_search.training.open_set import OpenSetRule, best_dir_at_far, curve, simulate
+from reid_search.training.open_set import GALLERY_SHARES, OpenSetRule, best_dir_at_far, curve, simulate
 
 TEST_SETS = {  # name: (folder, split or None, query camera or None)
     "cuhk03-mars bbox_test": (DATA / "cuhk03-mars" / "bbox_test", None, 1),
@@ -90,8 +92,14 @@ def main() -> None:
     threshold = embedder.card.threshold
     rows, curves = [], {}
     for name, (folder, split, query_camera) in TEST_SETS.items():
-        samples = simulate(*embedded(embedder, folder, split), query_camera=query_camera)
+        vectors, persons, cameras = embedded(embedder, folder, split)
+        samples = simulate(vectors, persons, cameras, query_camera=query_camera)
         dir_rule, far_rule = samples.rates(rule.confidences(samples) >= rule.accept)
+        by_share = {}  # the rule on smaller and larger galleries: do its false alarms hold?
+        for share in GALLERY_SHARES:
+            other = simulate(vectors, persons, cameras, present_share=share, query_camera=query_camera)
+            d, f = other.rates(rule.confidences(other) >= rule.accept)
+            by_share[f"{share:g}"] = {"DIR": round(d, 4), "FAR": round(f, 4)}
         dir_thr, far_thr = samples.rates(samples.score >= threshold)
         present = samples.present
         row = {
@@ -104,6 +112,7 @@ def main() -> None:
             "threshold_DIR": round(dir_thr, 4),
             "threshold_FAR": round(far_thr, 4),
             "best_DIR": best_dir_at_far(samples, REQUIRED[2]),
+            "rule_by_gallery_share": by_share,
         }
         rows.append(row)
         curves[name] = curve(samples, rule)
@@ -111,7 +120,8 @@ def main() -> None:
             f"{name:<24} top-1 {100 * row['top1']:5.1f}%  "
             f"rule: DIR {100 * dir_rule:5.1f}% FAR {100 * far_rule:5.1f}%  | pairwise threshold "
             f"{threshold}: DIR {100 * dir_thr:5.1f}% FAR {100 * far_thr:5.1f}% | best DIR at FAR "
-            f"<= {REQUIRED[2]:.0%}: {100 * row['best_DIR']['DIR']:5.1f}%"
+            f"<= {REQUIRED[2]:.0%}: {100 * row['best_DIR']['DIR']:5.1f}% | rule FAR by gallery share "
+            + " ".join(f"{k}: {100 * v['FAR']:.1f}%" for k, v in by_share.items())
         )
     test_set, need_dir, max_far = REQUIRED
     req = next(r for r in rows if r["test_set"] == test_set)

@@ -120,9 +120,9 @@ def test_own_unlabelled_crops_answer_who_is_there_and_who_is_not(cuhk_test, tmp_
         f"top-1 {np.mean(top1):.2f}"
     )
     # the default model with its card's open-set rule (accept level at 10% false alarms on
-    # held-out training identities): top-1 0.84, present found 0.66, absent flagged 0.90
-    # measured; across cuhk03's two cameras present people are missed more often than
-    # absent ones are called present
+    # held-out training identities, galleries of 30-90% of their people): top-1 0.80,
+    # present found 0.52, absent flagged 0.98 measured; across cuhk03's two cameras present
+    # people are missed more often than absent ones are called present
     assert np.mean(top1) >= 0.7
-    assert np.mean(said_present) >= 0.5
-    assert 1 - np.mean(said_absent) >= 0.7
+    assert np.mean(said_present) >= 0.4
+    assert 1 - np.mean(said_absent) >= 0.85

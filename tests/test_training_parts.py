@@ -236,3 +236,27 @@ def test_mixstyle_needs_cached_views():
 
     with pytest.raises(TrainingError, match="--cached-views"):
         TrainConfig(data=["x"], out="y", mixstyle=0.5).validate()
+
+
+def test_open_set_rule_keeps_its_false_alarms_across_gallery_sizes():
+    """A bigger gallery holds closer look-alikes: absent people's best cosine rises with it
+    while their margin over the gallery's background does not. Fitted on galleries of three
+    sizes, the rule must keep each one's false alarms near the target, not only their pool's
+    (a likelihood fit on the pool let the smallest gallery through at 24%)."""
+    from reid_search.training.open_set import OpenSetSamples, fit_rule
+
+    rng = np.random.default_rng(1)
+
+    def gallery(look_alike_rise: float, n: int = 300) -> OpenSetSamples:
+        present = np.arange(2 * n) < n  # every present person's best answer is right
+        margin = np.where(present, rng.normal(0.25, 0.06, 2 * n), rng.normal(0.12, 0.06, 2 * n))
+        background = 0.35 + np.where(present, 0.0, look_alike_rise) + rng.normal(0, 0.03, 2 * n)
+        return OpenSetSamples(background + margin, margin, np.ones(2 * n, bool), present)
+
+    galleries = [gallery(rise) for rise in (0.0, 0.08, 0.16)]
+    rule = fit_rule(galleries, false_alarm=0.10)
+    rates = [g.rates(rule.confidences(g) >= rule.accept) for g in galleries]
+    pooled = OpenSetSamples.concat(galleries)
+    assert pooled.rates(rule.confidences(pooled) >= rule.accept)[1] <= 0.10
+    assert max(far for _, far in rates) <= 0.15
+    assert min(dir_ for dir_, _ in rates) >= 0.7  # and still finds most present people

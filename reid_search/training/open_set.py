@@ -8,6 +8,15 @@ to a confidence in ``[0, 1]`` with a logistic curve fitted on simulated open-set
 of held-out identities, and accepts an answer when its confidence reaches ``accept``, a
 level chosen for a target false-alarm rate (an absent person accepted).
 
+How much the margin counts against the score is chosen for false alarms that hold when the
+gallery changes, not for the best fit on one gallery: a bigger gallery holds more look-alikes
+(the best cosine of an absent person rises with its size) and a new domain shifts every
+cosine (on construction-site CCTV, where helmets and vests make everyone alike, a rule on
+the score alone accepted 75% of absent people). :func:`fit_rule` takes the simulated
+queries in groups (each dataset at several gallery sizes) and picks, among
+``MARGIN_WEIGHTS``, the mix ``score + weight * margin`` whose worst group false-alarm rate
+at the pooled accept level is lowest.
+
 The measure (Jain & Li's open-set identification): over queries of people in the gallery,
 the detection-and-identification rate DIR = the best answer is right **and** accepted; over
 queries of people not in it, the false-alarm rate FAR = the best answer is accepted.
@@ -22,12 +31,14 @@ Usage::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 BACKGROUND_RANKS = (20, 50)  # entries ranked 20..49 (0-based 19..48) are the query's background
+MARGIN_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0)  # margin against score, tried in turn
+GALLERY_SHARES = (0.3, 0.6, 0.9)  # gallery sizes simulated for the rule: shares of the people in it
 
 
 def background_similarity(sorted_sims: np.ndarray) -> float:
@@ -145,28 +156,63 @@ def simulate(
     return OpenSetSamples.concat(out)
 
 
-def fit_rule(samples: OpenSetSamples, false_alarm: float = 0.10, description: str = "") -> OpenSetRule:
-    """Fit the logistic confidence (target: best answer right and person present) and choose
-    ``accept`` as the lowest confidence whose false-alarm rate is at most ``false_alarm``."""
-    x = np.stack([samples.score, samples.margin, np.ones_like(samples.score)], axis=1).astype(float)
-    y = (samples.correct & samples.present).astype(float)
-    w = np.zeros(3)
-    for _ in range(50):  # Newton's method (IRLS) with a little ridge for stability
-        p = 1 / (1 + np.exp(-(x @ w)))
-        grad = x.T @ (p - y) + 1e-3 * w
-        hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-3 * np.eye(3)
+def fit_rule(
+    groups: Sequence[OpenSetSamples], false_alarm: float = 0.10, description: str = ""
+) -> OpenSetRule:
+    """The open-set rule from simulated queries in ``groups`` (e.g. each dataset at each gallery
+    size): the evidence ``score + w * margin`` with the ``w`` of ``MARGIN_WEIGHTS`` whose worst
+    group false-alarm rate is lowest at the level that accepts ``false_alarm`` of all absent
+    people (ties: the smaller ``w``), a logistic confidence of it (target: best answer right and
+    person present) and ``accept``, the lowest confidence with pooled false alarms <= ``false_alarm``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> def group(shift):  # 200 present people (all answered right) and 200 absent ones
+    ...     margin = np.r_[rng.normal(0.3, 0.05, 200), rng.normal(0.1, 0.05, 200)]
+    ...     score = margin + shift + rng.normal(0, 0.02, 400)  # the score shifts with the gallery
+    ...     present = np.arange(400) < 200
+    ...     return OpenSetSamples(score, margin, np.ones(400, bool), present)
+    >>> rule = fit_rule([group(0.3), group(0.6)])
+    >>> rule.w_margin > rule.w_score > 0  # the margin holds across both galleries, the score does not
+    True
+    """
+    pooled = OpenSetSamples.concat(groups)
+    best_weight, best_worst = 0.0, math.inf
+    for weight in MARGIN_WEIGHTS:
+        level = _level_at_false_alarm(pooled.score + weight * pooled.margin, pooled.present, false_alarm)
+        worst = max(g.rates(g.score + weight * g.margin >= level)[1] for g in groups)
+        if worst < best_worst - 1e-9:
+            best_weight, best_worst = weight, worst
+    evidence = pooled.score + best_weight * pooled.margin
+    slope, bias = _logistic(evidence, pooled.correct & pooled.present)
+    rule = OpenSetRule(slope, slope * best_weight, bias, 0.5, description)
+    accept = max(0.0, _level_at_false_alarm(rule.confidences(pooled), pooled.present, false_alarm))
+    return OpenSetRule(
+        rule.w_score, rule.w_margin, rule.bias, round(math.ceil(accept * 1e4) / 1e4, 4), description
+    )
+
+
+def _level_at_false_alarm(values: np.ndarray, present: np.ndarray, false_alarm: float) -> float:
+    """The lowest level at which at most ``false_alarm`` of the absent samples' values reach it."""
+    absent = np.sort(values[~present])[::-1]
+    allowed = int(np.floor(false_alarm * len(absent)))
+    return float(np.nextafter(absent[allowed], np.inf)) if allowed < len(absent) else -math.inf
+
+
+def _logistic(x: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """(slope, bias) of the logistic regression of ``target`` on one feature (Newton's method,
+    a little ridge for stability)."""
+    design = np.stack([x, np.ones_like(x)], axis=1).astype(float)
+    y = target.astype(float)
+    w = np.zeros(2)
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-np.clip(design @ w, -60, 60)))
+        grad = design.T @ (p - y) + 1e-3 * w
+        hess = (design * (p * (1 - p))[:, None]).T @ design + 1e-3 * np.eye(2)
         step = np.linalg.solve(hess, grad)
         w -= step
         if np.abs(step).max() < 1e-8:
             break
-    rule = OpenSetRule(float(w[0]), float(w[1]), float(w[2]), 0.5, description)
-    conf = rule.confidences(samples)
-    absent = np.sort(conf[~samples.present])[::-1]
-    allowed = int(np.floor(false_alarm * len(absent)))
-    accept = float(np.nextafter(absent[allowed], np.inf)) if allowed < len(absent) else 0.0
-    return OpenSetRule(
-        rule.w_score, rule.w_margin, rule.bias, round(math.ceil(accept * 1e4) / 1e4, 4), description
-    )
+    return float(w[0]), float(w[1])
 
 
 def best_dir_at_far(samples: OpenSetSamples, max_far: float = 0.10) -> dict[str, float]:
