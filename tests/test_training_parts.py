@@ -178,7 +178,8 @@ def test_calibrate_command_writes_the_threshold_and_rates(tmp_path):
     card = json.loads((tmp_path / "m.card.json").read_text())
     card["fast_runtime"] = None
     (tmp_path / "m.card.json").write_text(json.dumps(card))
-    args = ["calibrate", str(model), str(data), "--far", "0.05", "--val-fraction", "0.5", "--write"]
+    args = ["calibrate", str(model), str(data), "--far", "0.05", "--val-fraction", "0.5", "--write",
+            "--open-set-far", "0.1"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     written = read_card(model)
@@ -186,6 +187,11 @@ def test_calibrate_command_writes_the_threshold_and_rates(tmp_path):
     rates = written.metrics["threshold_rates"]["d"]
     assert rates["false_accept"] <= 0.05 and rates["lookalike_pairs"] > 0
     assert f"threshold {written.threshold:.4f}" in result.output and "look-alike FAR" in result.output
+    # the open-set rule, fitted on galleries of 30%, 60% and 90% of the held-out people
+    open_set = written.metrics["open_set_rates"]["d"]
+    assert set(open_set["FAR_by_gallery_share"]) == {"0.3", "0.6", "0.9"}
+    assert 0 < written.open_set["accept"] < 1 and "gallery sizes" in written.open_set["description"]
+    assert "FAR by share of the people in the gallery" in result.output
 
 
 def crop(upper: tuple[int, int, int], lower: tuple[int, int, int], brightness: float = 1.0) -> np.ndarray:

@@ -248,10 +248,15 @@ def calibrate(
     embedder = Embedder(model)
     if open_set_far is not None:
         rule, per = calibrate_open_set(embedder, [str(d) for d in data], open_set_far, val_fraction, seed)
-        typer.echo(f"open-set accept level {rule.accept:.4f}: {rule.description}")
+        typer.echo(
+            f"open-set accept level {rule.accept:.4f} (margin weight {rule.margin_weight:g}): "
+            f"{rule.description}"
+        )
         for name, rates in per.items():
+            by_share = " ".join(f"{share}: {far:.3f}" for share, far in rates["FAR_by_gallery_share"].items())
             typer.echo(
-                f"  {name:<24} DIR {rates['DIR']:.3f}  FAR {rates['FAR']:.3f}  ({rates['queries']} queries)"
+                f"  {name:<24} DIR {rates['DIR']:.3f}  FAR {rates['FAR']:.3f}  ({rates['queries']} queries; "
+                f"FAR by share of the people in the gallery {by_share})"
             )
         if write:
             for card in write_open_set(model, rule, per):

@@ -74,6 +74,11 @@ class OpenSetRule:
         z = self.w_score * samples.score + self.w_margin * samples.margin + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
 
+    @property
+    def margin_weight(self) -> float:
+        """How much the margin counts against the cosine (``w`` in ``cosine + w * margin``)."""
+        return round(self.w_margin / self.w_score, 4) if self.w_score else math.inf
+
     def accepts(self, score: float, margin: float) -> bool:
         return self.confidence(score, margin) >= self.accept
 
