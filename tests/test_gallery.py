@@ -274,3 +274,39 @@ def test_a_gallery_written_before_this_change_still_opens_and_scores(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n_gallery"] > 0
+
+
+def test_the_open_set_background_counts_each_tracklet_once(tmp_path):
+    """A gallery cut from video holds many frames of each visit. The query's background (the
+    people it merely resembles) must count each tracklet once: counted frame by frame, the
+    right person's own 30 frames filled it and every answer looked unsure."""
+    from types import SimpleNamespace
+
+    from reid_search.search.query import answer_vector
+    from reid_search.training.open_set import OpenSetRule
+
+    rng = np.random.default_rng(0)
+    dim, people, frames = 32, 80, 30
+    centres = rng.normal(size=(people, dim))
+    vectors = np.repeat(centres, frames, axis=0) + 0.1 * rng.normal(size=(people * frames, dim))
+    rows = [
+        dict(faiss_id=i, unit_key=f"u{i}", signature="", path=f"t{i // frames}_{i % frames}.jpg",
+             person=None, kind="identity", camera=1, tracklet=i // frames + 1, frame=i % frames, n_frames=1)
+        for i in range(people * frames)
+    ]  # fmt: skip
+    gallery = Gallery.create(
+        tmp_path / "g", {"sha256": "0" * 64, "name": "sim", "embedding_dim": dim}, "image", None
+    )
+    gallery.add_units(
+        rows, (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype("float32"), [], []
+    )
+    query = centres[0] + 0.6 * rng.normal(size=dim)
+    query = (query / np.linalg.norm(query)).astype("float32")
+    rule = OpenSetRule(w_score=10.0, w_margin=15.0, bias=-12.0, accept=0.5)  # needs a clear margin
+    card = SimpleNamespace(threshold=None, open_set=rule.to_dict())
+    result = answer_vector(gallery, query, ["q.jpg"], card=card)
+    best = result.identities[0]
+    assert best.matches[0].tracklet == 1 and best.similarity > 0.6
+    assert result.open_set["background"] < 0.4  # other people's tracklets, not the right one's frames
+    assert best.match and result.in_gallery
+    gallery.close()

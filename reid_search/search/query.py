@@ -30,7 +30,7 @@ from ..data.layouts import parse_any_name
 from ..embedding.embedder import Embedder, pool_tracklet
 from ..gallery import EntryFilter, Gallery, GalleryError
 from ..gallery.clusters import cluster_summary
-from ..training.open_set import OpenSetRule, background_similarity
+from ..training.open_set import BACKGROUND_RANKS, OpenSetRule, background_similarity
 from .figures import pyplot, save_figure
 from .rerank import RerankConfig, rerank_similarities
 
@@ -39,6 +39,7 @@ RERANK_SHORTLIST_MAX = 2000
 INT64_MAX = 2**63 - 1
 MAX_TOP_K = 1000
 MAX_MATCHES = 100  # entries re-ranked per query: memory about 12 x this^2 bytes
+BACKGROUND_FETCH_MAX = 4096  # entries fetched at most to find the sightings of the query's background
 
 
 @dataclass
@@ -73,6 +74,21 @@ class GalleryMatch:
         if self.tracklet is not None:
             return ("tracklet", self.tracklet)
         return ("entry", self.faiss_id)
+
+
+def sighting(row: dict[str, Any]) -> tuple:
+    """One sighting of someone: the tracklet (frames of one visit to one camera) an entry
+    belongs to, else the entry itself. The query's background counts each sighting once, so a
+    gallery of 60-frame tracklets has the same background as one of single crops.
+
+    >>> sighting({"faiss_id": 7, "person": None, "camera": 2, "tracklet": 3})
+    ('tracklet', None, 2, 3)
+    >>> sighting({"faiss_id": 7, "person": None, "camera": 2, "tracklet": None})
+    ('entry', 7)
+    """
+    if row["tracklet"] is not None:
+        return ("tracklet", row["person"], row["camera"], row["tracklet"])
+    return ("entry", row["faiss_id"])
 
 
 @dataclass
@@ -225,11 +241,13 @@ def rank_identities(
     neighbourhoods) and scores become re-ranked similarities (1 - re-ranked distance).
 
     Also returns the query's background similarity (:func:`.open_set.background_similarity`
-    of the cosines of the entries fetched).
+    of the best cosine of each :func:`sighting` fetched; without re-ranking the search goes
+    deeper, up to ``BACKGROUND_FETCH_MAX`` entries, until it holds the background's sightings).
     """
     if gallery.size == 0:
         return [], 0.0
     limit = gallery.size if rerank is None else min(gallery.size, RERANK_SHORTLIST_MAX)
+    background_limit = limit if rerank is not None else min(limit, BACKGROUND_FETCH_MAX)
     fetch = min(limit, max(64, top_k * matches_per_identity * 8))
     while True:
         sims, ids = gallery.search(query_vector, fetch, where)
@@ -248,11 +266,16 @@ def rank_identities(
                 continue
             match = GalleryMatch.from_row(row, sim)
             grouped.setdefault(match.group, []).append(match)
-        if len(grouped) >= top_k or fetch >= limit:
+        sightings: dict[tuple, float] = {}
+        for faiss_id, sim in hits:
+            key = sighting(rows[faiss_id])
+            sightings[key] = max(sim, sightings.get(key, -math.inf))
+        background_found = len(sightings) >= BACKGROUND_RANKS[1] or fetch >= background_limit
+        if (len(grouped) >= top_k and background_found) or fetch >= limit:
             break
         fetch = min(limit, fetch * 4)
     ranked = sorted(grouped.values(), key=lambda matches: -order[matches[0].faiss_id])[:top_k]
-    background = background_similarity(np.sort([s for _, s in hits])[::-1])
+    background = background_similarity(np.sort(list(sightings.values()))[::-1])
     return [
         IdentityHit(r, matches[0].person, order[matches[0].faiss_id], matches[:matches_per_identity])
         for r, matches in enumerate(ranked, start=1)

@@ -2,8 +2,10 @@
 
 A gallery search always has a best answer; the question is whether to believe it. The
 evidence is the best answer's cosine ``s`` and how far it stands above the gallery's
-background for this query (``s - b``, with ``b`` the mean similarity of the entries ranked
-``BACKGROUND_RANKS``: people the query merely resembles). A :class:`OpenSetRule` maps both
+background for this query (``s - b``, with ``b`` the mean similarity of the sightings ranked
+``BACKGROUND_RANKS``: people the query merely resembles; the query path counts a tracklet
+once, by its best frame, and each entry without one; the simulation's galleries are single
+crops). A :class:`OpenSetRule` maps both
 to a confidence in ``[0, 1]`` with a logistic curve fitted on simulated open-set queries
 of held-out identities, and accepts an answer when its confidence reaches ``accept``, a
 level chosen for a target false-alarm rate (an absent person accepted).
