@@ -21,6 +21,10 @@ class InputError(ReidSearchError, ValueError):
     """An argument, option or file content the project cannot use (also a ``ValueError``)."""
 
 
+class TrainingError(InputError):
+    """A training setting, dataset or teacher file that cannot be used."""
+
+
 class UnavailableError(ReidSearchError):
     """Something outside the project that a command needs cannot be reached or started (a
     Ray cluster, a busy machine's time-out): not the user's input and not a bug."""

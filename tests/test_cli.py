@@ -216,3 +216,13 @@ def test_query_stderr_is_quiet_unless_verbose(mars_samples, tmp_path):
     assert quiet.stderr == ""
     loud = cli("--verbose", "query", str(crops / "1.jpg"), "-k", "2")
     assert loud.returncode == 0 and "TensorFlow Lite" in loud.stderr
+    # calibrate ran the fast runtime but imported TensorFlow on the way (its start-up lines)
+    from reid_search.data.synthetic import generate_dataset
+
+    people = generate_dataset(
+        tmp_path / "people", n_people=12, n_cameras=2, frames_per_tracklet=2, split="bbox_train"
+    )
+    default = REPO / "reid_search" / "models" / "default.keras"  # without --write: read only
+    calibrated = cli("calibrate", str(default), str(people), "--far", "0.05", "--val-fraction", "0.5")
+    assert calibrated.returncode == 0 and "threshold" in calibrated.stdout
+    assert calibrated.stderr == ""

@@ -278,8 +278,9 @@ def test_a_gallery_written_before_this_change_still_opens_and_scores(tmp_path):
 
 def test_the_open_set_background_counts_each_tracklet_once(tmp_path):
     """A gallery cut from video holds many frames of each visit. The query's background (the
-    people it merely resembles) must count each tracklet once: counted frame by frame, the
-    right person's own 30 frames filled it and every answer looked unsure."""
+    people it merely resembles) must count each tracklet once, under the card's rule for
+    tracklet galleries: counted frame by frame, the right person's own 30 frames filled it and
+    every answer looked unsure."""
     from types import SimpleNamespace
 
     from reid_search.search.query import answer_vector
@@ -303,10 +304,16 @@ def test_the_open_set_background_counts_each_tracklet_once(tmp_path):
     query = centres[0] + 0.6 * rng.normal(size=dim)
     query = (query / np.linalg.norm(query)).astype("float32")
     rule = OpenSetRule(w_score=10.0, w_margin=15.0, bias=-12.0, accept=0.5)  # needs a clear margin
-    card = SimpleNamespace(threshold=None, open_set=rule.to_dict())
+    card = SimpleNamespace(threshold=None, open_set={**rule.to_dict(), "tracklets": rule.to_dict()})
     result = answer_vector(gallery, query, ["q.jpg"], card=card)
     best = result.identities[0]
     assert best.matches[0].tracklet == 1 and best.similarity > 0.6
+    assert result.open_set["counted"] == "tracklets"
     assert result.open_set["background"] < 0.4  # other people's tracklets, not the right one's frames
     assert best.match and result.in_gallery
+    # a card calibrated before tracklet rules existed keeps counting entries, as it was fitted
+    older = answer_vector(
+        gallery, query, ["q.jpg"], card=SimpleNamespace(threshold=None, open_set=rule.to_dict())
+    )
+    assert older.open_set["counted"] == "entries" and older.open_set["background"] > 0.5
     gallery.close()

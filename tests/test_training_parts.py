@@ -191,6 +191,9 @@ def test_calibrate_command_writes_the_threshold_and_rates(tmp_path):
     open_set = written.metrics["open_set_rates"]["d"]
     assert set(open_set["FAR_by_gallery_share"]) == {"0.3", "0.6", "0.9"}
     assert 0 < written.open_set["accept"] < 1 and "gallery sizes" in written.open_set["description"]
+    tracklets = written.open_set["tracklets"]  # the rule for galleries whose background counts visits
+    assert 0 < tracklets["accept"] < 1 and "each visit" in tracklets["description"]
+    assert "galleries of tracklets" in result.output
     assert "FAR by share of the people in the gallery" in result.output
 
 
@@ -266,3 +269,35 @@ def test_open_set_rule_keeps_its_false_alarms_across_gallery_sizes():
     assert pooled.rates(rule.confidences(pooled) >= rule.accept)[1] <= 0.10
     assert max(far for _, far in rates) <= 0.15
     assert min(dir_ for dir_, _ in rates) >= 0.7  # and still finds most present people
+
+
+def test_open_set_simulation_counting_visits_does_not_care_how_many_crops_a_visit_has():
+    """A tracklet rule is calibrated on backgrounds that count each visit once: eight frames of
+    a visit must leave the margins where one crop of it puts them (counting crops does not)."""
+    from reid_search.training.open_set import simulate
+
+    rng = np.random.default_rng(2)
+    people, dim = 120, 24
+    centres = rng.normal(size=(people, dim))
+
+    visits = centres.repeat(2, axis=0) + 0.5 * rng.normal(
+        size=(2 * people, dim)
+    )  # each person on cameras 1, 2
+
+    def gallery(frames: int):
+        persons = np.repeat(np.arange(people), 2 * frames)
+        cameras = np.tile(np.repeat([1, 2], frames), people)
+        looks = visits.repeat(frames, axis=0) + 0.05 * rng.normal(
+            size=(len(persons), dim)
+        )  # frames of a visit
+        return looks / np.linalg.norm(looks, axis=1, keepdims=True), persons, cameras
+
+    margins = {}
+    for frames in (1, 8):
+        for counted in ("entries", "tracklets"):
+            samples = simulate(*gallery(frames), repeats=3, query_camera=1, sightings=counted)
+            margins[frames, counted] = samples.margin.mean()
+    assert abs(margins[8, "tracklets"] - margins[1, "tracklets"]) < 0.03
+    assert margins[1, "entries"] - margins[8, "entries"] > 0.05
+    with pytest.raises(ValueError, match="sightings must be"):
+        simulate(*gallery(1), sightings="frames")

@@ -247,7 +247,9 @@ def calibrate(
 
     embedder = Embedder(model)
     if open_set_far is not None:
-        rule, per = calibrate_open_set(embedder, [str(d) for d in data], open_set_far, val_fraction, seed)
+        rule, tracklet_rule, per = calibrate_open_set(
+            embedder, [str(d) for d in data], open_set_far, val_fraction, seed
+        )
         typer.echo(
             f"open-set accept level {rule.accept:.4f} (margin weight {rule.margin_weight:g}): "
             f"{rule.description}"
@@ -258,8 +260,16 @@ def calibrate(
                 f"  {name:<24} DIR {rates['DIR']:.3f}  FAR {rates['FAR']:.3f}  ({rates['queries']} queries; "
                 f"FAR by share of the people in the gallery {by_share})"
             )
+        typer.echo(
+            f"open-set accept level for galleries of tracklets {tracklet_rule.accept:.4f} (margin weight "
+            f"{tracklet_rule.margin_weight:g}): "
+            + ", ".join(
+                f"{name} DIR {r['tracklets']['DIR']:.3f} FAR {r['tracklets']['FAR']:.3f}"
+                for name, r in per.items()
+            )
+        )
         if write:
-            for card in write_open_set(model, rule, per):
+            for card in write_open_set(model, rule, tracklet_rule, per):
                 typer.echo(f"written: {card}")
     result = calibrate_model(embedder, [str(d) for d in data], far, val_fraction, seed)
     typer.echo(f"threshold {result.threshold:.4f}: {result.rule}")

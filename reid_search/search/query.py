@@ -30,7 +30,7 @@ from ..data.layouts import parse_any_name
 from ..embedding.embedder import Embedder, pool_tracklet
 from ..gallery import EntryFilter, Gallery, GalleryError
 from ..gallery.clusters import cluster_summary
-from ..training.open_set import BACKGROUND_RANKS, OpenSetRule, background_similarity
+from ..training.open_set import BACKGROUND_RANKS, ENTRIES, TRACKLETS, OpenSetRule, background_similarity
 from .figures import pyplot, save_figure
 from .rerank import RerankConfig, rerank_similarities
 
@@ -78,8 +78,9 @@ class GalleryMatch:
 
 def sighting(row: dict[str, Any]) -> tuple:
     """One sighting of someone: the tracklet (frames of one visit to one camera) an entry
-    belongs to, else the entry itself. The query's background counts each sighting once, so a
-    gallery of 60-frame tracklets has the same background as one of single crops.
+    belongs to, else the entry itself. In a gallery of tracklets the query's background counts
+    each sighting once (60 frames of the right person's visit are not 60 look-alikes), and the
+    card's tracklet rule, calibrated that way, decides.
 
     >>> sighting({"faiss_id": 7, "person": None, "camera": 2, "tracklet": 3})
     ('tracklet', None, 2, 3)
@@ -89,6 +90,19 @@ def sighting(row: dict[str, Any]) -> tuple:
     if row["tracklet"] is not None:
         return ("tracklet", row["person"], row["camera"], row["tracklet"])
     return ("entry", row["faiss_id"])
+
+
+@dataclass(frozen=True)
+class Background:
+    """How alike the query is to the people it merely resembles (the open-set margin's base).
+
+    ``entries`` counts each fetched entry, ``sightings`` each :func:`sighting` once;
+    ``tracklets`` says whether most fetched entries belong to tracklets.
+    """
+
+    entries: float
+    sightings: float
+    tracklets: bool
 
 
 @dataclass
@@ -229,7 +243,7 @@ def rank_identities(
     where: EntryFilter | None = None,
     exclude_person_camera: tuple[str, int] | None = None,
     rerank: RerankConfig | None = None,
-) -> tuple[list[IdentityHit], float]:
+) -> tuple[list[IdentityHit], Background]:
     """The ``top_k`` identities closest to ``query_vector`` among entries passing ``where``.
 
     ``where`` (cameras, time window) is applied inside the index search; the search goes
@@ -240,12 +254,13 @@ def rank_identities(
     bounded) is k-reciprocal re-ranked (the query and its shortlist form the
     neighbourhoods) and scores become re-ranked similarities (1 - re-ranked distance).
 
-    Also returns the query's background similarity (:func:`.open_set.background_similarity`
-    of the best cosine of each :func:`sighting` fetched; without re-ranking the search goes
-    deeper, up to ``BACKGROUND_FETCH_MAX`` entries, until it holds the background's sightings).
+    Also returns the query's :class:`Background` (:func:`.open_set.background_similarity` of
+    the cosines of the entries fetched, and of the best cosine of each :func:`sighting`; without
+    re-ranking the search goes deeper, up to ``BACKGROUND_FETCH_MAX`` entries, until it holds
+    the background's sightings).
     """
     if gallery.size == 0:
-        return [], 0.0
+        return [], Background(0.0, 0.0, False)
     limit = gallery.size if rerank is None else min(gallery.size, RERANK_SHORTLIST_MAX)
     background_limit = limit if rerank is not None else min(limit, BACKGROUND_FETCH_MAX)
     fetch = min(limit, max(64, top_k * matches_per_identity * 8))
@@ -275,11 +290,28 @@ def rank_identities(
             break
         fetch = min(limit, fetch * 4)
     ranked = sorted(grouped.values(), key=lambda matches: -order[matches[0].faiss_id])[:top_k]
-    background = background_similarity(np.sort(list(sightings.values()))[::-1])
+    in_tracklets = sum(rows[i]["tracklet"] is not None for i, _ in hits)
+    background = Background(
+        background_similarity(np.sort([s for _, s in hits])[::-1]),
+        background_similarity(np.sort(list(sightings.values()))[::-1]),
+        in_tracklets * 2 > len(hits),
+    )
     return [
         IdentityHit(r, matches[0].person, order[matches[0].faiss_id], matches[:matches_per_identity])
         for r, matches in enumerate(ranked, start=1)
     ], background
+
+
+def open_set_rule_for(card, background: Background) -> tuple[OpenSetRule | None, float, str]:
+    """(rule, background value, what it counts) for an answer: the card's tracklet rule with
+    the background of sightings when the answers come in tracklets and the card has that rule
+    (cards calibrated before it have not: their one rule counts entries), else the entry rule."""
+    data = getattr(card, "open_set", None)
+    if background.tracklets:
+        rule = OpenSetRule.from_dict(data, TRACKLETS)
+        if rule is not None:
+            return rule, background.sightings, TRACKLETS
+    return OpenSetRule.from_dict(data), background.entries, ENTRIES
 
 
 def _protocol_exclusion(paths: Sequence[Path]) -> tuple[str, int]:
@@ -352,7 +384,6 @@ def answer_vector(
     """
     options = options or QueryOptions()
     card_threshold = getattr(card, "threshold", None)
-    open_set = OpenSetRule.from_dict(getattr(card, "open_set", None))
     top_k, matches_per_identity, min_score = options.top_k, options.matches, options.min_score
     where, same_camera_rule, rerank = (
         options.entry_filter(),
@@ -364,6 +395,7 @@ def answer_vector(
     hits, background = rank_identities(
         gallery, query_vector, top_k, matches_per_identity, where, exclusion, rerank
     )
+    open_set, base, counted = open_set_rule_for(card, background)
     for hit in hits:
         kind, value = hit.matches[0].group
         if kind == "cluster":
@@ -374,7 +406,7 @@ def answer_vector(
     for hit in hits:
         hit.match = None if threshold is None else hit.similarity >= threshold
         if open_set is not None:
-            hit.confidence = open_set.confidence(hit.similarity, hit.similarity - background)
+            hit.confidence = open_set.confidence(hit.similarity, hit.similarity - base)
             if min_score is None:
                 hit.match = hit.confidence >= open_set.accept
     if open_set is not None and min_score is None:
@@ -391,7 +423,9 @@ def answer_vector(
         asdict(rerank) if rerank else None,
         threshold,
         source,
-        {**open_set.to_dict(), "background": round(background, 4)} if open_set is not None else None,
+        {**open_set.to_dict(), "background": round(base, 4), "counted": counted}
+        if open_set is not None
+        else None,
     )
 
 

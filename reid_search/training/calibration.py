@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import TrainingError
+from ..errors import TrainingError
 
 
 @dataclass(frozen=True)
@@ -164,40 +164,50 @@ def held_out_vectors(
 def calibrate_open_set(
     embedder, datasets: list[str], false_alarm: float = 0.10, val_fraction: float = 0.1, seed: int = 0
 ):
-    """The query's open-set rule for ``embedder`` from simulated open-set queries of the held-out
+    """The query's open-set rules for ``embedder`` from simulated open-set queries of the held-out
     identities of ``datasets`` (each person querying with one crop from another camera against
-    an unlabelled gallery of ``GALLERY_SHARES`` of the people, 10 draws each): (rule, per
-    dataset: DIR / FAR at its level with 60% of the people in the gallery, and the FAR at
-    each gallery share)."""
-    from .open_set import GALLERY_SHARES, fit_rule, simulate
+    an unlabelled gallery of ``GALLERY_SHARES`` of the people, 10 draws each): one for galleries
+    of single crops and one, under ``"tracklets"``, for galleries whose background counts each
+    visit (tracklet) once. Returns (rule, per dataset: DIR / FAR at its level with 60% of the
+    people in the gallery, and the FAR at each gallery share; the tracklet rule's under
+    ``"tracklets"``); ``rule.to_dict()`` plus ``"tracklets"`` is what cards store."""
+    from .open_set import ENTRIES, GALLERY_SHARES, TRACKLETS, fit_rule, simulate
 
-    groups: dict[tuple[str, float], object] = {}
-    for data in datasets:
-        name, vectors, persons, cameras, _ = held_out_vectors(embedder, data, val_fraction, seed)
-        for share in GALLERY_SHARES:
-            groups[name, share] = simulate(vectors, persons, cameras, present_share=share)
-    names = list(dict.fromkeys(name for name, _ in groups))
+    held = [held_out_vectors(embedder, data, val_fraction, seed)[:4] for data in datasets]
+    names = [name for name, *_ in held]
     shares = ", ".join(f"{s:.0%}" for s in GALLERY_SHARES)
-    description = (
-        f"logistic confidence of (best cosine + w * its margin over the query's background), w chosen "
-        f"for the lowest worst false-alarm rate over datasets and gallery sizes; fitted on simulated "
-        f"open-set queries of the held-out identities (val fraction {val_fraction:g}, seed {seed}) of "
-        f"{', '.join(names)} ({sum(len(g.score) for g in groups.values())} queries, {shares} of the "
-        f"people in the gallery); accept level at false-alarm rate {false_alarm:g}"
-    )
-    rule = fit_rule(list(groups.values()), false_alarm, description)
-    per = {}
-    for name in names:
-        rates = {share: groups[name, share].rates(rule.confidences(groups[name, share]) >= rule.accept)
-                 for share in GALLERY_SHARES}  # fmt: skip
-        dir_, far = rates.get(0.6, next(iter(rates.values())))
-        per[name] = {
-            "DIR": dir_,
-            "FAR": far,
-            "queries": len(groups[name, GALLERY_SHARES[0]].score),
-            "FAR_by_gallery_share": {f"{share:g}": round(f, 4) for share, (_, f) in rates.items()},
+    rules, per = {}, {name: {} for name in names}
+    for sightings in (ENTRIES, TRACKLETS):
+        groups = {
+            (name, share): simulate(vectors, persons, cameras, present_share=share, sightings=sightings)
+            for name, vectors, persons, cameras in held
+            for share in GALLERY_SHARES
         }
-    return rule, per
+        counted = "each crop" if sightings == ENTRIES else "each visit (person and camera) once"
+        description = (
+            f"logistic confidence of (best cosine + w * its margin over the query's background, "
+            f"which counts {counted}), w chosen for the lowest worst false-alarm rate over datasets "
+            f"and gallery sizes; fitted on simulated open-set queries of the held-out identities (val "
+            f"fraction {val_fraction:g}, seed {seed}) of {', '.join(names)} "
+            f"({sum(len(g.score) for g in groups.values())} queries, {shares} of the people in the "
+            f"gallery); accept level at false-alarm rate {false_alarm:g}"
+        )
+        rule = rules[sightings] = fit_rule(list(groups.values()), false_alarm, description)
+        for name in names:
+            rates = {share: groups[name, share].rates(rule.confidences(groups[name, share]) >= rule.accept)
+                     for share in GALLERY_SHARES}  # fmt: skip
+            dir_, far = rates.get(0.6, next(iter(rates.values())))
+            entry = {
+                "DIR": dir_,
+                "FAR": far,
+                "queries": len(groups[name, GALLERY_SHARES[0]].score),
+                "FAR_by_gallery_share": {f"{share:g}": round(f, 4) for share, (_, f) in rates.items()},
+            }
+            if sightings == ENTRIES:
+                per[name].update(entry)
+            else:
+                per[name][TRACKLETS] = entry
+    return rules[ENTRIES], rules[TRACKLETS], per
 
 
 def calibrate_model(
@@ -248,11 +258,13 @@ def write_threshold(model_path, calibration: Calibration) -> list:
     )
 
 
-def write_open_set(model_path, rule, per_dataset: dict) -> list:
-    """Store the open-set rule (and its rates per dataset) in the model's card(s)."""
+def write_open_set(model_path, rule, tracklet_rule, per_dataset: dict) -> list:
+    """Store the open-set rules (the tracklet galleries' under ``"tracklets"``) and their rates
+    per dataset in the model's card(s)."""
+    stored = {**rule.to_dict(), "tracklets": tracklet_rule.to_dict()}
     return update_cards(
         model_path,
-        lambda card: {"open_set": rule.to_dict(), "metrics": {**card.metrics, "open_set_rates": per_dataset}},
+        lambda card: {"open_set": stored, "metrics": {**card.metrics, "open_set_rates": per_dataset}},
     )
 
 

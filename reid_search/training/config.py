@@ -16,13 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..embedding.tower import TowerConfig
-from ..errors import InputError
+from ..errors import InputError, TrainingError  # noqa: F401  (TrainingError: re-exported)
 from .augment import AugmentConfig
-
-
-class TrainingError(InputError):
-    """A training setting, dataset or teacher file that cannot be used."""
-
 
 LOSSES = ("pair", "contrastive", "triplet", "id", "distill", "regress")
 BLOCK_TOWERS = ("mobilenetv2", "onnx")  # towers --freeze-blocks / --cached-views understand
@@ -122,7 +117,7 @@ def _check_ranges(config: TrainConfig) -> None:
     >>> _check_ranges(TrainConfig(data=["d"], out="o", val_fraction=1.0))
     Traceback (most recent call last):
     ...
-    reid_search.training.config.TrainingError: --val-fraction 1: must be at least 0 and below 1
+    reid_search.errors.TrainingError: --val-fraction 1: must be at least 0 and below 1
     """
     rules = [  # (option, value, allowed, what allowed means)
         ("--epochs", config.epochs, config.epochs >= 1, "must be at least 1"),

@@ -41,6 +41,7 @@ import numpy as np
 BACKGROUND_RANKS = (20, 50)  # entries ranked 20..49 (0-based 19..48) are the query's background
 MARGIN_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0)  # margin against score, tried in turn
 GALLERY_SHARES = (0.3, 0.6, 0.9)  # gallery sizes simulated for the rule: shares of the people in it
+ENTRIES, TRACKLETS = "entries", "tracklets"  # what a gallery's background counts: each crop, or each visit
 
 
 def background_similarity(sorted_sims: np.ndarray) -> float:
@@ -88,8 +89,15 @@ class OpenSetRule:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> OpenSetRule | None:
-        return cls(**data) if data else None
+    def from_dict(cls, data: dict | None, sightings: str = ENTRIES) -> OpenSetRule | None:
+        """The card's rule for galleries of single crops, or (``sightings="tracklets"``) the one
+        it holds under ``"tracklets"`` for galleries whose entries come in tracklets; None when
+        the card has no such rule."""
+        if data and sightings == TRACKLETS:
+            data = data.get(TRACKLETS)
+        if not data:
+            return None
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -128,11 +136,17 @@ def simulate(
     repeats: int = 10,
     seed: int = 0,
     query_camera: int | None = None,
+    sightings: str = ENTRIES,
 ) -> OpenSetSamples:
     """Open-set queries on labelled, embedded images (unit rows): each repeat keeps a random
     ``present_share`` of the people in the gallery; every person queries once with one image
     (of ``query_camera`` if given, else a random one) against the gallery's entries on the
-    other cameras, each entry answered on its own (an unlabelled gallery)."""
+    other cameras, each entry answered on its own (an unlabelled gallery). The background
+    counts each entry (``sightings="entries"``: a folder of crops) or each person's visit to a
+    camera once, by its best crop (``"tracklets"``: a gallery cut from video, or in MARS
+    naming, whose query path counts each tracklet once)."""
+    if sightings not in (ENTRIES, TRACKLETS):
+        raise ValueError(f"sightings must be {ENTRIES!r} or {TRACKLETS!r}, got {sightings!r}")
     rng = np.random.default_rng(seed)
     people = np.unique(persons)
     sims_all = vectors @ vectors.T
@@ -154,13 +168,23 @@ def simulate(
             sims = sims_all[q, pool]
             order = np.argsort(-sims)
             best = pool[order[0]]
+            counted = sims if sightings == ENTRIES else _best_per_visit(sims, persons[pool], cameras[pool])
             rows.append(
-                (sims[order[0]], sims[order[0]] - background_similarity(sims[order]),
+                (sims[order[0]], sims[order[0]] - background_similarity(np.sort(counted)[::-1]),
                  persons[best] == person, person in present)
             )  # fmt: skip
         arr = list(zip(*rows, strict=True))
         out.append(OpenSetSamples(*(np.array(a) for a in arr)))
     return OpenSetSamples.concat(out)
+
+
+def _best_per_visit(sims: np.ndarray, persons: np.ndarray, cameras: np.ndarray) -> np.ndarray:
+    """The best similarity of each (person, camera): one per visit."""
+    best: dict[tuple, float] = {}
+    for sim, person, camera in zip(sims.tolist(), persons.tolist(), cameras.tolist(), strict=True):
+        key = (person, camera)
+        best[key] = max(sim, best.get(key, -math.inf))
+    return np.array(list(best.values()))
 
 
 def fit_rule(

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .config import TrainingError
+from ..errors import TrainingError
 
 
 class PKSampler:
