@@ -301,3 +301,32 @@ def test_open_set_simulation_counting_visits_does_not_care_how_many_crops_a_visi
     assert margins[1, "entries"] - margins[8, "entries"] > 0.05
     with pytest.raises(ValueError, match="sightings must be"):
         simulate(*gallery(1), sightings="frames")
+
+
+def test_calibrate_refuses_a_split_other_than_the_one_the_model_trained_with(tmp_path):
+    """A model trained with --seed 1 holds out other people than seed 0 would: calibrating it
+    on seed 0's 'held-out' people counted people it learned (a 7% false-reject rate where the
+    honest one is 34%). calibrate reads the split from the card and refuses another."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from reid_search.cli import app
+    from reid_search.data.synthetic import generate_dataset
+    from reid_search.embedding.model_store import DEFAULT_MODEL
+
+    data = generate_dataset(  # a dataset of the name the default trained on (its card: seed 0)
+        tmp_path / "cuhk03-mars", n_people=40, n_cameras=2, frames_per_tracklet=2, seed=4, split="bbox_train"
+    )
+    model = tmp_path / "m.keras"
+    shutil.copyfile(DEFAULT_MODEL, model)
+    card = json.loads(DEFAULT_MODEL.with_name("default.card.json").read_text())
+    (tmp_path / "m.card.json").write_text(json.dumps({**card, "fast_runtime": None}))
+    before = (tmp_path / "m.card.json").read_text()
+    refused = CliRunner().invoke(app, ["calibrate", str(model), str(data), "--seed", "1", "--write"])
+    assert refused.exit_code != 0 and "cuhk03-mars: the model trained on it" in refused.output
+    assert "--seed 0" in refused.output and (tmp_path / "m.card.json").read_text() == before
+    split = json.loads(before)["training"]["config"]
+    assert (split["val_fraction"], split["seed"]) == (0.1, 0)
+    assert CliRunner().invoke(app, ["calibrate", str(model), str(data), "--far", "0.1"]).exit_code == 0

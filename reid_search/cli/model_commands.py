@@ -230,8 +230,13 @@ def calibrate(
     far: Annotated[
         float | None, typer.Option(help="Target false-accept rate (e.g. 0.01) [default: equal error rate].")
     ] = None,
-    val_fraction: Annotated[float, typer.Option(help="Held-out share of identities, as in train.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Identity split seed, as in train.")] = 0,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(help="Held-out share of identities [default: the model's training split's, else 0.1]."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Identity split seed [default: the model's training seed, else 0].")
+    ] = None,
     open_set_far: Annotated[
         float | None,
         typer.Option(
@@ -243,9 +248,16 @@ def calibrate(
 ) -> None:
     """Choose the same-person threshold on held-out identities; print its error rates per dataset."""
     from ..embedding.embedder import Embedder
-    from ..training.calibration import calibrate_model, calibrate_open_set, write_open_set, write_threshold
+    from ..training.calibration import (
+        calibrate_model,
+        calibrate_open_set,
+        held_out_split,
+        write_open_set,
+        write_threshold,
+    )
 
     embedder = Embedder(model)
+    val_fraction, seed = held_out_split(embedder.card, [str(d) for d in data], val_fraction, seed)
     if open_set_far is not None:
         rule, tracklet_rule, per = calibrate_open_set(
             embedder, [str(d) for d in data], open_set_far, val_fraction, seed

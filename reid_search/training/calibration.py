@@ -140,6 +140,43 @@ class Calibration:
     per_dataset: dict[str, dict[str, float]]
 
 
+def held_out_split(
+    card, datasets: list[str], val_fraction: float | None = None, seed: int | None = None
+) -> tuple[float, int]:
+    """The identity split to calibrate on: by default the one the model's training held out
+    (its card's ``training.config``; 0.1 and 0 for a model without one). A different split of a
+    dataset the model trained on would count people it learned as held out (its thresholds and
+    false-alarm rates would look better than they are): refused.
+
+    >>> from types import SimpleNamespace
+    >>> split = {"data": ["/d/cuhk03-mars"], "val_fraction": 0.1, "seed": 1}
+    >>> card = SimpleNamespace(training={"config": split})
+    >>> held_out_split(card, ["../d/cuhk03-mars"])
+    (0.1, 1)
+    >>> held_out_split(card, ["../d/other"], seed=0)  # a dataset it never trained on: any split
+    (0.1, 0)
+    """
+    from pathlib import Path
+
+    config = (getattr(card, "training", None) or {}).get("config") or {}
+    trained_fraction, trained_seed = config.get("val_fraction"), config.get("seed")
+    if trained_fraction is None or trained_seed is None:
+        return (0.1 if val_fraction is None else val_fraction, 0 if seed is None else seed)
+    chosen = (
+        trained_fraction if val_fraction is None else val_fraction,
+        trained_seed if seed is None else seed,
+    )
+    trained_on = {Path(d).name for d in config.get("data", [])}
+    overlap = sorted(trained_on & {Path(d).name for d in datasets})
+    if overlap and chosen != (trained_fraction, trained_seed):
+        raise TrainingError(
+            f"{', '.join(overlap)}: the model trained on it holding out --val-fraction "
+            f"{trained_fraction:g} --seed {trained_seed}; another split (--val-fraction {chosen[0]:g} "
+            f"--seed {chosen[1]}) would count people it learned as held out. Leave both options out"
+        )
+    return chosen
+
+
 def held_out_vectors(
     embedder, data: str, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, list[str]]:
