@@ -262,7 +262,8 @@ def rank_identities(
     if gallery.size == 0:
         return [], Background(0.0, 0.0, False)
     limit = gallery.size if rerank is None else min(gallery.size, RERANK_SHORTLIST_MAX)
-    background_limit = limit if rerank is not None else min(limit, BACKGROUND_FETCH_MAX)
+    # re-ranking costs the square of the shortlist: the background never deepens it
+    background_limit = 0 if rerank is not None else min(limit, BACKGROUND_FETCH_MAX)
     fetch = min(limit, max(64, top_k * matches_per_identity * 8))
     while True:
         sims, ids = gallery.search(query_vector, fetch, where)
