@@ -226,3 +226,13 @@ def test_query_stderr_is_quiet_unless_verbose(mars_samples, tmp_path):
     calibrated = cli("calibrate", str(default), str(people), "--far", "0.05", "--val-fraction", "0.5")
     assert calibrated.returncode == 0 and "threshold" in calibrated.stdout
     assert calibrated.stderr == ""
+    # a Keras model (no fast export) imports TensorFlow itself: its start-up lines stay off too
+    keras_only = tmp_path / "k.keras"
+    shutil.copyfile(default, keras_only)
+    card = json.loads(default.with_name("default.card.json").read_text())
+    (tmp_path / "k.card.json").write_text(json.dumps({**card, "fast_runtime": None}))
+    embedded = cli(
+        "embed", str(crops), "--model", str(keras_only), "--out", str(tmp_path / "v.npz"), "--quiet"
+    )
+    assert embedded.returncode == 0, embedded.stderr
+    assert embedded.stderr == ""

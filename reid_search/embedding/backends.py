@@ -107,8 +107,8 @@ class KerasBackend(Backend):
 
     def __init__(self, path: Path, card: ModelCard, threads: int | None = None):
         super().__init__(path, card, threads)
+        tf = import_tensorflow_quietly()  # its C++ start-up lines stay off stderr, as on LiteRT
         import keras
-        import tensorflow as tf
 
         from . import layers  # noqa: F401  (registers the towers' custom layers for loading)
 
