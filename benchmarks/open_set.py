@@ -43,6 +43,7 @@ from reid_search.embedding.embedder import Embedder
 from reid_search.search.figures import pyplot, save_figure
 from reid_search.training.open_set import (
     GALLERY_SHARES,
+    PROTOCOL_SHARE,
     TRACKLETS,
     OpenSetRule,
     best_dir_at_far,
@@ -111,20 +112,23 @@ def main() -> None:
         raise SystemExit(
             f"{args.model}: its card has no open-set rule (reid-search calibrate --open-set-far)"
         )
+    visit_rule = OpenSetRule.from_dict(embedder.card.open_set, TRACKLETS)
     threshold = embedder.card.threshold
     rows, curves = [], {}
     for name, (folder, split, query_camera) in TEST_SETS.items():
         vectors, persons, cameras = embedded(embedder, folder, split)
-        samples = simulate(vectors, persons, cameras, query_camera=query_camera)
+        by_size = {  # the rule on smaller and larger galleries: do its false alarms hold?
+            share: simulate(vectors, persons, cameras, present_share=share, query_camera=query_camera)
+            for share in GALLERY_SHARES
+        }
+        samples = by_size[PROTOCOL_SHARE]
         dir_rule, far_rule = samples.rates(rule.confidences(samples) >= rule.accept)
-        visits = simulate(vectors, persons, cameras, query_camera=query_camera, sightings=TRACKLETS)
-        visit_rule = OpenSetRule.from_dict(embedder.card.open_set, TRACKLETS)
-        by_visit = visits.rates(visit_rule.confidences(visits) >= visit_rule.accept) if visit_rule else None
-        by_share = {}  # the rule on smaller and larger galleries: do its false alarms hold?
-        for share in GALLERY_SHARES:
-            other = simulate(vectors, persons, cameras, present_share=share, query_camera=query_camera)
+        by_share = {}
+        for share, other in by_size.items():
             d, f = other.rates(rule.confidences(other) >= rule.accept)
             by_share[f"{share:g}"] = {"DIR": round(d, 4), "FAR": round(f, 4)}
+        visits = simulate(vectors, persons, cameras, query_camera=query_camera, sightings=TRACKLETS)
+        by_visit = visits.rates(visit_rule.confidences(visits) >= visit_rule.accept) if visit_rule else None
         dir_thr, far_thr = samples.rates(samples.score >= threshold)
         present = samples.present
         row = {

@@ -257,11 +257,10 @@ def calibrate(
     )
 
     embedder = Embedder(model)
-    val_fraction, seed = held_out_split(embedder.card, [str(d) for d in data], val_fraction, seed)
+    datasets = [str(d) for d in data]
+    val_fraction, seed = held_out_split(embedder.card, datasets, val_fraction, seed)
     if open_set_far is not None:
-        rule, tracklet_rule, per = calibrate_open_set(
-            embedder, [str(d) for d in data], open_set_far, val_fraction, seed
-        )
+        rule, tracklet_rule, per = calibrate_open_set(embedder, datasets, open_set_far, val_fraction, seed)
         typer.echo(
             f"open-set accept level {rule.accept:.4f} (margin weight {rule.margin_weight:g}): "
             f"{rule.description}"
@@ -283,7 +282,7 @@ def calibrate(
         if write:
             for card in write_open_set(model, rule, tracklet_rule, per):
                 typer.echo(f"written: {card}")
-    result = calibrate_model(embedder, [str(d) for d in data], far, val_fraction, seed)
+    result = calibrate_model(embedder, datasets, far, val_fraction, seed)
     typer.echo(f"threshold {result.threshold:.4f}: {result.rule}")
     for name, rates in result.per_dataset.items():
         typer.echo(

@@ -208,7 +208,7 @@ def calibrate_open_set(
     visit (tracklet) once. Returns (rule, per dataset: DIR / FAR at its level with 60% of the
     people in the gallery, and the FAR at each gallery share; the tracklet rule's under
     ``"tracklets"``); ``rule.to_dict()`` plus ``"tracklets"`` is what cards store."""
-    from .open_set import ENTRIES, GALLERY_SHARES, TRACKLETS, fit_rule, simulate
+    from .open_set import ENTRIES, GALLERY_SHARES, PROTOCOL_SHARE, TRACKLETS, fit_rule, simulate
 
     held = [held_out_vectors(embedder, data, val_fraction, seed)[:4] for data in datasets]
     names = [name for name, *_ in held]
@@ -233,11 +233,11 @@ def calibrate_open_set(
         for name in names:
             rates = {share: groups[name, share].rates(rule.confidences(groups[name, share]) >= rule.accept)
                      for share in GALLERY_SHARES}  # fmt: skip
-            dir_, far = rates.get(0.6, next(iter(rates.values())))
+            dir_, far = rates[PROTOCOL_SHARE]
             entry = {
                 "DIR": dir_,
                 "FAR": far,
-                "queries": len(groups[name, GALLERY_SHARES[0]].score),
+                "queries": len(groups[name, PROTOCOL_SHARE].score),
                 "FAR_by_gallery_share": {f"{share:g}": round(f, 4) for share, (_, f) in rates.items()},
             }
             if sightings == ENTRIES:

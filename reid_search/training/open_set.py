@@ -40,7 +40,8 @@ import numpy as np
 
 BACKGROUND_RANKS = (20, 50)  # entries ranked 20..49 (0-based 19..48) are the query's background
 MARGIN_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0)  # margin against score, tried in turn
-GALLERY_SHARES = (0.3, 0.6, 0.9)  # gallery sizes simulated for the rule: shares of the people in it
+PROTOCOL_SHARE = 0.6  # the open-set protocol's gallery: 60% of the people, the rest absent
+GALLERY_SHARES = (0.3, PROTOCOL_SHARE, 0.9)  # gallery sizes simulated for the rule: shares of the people
 ENTRIES, TRACKLETS = "entries", "tracklets"  # what a gallery's background counts: each crop, or each visit
 
 
@@ -132,7 +133,7 @@ def simulate(
     vectors: np.ndarray,
     persons: np.ndarray,
     cameras: np.ndarray,
-    present_share: float = 0.6,
+    present_share: float = PROTOCOL_SHARE,
     repeats: int = 10,
     seed: int = 0,
     query_camera: int | None = None,
