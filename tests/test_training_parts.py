@@ -72,6 +72,25 @@ def test_id_loss_label_smoothing():
     )
 
 
+def test_cosface_matches_numpy_and_its_margin_asks_for_a_wider_gap():
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=(5, 4)).astype(np.float32)
+    w = rng.normal(size=(4, 3)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1])
+    cos = (f / np.linalg.norm(f, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=0, keepdims=True))
+    logits = 16.0 * (cos - 0.3 * np.eye(3)[y])
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    target = np.eye(3)[y] * 0.9 + 0.1 / 3
+    expect = -(target * logp).sum(1).mean()
+    got = L.cosface_loss(tf.constant(f), tf.constant(w), tf.constant(y), 16.0, 0.3, 0.1)
+    assert float(got) == pytest.approx(expect, rel=1e-4)
+    # a feature nearer its own class than the other by a small angle: fine for softmax, not for cosface
+    near = tf.constant([[np.cos(0.6), np.sin(0.6)]], tf.float32)
+    plain = float(L.cosface_loss(near, tf.eye(2), tf.constant([0]), 30.0, 0.0, 0.0))
+    margin = float(L.cosface_loss(near, tf.eye(2), tf.constant([0]), 30.0, 0.35, 0.0))
+    assert plain < 0.05 < margin
+
+
 def test_pair_loss_prefers_separated_identities():
     head = tf.keras.layers.Dense(
         1,

@@ -173,6 +173,19 @@ def test_distill_without_teacher_and_existing_run_are_clear_errors(train_root, t
     assert again.exit_code == 2 and "--resume" in again.stderr
 
 
+def test_cosface_training_separates_people_and_refuses_a_second_classifier(train_root, tmp_path):
+    out = tmp_path / "run"
+    losses = ("--loss", "triplet=1,cosface=1", "--cosface-margin", "0.2")
+    result = runner.invoke(app, train_args(train_root, out, "--epochs", "3", *losses))
+    assert result.exit_code == 0, result.output
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["cosface"] < history[0]["cosface"]
+    assert "--cosface-margin 0.2" in load_model(out / "model.keras").card.training["command"]
+    both = runner.invoke(app, train_args(train_root, tmp_path / "x", "--loss", "id=1,cosface=1"))
+    assert both.exit_code == 2 and "choose one" in both.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_distillation_toward_teacher_targets(train_root, tmp_path):
     paths = sorted(str(p.relative_to(train_root)) for p in train_root.rglob("*.jpg"))
     rng = np.random.default_rng(0)
@@ -261,10 +274,12 @@ def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
         out=str(tmp_path / "o"),
         tower=TowerConfig("mobilenetv2", 96, 48, 64, "w.h5", 3, ibn_blocks=4, pooling="gem"),
         augment=AugmentConfig(False, 0.05, 0.1, 0.25, True, grey=0.1, downscale=0.3),
-        losses={"triplet": 2.0, "distill": 5.0},
+        losses={"triplet": 2.0, "cosface": 1.0, "distill": 5.0},
         triplet_margin=None,
         contrastive_margin=0.7,
         label_smoothing=0.2,
+        cosface_scale=16.0,
+        cosface_margin=0.3,
         teacher_targets="t.npz",
         unlabelled=["crops"],
         named_crops=["named"],

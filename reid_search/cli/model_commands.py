@@ -62,12 +62,17 @@ def train(
     loss: Annotated[
         str,
         typer.Option(
-            help="Weighted losses: pair, contrastive, triplet, id, distill, regress; e.g. 'triplet=1,id=1'."
+            help="Weighted losses: pair, contrastive, triplet, id, cosface, distill, regress; "
+            "e.g. 'triplet=1,id=1'."
         ),
     ] = "triplet=1,id=1",
     triplet_margin: Annotated[float, typer.Option(help="Batch-hard triplet margin; 0 = soft margin.")] = 0.3,
     contrastive_margin: Annotated[float, typer.Option(help="Contrastive margin.")] = 1.0,
-    label_smoothing: Annotated[float, typer.Option(help="ID loss label smoothing.")] = 0.1,
+    label_smoothing: Annotated[float, typer.Option(help="ID (and cosface) loss label smoothing.")] = 0.1,
+    cosface_scale: Annotated[float, typer.Option(help="Cosface loss: scale of the cosine logits.")] = 30.0,
+    cosface_margin: Annotated[
+        float, typer.Option(help="Cosface loss: margin taken off the true class's cosine.")
+    ] = 0.25,
     teacher_targets: Annotated[
         list[Path] | None,
         typer.Option(
@@ -193,6 +198,8 @@ def train(
             triplet_margin=triplet_margin or None,
             contrastive_margin=contrastive_margin,
             label_smoothing=label_smoothing,
+            cosface_scale=cosface_scale,
+            cosface_margin=cosface_margin,
             teacher_targets=[str(t) for t in teacher_targets or []],
             unlabelled=[str(u) for u in unlabelled or []],
             named_crops=[str(n) for n in named_crops or []],

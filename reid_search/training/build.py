@@ -109,7 +109,7 @@ def cosine_schedule(step: int, total: int, warmup: int, base_lr: float) -> float
 
 @dataclass
 class Heads:
-    """Layers that only training needs: ID classifier, pair head, teacher projection."""
+    """Layers that only training needs: ID classifier (id or cosface loss), pair head, teacher projection."""
 
     classifier: object
     pair_head: object
@@ -117,8 +117,14 @@ class Heads:
 
     def for_losses(self, losses) -> list:
         """Trainable variables of the heads the chosen losses use (unused heads never train)."""
-        used = {"id": self.classifier, "pair": self.pair_head, "regress": self.teacher_head}
-        return [v for name, head in used.items() if name in losses for v in head.trainable_variables]
+        used = {
+            "id": self.classifier,
+            "cosface": self.classifier,
+            "pair": self.pair_head,
+            "regress": self.teacher_head,
+        }
+        heads = {id(head): head for name, head in used.items() if name in losses}.values()
+        return [v for head in heads for v in head.trainable_variables]
 
 
 def build_heads(embedding_dim: int, n_classes: int, teacher_dim: int) -> Heads:

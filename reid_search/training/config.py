@@ -19,7 +19,8 @@ from ..embedding.tower import TowerConfig
 from ..errors import InputError, TrainingError  # noqa: F401  (TrainingError: re-exported)
 from .augment import AugmentConfig
 
-LOSSES = ("pair", "contrastive", "triplet", "id", "distill", "regress")
+LOSSES = ("pair", "contrastive", "triplet", "id", "cosface", "distill", "regress")
+CLASSIFIER_LOSSES = ("id", "cosface")  # losses that train the identity classifier (one at a time)
 BLOCK_TOWERS = ("mobilenetv2", "onnx")  # towers --freeze-blocks / --cached-views understand
 
 
@@ -46,6 +47,8 @@ class TrainConfig:
     triplet_margin: float | None = 0.3  # None: soft margin
     contrastive_margin: float = 1.0
     label_smoothing: float = 0.1
+    cosface_scale: float = 30.0
+    cosface_margin: float = 0.25
     teacher_targets: list[str] = field(default_factory=list)
     unlabelled: list[str] = field(default_factory=list)  # crop folders trained by the teacher only
     named_crops: list[str] = field(default_factory=list)  # crop folders named PERSON_*.jpg (see data.py)
@@ -86,6 +89,8 @@ class TrainConfig:
             raise TrainingError(f"unknown or no loss {sorted(unknown)}; known: {', '.join(LOSSES)}")
         if not self.data:
             raise TrainingError("no training data given")
+        if set(CLASSIFIER_LOSSES) <= set(self.losses):
+            raise TrainingError("the id and cosface losses train the same classifier: choose one")
         _check_ranges(self)
         if {"distill", "regress"} & set(self.losses) and not self.teacher_targets:
             raise TrainingError("the distill and regress losses need --teacher-targets FILE.npz")
@@ -130,6 +135,9 @@ def _check_ranges(config: TrainConfig) -> None:
         ("--val-fraction", config.val_fraction, 0 <= config.val_fraction < 1,
          "must be at least 0 and below 1"),
         ("--label-smoothing", config.label_smoothing, 0 <= config.label_smoothing < 1,
+         "must be at least 0 and below 1"),
+        ("--cosface-scale", config.cosface_scale, config.cosface_scale > 0, "must be above 0"),
+        ("--cosface-margin", config.cosface_margin, 0 <= config.cosface_margin < 1,
          "must be at least 0 and below 1"),
         ("--freeze-blocks", config.freeze_blocks, config.freeze_blocks >= 0, "must be at least 0"),
         ("--cached-views", config.cached_views, config.cached_views >= 0, "must be at least 0"),
@@ -184,6 +192,11 @@ def train_command(config: TrainConfig) -> str:
         f"{config.contrastive_margin:g}",
         "--label-smoothing",
         f"{config.label_smoothing:g}",
+        *(
+            ["--cosface-scale", f"{config.cosface_scale:g}", "--cosface-margin", f"{config.cosface_margin:g}"]
+            if "cosface" in config.losses
+            else []
+        ),
         *_repeat("--teacher-targets", config.teacher_targets),
         *_repeat("--unlabelled", config.unlabelled),
         *_repeat("--named-crops", config.named_crops),

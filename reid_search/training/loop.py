@@ -187,6 +187,15 @@ class Trainer:
                 if "id" in weights:
                     logits = self.heads.classifier(bn_features[:n])
                     terms["id"] = L.id_loss(logits, labels[:n], c.label_smoothing)
+                if "cosface" in weights:
+                    terms["cosface"] = L.cosface_loss(
+                        bn_features[:n],
+                        self.heads.classifier.kernel,
+                        labels[:n],
+                        c.cosface_scale,
+                        c.cosface_margin,
+                        c.label_smoothing,
+                    )
                 if "distill" in weights:
                     terms["distill"] = L.distillation_loss(embedding, teacher)
                 if "regress" in weights:
