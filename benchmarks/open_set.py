@@ -25,6 +25,14 @@ same gallery with its background counting each visit (person and camera) once.
 
 Without ``--peer`` the peers' bounds of the previous results file are kept.
 
+``--variant NAME`` also records the model's top-1 and best DIR per test set (what the
+embedding allows, whatever its rule) as a row of ``benchmarks/results/open_set_variants.json``
+(README's open-set-variants table); with ``--from FILE.json`` that row is taken from an
+earlier run's results file instead of measuring again::
+
+    python benchmarks/open_set.py --model RUN/model.keras --out RUN/open_set.json --variant NAME
+    python benchmarks/open_set.py --from RUN/open_set.json --variant NAME
+
 Writes ``benchmarks/results/open_set.json`` and ``docs/images/open_set_curves.png`` (with
 ``--out FILE.json``, e.g. for a candidate model: that file only).
 """
@@ -58,6 +66,7 @@ TEST_SETS = {  # name: (folder, split or None, query camera or None)
     "conreid": (DATA / "conreid", "bounding_box_test", None),
 }
 OUT = RESULTS / "open_set.json"
+VARIANTS = RESULTS / "open_set_variants.json"
 REQUIRED = ("cuhk03-mars bbox_test", 0.70, 0.10)  # test set, DIR at least, FAR at most
 
 
@@ -105,7 +114,21 @@ def main() -> None:
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--peer", action="append", default=[], choices=list(PEER_CARDS))
     parser.add_argument("--out", type=Path, default=OUT, help="results file (the figure: default only)")
+    parser.add_argument("--variant", help="also record the model's bounds as this row of " + VARIANTS.name)
+    parser.add_argument("--from", dest="from_file", type=Path, help="with --variant: an earlier results file")
     args = parser.parse_args()
+    if args.from_file:
+        if not args.variant:
+            raise SystemExit("--from FILE records a variant row: give --variant NAME")
+        record_variant(args.variant, json.loads(args.from_file.read_text()))
+        return
+    result = measure(args)
+    if args.variant:
+        record_variant(args.variant, result)
+
+
+def measure(args) -> dict:
+    """Score ``args.model`` on every test set, write ``args.out`` and return the results."""
     embedder = Embedder(args.model)
     rule = OpenSetRule.from_dict(embedder.card.open_set)
     if rule is None:
@@ -177,6 +200,24 @@ def main() -> None:
     print(f"required on {test_set}: DIR >= {need_dir}, FAR <= {max_far}: {verdict}")
     if args.out.resolve() == OUT:
         draw_curves(curves, max_far)
+    return result
+
+
+def record_variant(name: str, result: dict) -> None:
+    """Put ``name``'s top-1 and best DIR per test set in VARIANTS (replacing a row of that name)."""
+    row = {
+        "variant": name,
+        "model_file": result["model"],
+        "model_sha256": result["model_sha256"],
+        "cells": {
+            r["test_set"]: {"top1": r["top1"], "best_DIR": r["best_DIR"]["DIR"], "FAR": r["best_DIR"]["FAR"]}
+            for r in result["rows"]
+        },
+    }
+    rows = json.loads(VARIANTS.read_text())["rows"] if VARIANTS.is_file() else []
+    rows = [r for r in rows if r["variant"] != name] + [row]
+    write_json(VARIANTS, {"protocol": result["protocol"], "max_FAR": REQUIRED[2], "rows": rows})
+    print(f"{VARIANTS}: row {name!r} recorded")
 
 
 def draw_curves(curves: dict[str, list[dict]], max_far: float) -> None:
