@@ -32,6 +32,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -264,6 +265,25 @@ def best_dir_at_far(samples: OpenSetSamples, max_far: float = 0.10) -> dict[str,
             break
         if dir_ > best["DIR"]:
             best = {"DIR": round(dir_, 4), "FAR": round(far, 4), "threshold": round(float(level), 4)}
+    return best
+
+
+def best_dir_with_margin(samples: OpenSetSamples, max_far: float = 0.10) -> dict[str, float]:
+    """:func:`best_dir_at_far` of the evidence ``score + w * margin`` at its best ``w`` of
+    ``MARGIN_WEIGHTS``, ``w`` and threshold both chosen on these samples: an upper bound for
+    every rule of the family :func:`fit_rule` chooses from.
+
+    >>> s = OpenSetSamples(np.array([0.9, 0.7, 0.8, 0.6]), np.array([0.2, 0.3, 0.0, 0.0]),
+    ...                    np.array([True, True, True, True]), np.array([True, True, False, False]))
+    >>> best_dir_at_far(s, 0.0)["DIR"], best_dir_with_margin(s, 0.0)["DIR"]
+    (0.5, 1.0)
+    """
+    best = {"DIR": -1.0}
+    for weight in MARGIN_WEIGHTS:
+        mixed = dataclasses.replace(samples, score=samples.score + weight * samples.margin)
+        found = best_dir_at_far(mixed, max_far)
+        if found["DIR"] > best["DIR"]:
+            best = {**found, "margin_weight": weight}
     return best
 
 
