@@ -232,14 +232,13 @@ def open_set_variants_table(result: dict) -> str:
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
     for r in result["rows"]:
         cells = r["cells"]
-        lines.append(
-            _row([r["variant"], *(f"{pct(cells[n]['top1'])} / {pct(cells[n]['best_DIR'])}" for n in names)])
-        )
+        lines.append(_row([r["variant"], *(_variant_cell(cells[n]) for n in names)]))
     lines += [
         "",
         f"{result['protocol']}; best DIR: the highest detection-and-identification rate any threshold on "
         f"the best cosine reaches at a false-alarm rate <= {pct(result['max_FAR'])}, picked on the test set "
-        "itself (what the embedding allows, whatever the rule).",
+        "itself (what the embedding allows, whatever the rule); in brackets, the same for cosine + w x "
+        "margin at its best w (measured for the rows scored since that bound was added).",
     ]
     return "\n".join(lines)
 
