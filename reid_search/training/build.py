@@ -123,7 +123,7 @@ class Heads:
             "pair": self.pair_head,
             "regress": self.teacher_head,
         }
-        heads = {id(head): head for name, head in used.items() if name in losses}.values()
+        heads = dict.fromkeys(head for name, head in used.items() if name in losses)  # id, cosface: one head
         return [v for head in heads for v in head.trainable_variables]
 
 

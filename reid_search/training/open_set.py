@@ -32,10 +32,9 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -120,6 +119,10 @@ class OpenSetSamples:
                 for f in ("score", "margin", "correct", "present")
             )
         )
+
+    def evidence(self, margin_weight: float) -> np.ndarray:
+        """``score + margin_weight * margin`` of every sample: what an open-set rule thresholds."""
+        return self.score + margin_weight * self.margin
 
     def rates(self, accepted: np.ndarray) -> tuple[float, float]:
         """(DIR, FAR) of an acceptance decision per sample."""
@@ -211,12 +214,11 @@ def fit_rule(
     pooled = OpenSetSamples.concat(groups)
     best_weight, best_worst = 0.0, math.inf
     for weight in MARGIN_WEIGHTS:
-        level = _level_at_false_alarm(pooled.score + weight * pooled.margin, pooled.present, false_alarm)
-        worst = max(g.rates(g.score + weight * g.margin >= level)[1] for g in groups)
+        level = _level_at_false_alarm(pooled.evidence(weight), pooled.present, false_alarm)
+        worst = max(g.rates(g.evidence(weight) >= level)[1] for g in groups)
         if worst < best_worst - 1e-9:
             best_weight, best_worst = weight, worst
-    evidence = pooled.score + best_weight * pooled.margin
-    slope, bias = _logistic(evidence, pooled.correct & pooled.present)
+    slope, bias = _logistic(pooled.evidence(best_weight), pooled.correct & pooled.present)
     rule = OpenSetRule(slope, slope * best_weight, bias, 0.5, description)
     accept = max(0.0, _level_at_false_alarm(rule.confidences(pooled), pooled.present, false_alarm))
     return OpenSetRule(
@@ -280,8 +282,7 @@ def best_dir_with_margin(samples: OpenSetSamples, max_far: float = 0.10) -> dict
     """
     best = {"DIR": -1.0}
     for weight in MARGIN_WEIGHTS:
-        mixed = dataclasses.replace(samples, score=samples.score + weight * samples.margin)
-        found = best_dir_at_far(mixed, max_far)
+        found = best_dir_at_far(replace(samples, score=samples.evidence(weight)), max_far)
         if found["DIR"] > best["DIR"]:
             best = {**found, "margin_weight": weight}
     return best
