@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,15 @@ def index_with_cli(data: Path, indexes: Path, name: str, *options: str) -> Path:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return indexes / name
+
+
+def rows_committed(database: Path) -> int:
+    """Rows a running build has committed to its ``meta.sqlite`` so far (read-only; 0 before its
+    file or its schema exists, or while it is busy)."""
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=0.2) as con:
+            return con.execute("select count(*) from vectors").fetchone()[0]
+    except sqlite3.Error:
+        return 0

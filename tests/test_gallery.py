@@ -253,6 +253,25 @@ def test_a_v1_gallery_is_migrated_into_sqlite_on_open(synth_root, embedder, inde
         assert migrated.search(vectors[:1], 1)[1][0, 0] == ids[0]
 
 
+def test_a_gallery_file_never_holds_half_a_schema(tmp_path, monkeypatch):
+    """A reader of a gallery being created (the server, a second command, a resumed build) sees all
+    of the tables or none: a schema step that fails leaves the file as it was."""
+    from reid_search.gallery import folder
+
+    database = tmp_path / "meta.sqlite"
+    broken = (*folder.LATER_INDEXES, "create index broken on nowhere (x)")
+    monkeypatch.setattr(folder, "LATER_INDEXES", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        folder._ensure_schema(folder._connect(database))
+    with sqlite3.connect(database) as con:
+        assert con.execute("select name from sqlite_master").fetchall() == []
+    monkeypatch.undo()
+    folder._ensure_schema(folder._connect(database))
+    with sqlite3.connect(database) as con:
+        names = {r[0] for r in con.execute("select name from sqlite_master")}
+    assert {"vectors", "frames", "skipped", "state", "idx_vectors_cluster"} <= names
+
+
 def test_a_gallery_written_before_this_change_still_opens_and_scores(tmp_path):
     """tests/data/gallery-063782c: 24 synthetic entries indexed by the code of commit 063782c."""
     import shutil

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reid_search.cli import app
-from tests.conftest import REPO, index_with_cli
+from tests.conftest import REPO, index_with_cli, rows_committed
 
 pytestmark = pytest.mark.ray
 
@@ -78,11 +78,9 @@ def test_a_driver_killed_mid_run_resumes_to_the_exact_set(data_with_bad_files, l
     deadline = time.monotonic() + 240
     count = 0
     while time.monotonic() < deadline and first.poll() is None:
-        if database.is_file():
-            with sqlite3.connect(database) as con:
-                count = con.execute("select count(*) from vectors").fetchone()[0]
-            if count >= 100:
-                break
+        count = max(count, rows_committed(database))
+        if count >= 100:
+            break
         time.sleep(0.2)
     os.killpg(first.pid, signal.SIGKILL)  # the driver (and the Ray it started) dies mid-run
     first.wait()

@@ -13,6 +13,7 @@ import faiss
 import pytest
 
 from reid_search.data.synthetic import generate_dataset
+from tests.conftest import rows_committed
 
 N_IMAGES = 50 * 3 * 4
 
@@ -41,22 +42,12 @@ def index_command(root, indexes):
     ]
 
 
-def rows_in(db) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2) as con:
-            return con.execute("select count(*) from vectors").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def start_and_interrupt(root, indexes, sig) -> int:
     """Start a build, wait until some batches are committed, then send ``sig``."""
     proc = subprocess.Popen(index_command(root, indexes), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     db = indexes / "k" / "meta.sqlite"
     deadline = time.monotonic() + 120
-    while rows_in(db) < 48 and proc.poll() is None and time.monotonic() < deadline:
+    while rows_committed(db) < 48 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(sig)
     proc.wait(timeout=60)
@@ -81,7 +72,7 @@ def test_interrupted_build_resumes_without_duplicates(big_root, tmp_path, sig):
     indexes = tmp_path / "indexes"
     code = start_and_interrupt(big_root, indexes, sig)
     assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
-    partial = rows_in(indexes / "k" / "meta.sqlite")
+    partial = rows_committed(indexes / "k" / "meta.sqlite")
     assert 0 < partial < N_IMAGES, "the build was not interrupted midway"
     resumed = subprocess.run(index_command(big_root, indexes), capture_output=True, text=True, check=True)
     assert "already present" in resumed.stdout

@@ -153,30 +153,58 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
+SCHEMA = (
+    """create table if not exists vectors (
+        faiss_id integer primary key, unit_key text, signature text, path text, sha256 text,
+        person text, kind text, camera integer, tracklet integer, frame integer, split text,
+        width integer, height integer, n_frames integer, added_at text, vector blob,
+        time text, extra text, cluster integer, knn_floor real
+    )""",
+    "create unique index if not exists idx_vectors_unit_key on vectors (unit_key)",
+    "create index if not exists idx_vectors_person on vectors (person)",
+    "create table if not exists frames (faiss_id integer, path text)",
+    "create index if not exists idx_frames_faiss_id on frames (faiss_id)",
+    "create table if not exists skipped (path text primary key, reason text, seen_at text)",
+    "create table if not exists state (key text primary key, value)",  # ints and floats kept as given
+)
+LATER_INDEXES = (  # on columns an older gallery gains first (ADDED_COLUMNS)
+    "create index if not exists idx_vectors_camera on vectors (camera)",
+    "create index if not exists idx_vectors_time on vectors (time)",
+    "create index if not exists idx_vectors_cluster on vectors (cluster)",
+)
+SCHEMA_NAMES = frozenset(
+    statement.split(" if not exists ")[1].split()[0] for statement in (*SCHEMA, *LATER_INDEXES)
+)
+
+
 def _ensure_schema(con: sqlite3.Connection) -> None:
-    con.executescript(
-        """
-        create table if not exists vectors (
-            faiss_id integer primary key, unit_key text, signature text, path text, sha256 text,
-            person text, kind text, camera integer, tracklet integer, frame integer, split text,
-            width integer, height integer, n_frames integer, added_at text, vector blob,
-            time text, extra text, cluster integer, knn_floor real
-        );
-        create unique index if not exists idx_vectors_unit_key on vectors (unit_key);
-        create index if not exists idx_vectors_person on vectors (person);
-        create table if not exists frames (faiss_id integer, path text);
-        create index if not exists idx_frames_faiss_id on frames (faiss_id);
-        create table if not exists skipped (path text primary key, reason text, seen_at text);
-        create table if not exists state (key text primary key, value);  -- ints and floats kept as given
-        """
-    )
+    """Create or bring up to date the tables, columns and indexes, all in one transaction.
+
+    Another process reading the file meanwhile sees either no schema or the whole of it;
+    an up-to-date file is only read (opening a gallery for a query takes no write lock).
+    """
+    if _schema_is_current(con):
+        return
+    con.execute("begin immediate")
+    try:
+        for statement in SCHEMA:
+            con.execute(statement)
+        columns = {r[1] for r in con.execute("pragma table_info(vectors)")}
+        for column, kind in ADDED_COLUMNS.items():  # v1: no vector (it lived in index.faiss); no time
+            if column not in columns:
+                con.execute(f"alter table vectors add column {column} {kind}")
+        for statement in LATER_INDEXES:
+            con.execute(statement)
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def _schema_is_current(con: sqlite3.Connection) -> bool:
+    names = {r[0] for r in con.execute("select name from sqlite_master")}
     columns = {r[1] for r in con.execute("pragma table_info(vectors)")}
-    for column, kind in ADDED_COLUMNS.items():  # v1: no vector (it lived in index.faiss); no time
-        if column not in columns:
-            con.execute(f"alter table vectors add column {column} {kind}")
-    con.execute("create index if not exists idx_vectors_camera on vectors (camera)")
-    con.execute("create index if not exists idx_vectors_time on vectors (time)")
-    con.execute("create index if not exists idx_vectors_cluster on vectors (cluster)")
+    return names >= SCHEMA_NAMES and columns >= set(ADDED_COLUMNS)
 
 
 def _blob(vector: np.ndarray) -> bytes:
