@@ -259,8 +259,7 @@ def test_a_gallery_file_never_holds_half_a_schema(tmp_path, monkeypatch):
     from reid_search.gallery import folder
 
     database = tmp_path / "meta.sqlite"
-    broken = (*folder.LATER_INDEXES, "create index broken on nowhere (x)")
-    monkeypatch.setattr(folder, "LATER_INDEXES", broken)
+    monkeypatch.setitem(folder.ADDED_COLUMNS, "broken", "text references nowhere (")  # fails late
     with pytest.raises(sqlite3.OperationalError):
         folder._ensure_schema(folder._connect(database))
     with sqlite3.connect(database) as con:
