@@ -10,6 +10,8 @@ import json
 import os
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,30 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
+@contextmanager
+def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction on a :func:`_connect` connection: all of the block or none of it.
+
+    >>> con = sqlite3.connect(":memory:", isolation_level=None)
+    >>> _ = con.execute("create table t (x)")
+    >>> try:
+    ...     with transaction(con):
+    ...         _ = con.execute("insert into t values (1)")
+    ...         raise RuntimeError("stop")
+    ... except RuntimeError:
+    ...     pass
+    >>> con.execute("select count(*) from t").fetchone()[0]
+    0
+    """
+    con.execute("begin immediate")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
 SCHEMA = (
     """create table if not exists vectors (
         faiss_id integer primary key, unit_key text, signature text, path text, sha256 text,
@@ -185,8 +211,7 @@ def _ensure_schema(con: sqlite3.Connection) -> None:
     """
     if _schema_is_current(con):
         return
-    con.execute("begin immediate")
-    try:
+    with transaction(con):
         for statement in SCHEMA:
             con.execute(statement)
         columns = {r[1] for r in con.execute("pragma table_info(vectors)")}
@@ -195,10 +220,6 @@ def _ensure_schema(con: sqlite3.Connection) -> None:
                 con.execute(f"alter table vectors add column {column} {kind}")
         for statement in LATER_INDEXES:
             con.execute(statement)
-    except BaseException:
-        con.execute("rollback")
-        raise
-    con.execute("commit")
 
 
 def _schema_is_current(con: sqlite3.Connection) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..data.layouts import Skipped
-from .folder import READ_CHUNK, READ_COLUMNS, ROW_COLUMNS, GalleryError, _blob, now_iso
+from .folder import READ_CHUNK, READ_COLUMNS, ROW_COLUMNS, GalleryError, _blob, now_iso, transaction
 
 
 class RowStore:
@@ -133,13 +133,8 @@ class RowStore:
 
     @contextmanager
     def _transaction(self):
-        self.con.execute("begin immediate")
-        try:
+        with transaction(self.con):
             yield
-        except BaseException:
-            self.con.execute("rollback")
-            raise
-        self.con.execute("commit")
         self._changed()
 
     def add_units(
