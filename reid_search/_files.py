@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -54,3 +55,47 @@ def files_sha256(paths: list[str | Path]) -> str:
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of one file's bytes (:func:`files_sha256` of it)."""
     return files_sha256([path])
+
+
+class NotRegularFile(OSError):
+    """A path that is a FIFO, device, socket or folder where a regular file was expected."""
+
+
+def open_regular(path: str | Path) -> tuple[int, os.stat_result]:
+    """An open read-only descriptor of ``path`` and its ``fstat``, only for a regular file.
+
+    Opened non-blocking, so a FIFO or device put in a file's place never hangs the caller;
+    the descriptor is what the caller then checks and reads (no second open by name).
+    Raises OSError (NotRegularFile, a kind of it, for a FIFO, device or folder)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(f"{Path(path).name}: not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def descriptor_path(fd: int, fallback: Path) -> Path:
+    """The real path of an open descriptor (Linux: ``/proc/self/fd``), else ``fallback`` resolved."""
+    link = Path(f"/proc/self/fd/{fd}")
+    try:
+        return Path(os.readlink(link))
+    except OSError:
+        return Path(os.path.realpath(fallback))
+
+
+def read_descriptor(fd: int, limit: int) -> bytes:
+    """At most ``limit`` bytes of an open file, from its start."""
+    chunks, total = [], 0
+    os.lseek(fd, 0, os.SEEK_SET)
+    while total <= limit:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)

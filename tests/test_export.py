@@ -85,7 +85,8 @@ def test_adapt_sets_batchnorm_statistics_to_the_new_cameras_images(tiny_model, s
     from reid_search.embedding.backends import load_model
 
     out = tmp_path / "adapted.keras"
-    result = runner.invoke(app, ["adapt", str(synth_root), "--out", str(out), "--model", str(tiny_model)])
+    args = ["adapt", str(synth_root), "--out", str(out), "--model", str(tiny_model), "--method", "batchnorm"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     before, after = load_model(tiny_model), load_model(out)
     assert "AdaBN" in after.card.notes and after.card.fast_runtime is None
@@ -111,6 +112,7 @@ def test_adapt_uses_at_most_max_images_spread_over_the_folder_and_passes_over_ot
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "adapted.keras"
     args = ["adapt", str(folder), "--out", str(out), "--model", str(tiny_model), "--max-images", "40"]
+    args += ["--method", "batchnorm"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "on 40 unlabelled images" in result.output
@@ -120,7 +122,17 @@ def test_adapt_uses_at_most_max_images_spread_over_the_folder_and_passes_over_ot
 
 def test_adapt_on_too_few_images_names_the_folder_and_writes_nothing(tiny_model, mars_samples, tmp_path):
     out = tmp_path / "adapted.keras"
-    result = runner.invoke(app, ["adapt", str(mars_samples), "--out", str(out), "--model", str(tiny_model)])
+    args = [
+        "adapt",
+        str(mars_samples),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model),
+        "--method",
+        "batchnorm",
+    ]
+    result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert f"error: {mars_samples}: 7 readable images; at least 32 are needed" in result.output
     assert not out.exists()

@@ -32,9 +32,12 @@ def serve(
         float, typer.Option(min=0.01, help="Most pixels of all images of one request, in megapixels.")
     ] = 40.0,
     workers: Annotated[
-        int,
-        typer.Option(min=1, help="Server processes, each with its own copy of the model (use the cores)."),
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Server processes, each with its own copy of the model [default: one per core, at most 4].",
+        ),
+    ] = None,
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -73,14 +76,25 @@ def serve(
         typer.echo(
             f"warning: serving on {host} without --token: anyone who can reach it may search", err=True
         )
-    typer.echo(f"reid-search on http://{host}:{port}/  (API docs: /docs)")
+    from ..serve.protocol import GuardedH11Protocol, quiet_dropped_clients
+
+    workers = workers or default_workers()
+    quiet_dropped_clients()
+    limits = {"http": GuardedH11Protocol, "timeout_keep_alive": 5, "log_level": "warning"}
+    typer.echo(f"reid-search on http://{host}:{port}/  ({workers} processes; API docs: /docs)")
     if workers > 1:  # uvicorn starts each worker from an import string: the settings go by environment
         from ..serve.config import CONFIG_ENV
 
         os.environ[CONFIG_ENV] = config.to_json()
         uvicorn.run(
             "reid_search.serve.app:app_from_environment", factory=True, workers=workers, host=host,
-            port=port, log_level="warning",
+            port=port, **limits,
         )  # fmt: skip
         return
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(config), host=host, port=port, **limits)
+
+
+def default_workers() -> int:
+    """One server process per core the process may use, at most 4 (each holds a model copy)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))

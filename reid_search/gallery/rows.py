@@ -94,7 +94,11 @@ class RowStore:
         if "video" not in extra:
             raise GalleryError(f"entry {faiss_id} of gallery {self.name} was not cut from video")
         label = f"tracklet {row['tracklet']}" + (f" {row['time']}" if row.get("time") else "")
-        return {"video": extra["video"], "frame": int(extra["frame"]), "box": extra["box"], "label": label}
+        return {
+            "video": extra["video"], "frame": int(extra["frame"]), "box": extra["box"], "label": label,
+            "video_time": extra.get("video_time"), "video_size": extra.get("video_size"),
+            "video_sha256": extra.get("video_sha256"),
+        }  # fmt: skip
 
     def frames_of(self, faiss_id: int) -> list[str]:
         """The member frames of a tracklet entry."""

@@ -19,12 +19,12 @@ a 4xx with a short reason.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
-import mimetypes
+from collections import OrderedDict
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
@@ -38,8 +38,10 @@ from ..data.metadata import MetadataError
 from ..embedding.embedder import pool_tracklet
 from ..embedding.model_store import ModelError
 from ..gallery import GalleryError, read_manifest
-from ..gallery.entry_files import EntryUnavailable, entry_image
+from ..gallery.entry_files import EntryFile, EntryUnavailable, entry_image
 from ..search.query import Comparison, QueryOptions, answer_vector
+from ..video.decode import VideoError
+from ..video.served_frames import Busy, FrameRequest, FrameServer
 from .config import ServeConfig
 from .guard import GuardConfig, RequestGuard
 from .pool import GalleryPool, Handle, UnknownGallery
@@ -71,6 +73,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         config.max_upload_bytes, config.max_pixels, config.max_request_pixels, config.max_files
     )
     decode_slots = asyncio.Semaphore(config.decode_slots)
+    frames = FrameServer()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -179,7 +182,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         comparison = Comparison(used[0], used[1], float(vectors[0] @ vectors[1]), card.threshold, card.name)
         return comparison.to_dict()
 
-    def entry_file(gallery: str, faiss_id: int) -> Path:
+    def entry_file(gallery: str, faiss_id: int) -> EntryFile:
         if not 0 <= faiss_id < 2**63:
             raise HTTPException(404, "no such entry")
         with pool.use(gallery) as handle:
@@ -187,33 +190,39 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/api/thumb/{gallery}/{faiss_id}", response_class=Response)
     def thumb(gallery: str, faiss_id: int) -> Response:
-        path = entry_file(gallery, faiss_id)
+        entry = entry_file(gallery, faiss_id)
         try:
-            data = _thumbnail(str(path), path.stat().st_mtime_ns, config.thumb_height)
+            data = _thumbnail(entry.data, config.thumb_height)
         except Exception:  # the indexed image can no longer be decoded
             raise EntryUnavailable(f"entry {faiss_id}: its file is no longer a readable image") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
     @app.get("/api/image/{gallery}/{faiss_id}", response_class=Response)
     def image(gallery: str, faiss_id: int) -> Response:
-        path = entry_file(gallery, faiss_id)
-        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return Response(path.read_bytes(), media_type=media)
+        """The indexed image, as the image type its content has (never HTML or anything else)."""
+        entry = entry_file(gallery, faiss_id)
+        extension = entry.media_type.split("/")[-1].replace("jpeg", "jpg")
+        disposition = f'inline; filename="entry-{faiss_id}.{extension}"'
+        return Response(entry.data, media_type=entry.media_type, headers={"Content-Disposition": disposition})
 
     @app.get("/api/frame/{gallery}/{faiss_id}", response_class=Response)
     def frame(gallery: str, faiss_id: int) -> Response:
         """The video frame a match was cut from, its box drawn (entries cut from video only)."""
-        from ..video.clips import frame_with_box
-
         if not 0 <= faiss_id < 2**63:
             raise HTTPException(404, "no such entry")
         with pool.use(gallery) as handle:
             where = handle.gallery.video_source(faiss_id)
             entry_image(handle.gallery, faiss_id)  # its crop is still the indexed one
-        picture = frame_with_box(where["video"], where["frame"], where["box"], where["label"])
-        out = io.BytesIO()
-        picture.convert("RGB").save(out, "JPEG", quality=88)
-        return Response(out.getvalue(), media_type="image/jpeg")
+        request = FrameRequest(
+            where["video"], where.get("video_size"), where.get("video_sha256"),
+            where["frame"], where.get("video_time"), where["box"], where["label"],
+        )  # fmt: skip
+        try:
+            return Response(frames.jpeg(request), media_type="image/jpeg")
+        except Busy as exc:
+            return JSONResponse({"detail": _short(str(exc))}, 503, headers={"Retry-After": "2"})
+        except VideoError as exc:
+            raise EntryUnavailable(f"entry {faiss_id}: {exc}") from None
 
     return app
 
@@ -256,13 +265,24 @@ def _static(name: str) -> str:
     return resources.files("reid_search.serve").joinpath(f"static/{name}").read_text("utf-8")
 
 
-@lru_cache(maxsize=2048)
-def _thumbnail(path: str, mtime_ns: int, height: int) -> bytes:
-    """A JPEG of the image scaled to ``height`` (cached; a changed file gets a new entry)."""
-    with Image.open(path) as img:
+_THUMBS: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # (sha256 of the image, height) -> JPEG
+_THUMBS_KEPT = 2048
+
+
+def _thumbnail(data: bytes, height: int) -> bytes:
+    """A JPEG of the image's bytes scaled to ``height``; the last few thousand are kept, keyed by
+    the bytes' SHA-256 (never by a file's name, size or time)."""
+    key = (hashlib.sha256(data).hexdigest(), height)
+    if key in _THUMBS:
+        _THUMBS.move_to_end(key)
+        return _THUMBS[key]
+    with Image.open(io.BytesIO(data)) as img:
         img.draft("RGB", (height * 4, height))
         rgb = img.convert("RGB")
     width = max(1, round(rgb.width * height / max(1, rgb.height)))
     out = io.BytesIO()
     rgb.resize((width, height), Image.Resampling.BILINEAR).save(out, "JPEG", quality=85)
-    return out.getvalue()
+    _THUMBS[key] = out.getvalue()
+    while len(_THUMBS) > _THUMBS_KEPT:
+        _THUMBS.popitem(last=False)
+    return _THUMBS[key]

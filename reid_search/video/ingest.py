@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .._files import write_json_atomic
+from .._files import file_sha256, write_json_atomic
 from ..data.layouts import CAMERA_FOLDER, KIND_UNLABELLED, ImageRecord
 from .decode import open_frames
 
@@ -210,6 +210,9 @@ def cut_video(
     start = _start_time(options.start_time, source.created)
     cut = VideoCut(str(path), key)
     camera = camera_of(path, options.camera)
+    identity = (
+        {"video_size": path.stat().st_size, "video_sha256": file_sha256(path)} if path.is_file() else {}
+    )
     finished: list[list] = []
     last_time = 0.0
     for frame in _frames_ahead(source):
@@ -241,6 +244,7 @@ def cut_video(
                 "video_time": round(seconds, 3),
                 "detector_score": round(score, 3),
                 "track": track,
+                **identity,
             }
             when = (start + timedelta(seconds=seconds)).isoformat(timespec="milliseconds") if start else None
             cut.records.append(

@@ -1,0 +1,215 @@
+"""Hardening, round 2: file swaps, stored scripts, re-pointed videos, frame floods and slow clients."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from reid_search.gallery import Gallery
+
+from .test_hardening import _client, _served
+
+
+def _entry_of(indexes: Path, name: str, path: Path) -> int:
+    with Gallery.open(indexes / name) as gallery:
+        return next(i for i, r in gallery.rows().items() if r["path"] == str(path))
+
+
+def test_a_file_swapped_after_its_check_is_never_served(synth_root, embedder, tmp_path, monkeypatch):
+    data = tmp_path / "crops"
+    shutil.copytree(synth_root, data)
+    victim = sorted(data.rglob("*.jpg"))[0]
+    good = victim.read_bytes()
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:secret")
+    indexes = _served(data, embedder, tmp_path, "crops")
+    entry = _entry_of(indexes, "crops", victim)
+    import reid_search.serve.app as served_app
+
+    checked = served_app.entry_image
+
+    def check_then_swap(gallery, faiss_id):  # the attacker wins every race: swap right after the check
+        result = checked(gallery, faiss_id)
+        victim.unlink()
+        victim.symlink_to(secret)
+        return result
+
+    monkeypatch.setattr(served_app, "entry_image", check_then_swap)
+    reply = _client(indexes).get(f"/api/image/crops/{entry}")
+    assert reply.status_code == 200 and reply.content == good  # what was checked is what is sent
+    assert b"secret" not in reply.content
+
+
+def _jpeg_with_script() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (32, 64), (200, 30, 30)).save(out, "JPEG")
+    data = out.getvalue()
+    comment = b"<html><script>fetch('/steal?'+document.cookie)</script></html>"
+    marker = b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment  # a JPEG COM segment
+    return data[:2] + marker + data[2:]
+
+
+def test_an_image_is_served_as_the_type_its_bytes_have_with_nosniff_and_a_policy(embedder, tmp_path):
+    from reid_search.data.synthetic import generate_dataset
+
+    data = generate_dataset(tmp_path / "crops", n_people=4, n_cameras=2, frames_per_tracklet=2)
+    page = tmp_path / "crops" / "p.html"
+    page.write_bytes(_jpeg_with_script())
+    victim = sorted(data.rglob("*.jpg"))[0]
+    victim.unlink()
+    victim.symlink_to(page)  # an indexed a.jpg that is a link to an .html file holding a valid JPEG
+    indexes = _served(data, embedder, tmp_path, "crops")
+    entry = _entry_of(indexes, "crops", victim)
+    reply = _client(indexes).get(f"/api/image/crops/{entry}")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "image/jpeg"
+    assert reply.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in reply.headers["content-security-policy"]
+    assert reply.headers["content-disposition"].startswith("inline; filename=")
+    page_reply = _client(indexes).get("/")
+    assert "frame-ancestors 'none'" in page_reply.headers["content-security-policy"]
+
+
+def test_the_page_never_puts_the_token_in_a_url():
+    from importlib import resources
+
+    page = resources.files("reid_search.serve").joinpath("static/index.html").read_text("utf-8")
+    assert "token=" not in page.replace('get("token")', "")  # read from the address bar, never written
+    assert "history.replaceState" in page and "createObjectURL(await response.blob())" in page
+
+
+def test_a_refusal_closes_the_connection(synth_root, embedder, tmp_path):
+    indexes = _served(synth_root, embedder, tmp_path)
+    client = _client(indexes, token="s3cret")
+    reply = client.post("/api/query", content=b"x" * 1000, headers={"content-type": "multipart/form-data"})
+    assert reply.status_code == 401 and reply.headers["connection"] == "close"
+
+
+def test_frames_are_served_from_a_bounded_pool_and_a_flood_gets_503(monkeypatch):
+    from reid_search.video.served_frames import Busy, FrameRequest, FrameServer
+
+    server = FrameServer(slots=1, queue=1, seconds=5.0)
+    release = threading.Event()
+    monkeypatch.setattr(server, "_render", lambda request: release.wait(5) and b"jpeg")
+    results: list = []
+
+    def ask(frame: int) -> None:
+        try:
+            results.append(server.jpeg(FrameRequest("v.mp4", 10, "ab", frame, None, [0, 0, 1, 1])))
+        except Busy:
+            results.append("busy")
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    started = time.perf_counter()
+    ask(99)  # one decoding, one waiting: the third is turned away at once
+    assert results == ["busy"] and time.perf_counter() - started < 0.5
+    release.set()
+    for t in threads:
+        t.join()
+    assert sorted(map(str, results)) == ["b'jpeg'", "b'jpeg'", "busy"]
+    monkeypatch.setattr(server, "_render", lambda request: pytest.fail("decoded again"))
+    assert server.jpeg(FrameRequest("v.mp4", 10, "ab", 0, None, [0, 0, 1, 1])) == b"jpeg"  # cached
+
+
+def _tiny_video(path: Path, frames: int = 60) -> Path:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.gop_size = 10
+        for i in range(frames):
+            pixels = np.full((48, 64, 3), (i * 4) % 256, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_a_late_frame_is_found_by_seeking_and_a_replaced_video_is_refused(tmp_path):
+    from reid_search._files import file_sha256
+    from reid_search.video.decode import VideoError
+    from reid_search.video.served_frames import FrameRequest, FrameServer
+
+    video = _tiny_video(tmp_path / "cam.mp4")
+    request = FrameRequest(str(video), video.stat().st_size, file_sha256(video), 45, 4.5, [5, 5, 30, 40])
+    picture = Image.open(io.BytesIO(FrameServer().jpeg(request)))
+    grey = picture.convert("L").getpixel((50, 40))
+    assert abs(grey - 180) < 12  # frame 45 painted 45 * 4
+    other = _tiny_video(tmp_path / "other.mp4", frames=30)
+    video.unlink()
+    video.symlink_to(other)  # re-pointed after indexing
+    with pytest.raises(VideoError, match="changed since it was indexed"):
+        FrameServer().jpeg(request)
+    video.unlink()
+    import os
+
+    os.mkfifo(video)  # a FIFO in its place is refused at once, never waited on
+    started = time.perf_counter()
+    with pytest.raises(VideoError, match="regular file"):
+        FrameServer().jpeg(request)
+    assert time.perf_counter() - started < 2
+
+
+def test_slow_header_senders_are_cut_off_and_health_still_answers(synth_root, embedder, tmp_path):
+    import uvicorn
+
+    from reid_search.serve import ServeConfig, create_app
+    from reid_search.serve.protocol import GuardedH11Protocol
+
+    class Quick(GuardedH11Protocol):
+        header_seconds = 1.0
+        max_connections = 40
+
+    indexes = _served(synth_root, embedder, tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(ServeConfig(indexes_dir=indexes)), port=port, http=Quick, log_level="error"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    slow = []
+    try:
+        for _ in range(100):  # more half-sent requests than the server keeps
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            slow.append(s)
+        latencies = []
+        for _ in range(10):
+            started = time.perf_counter()
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                reply = s.recv(4096)
+            latencies.append(time.perf_counter() - started)
+            assert reply.startswith(b"HTTP/1.1 200"), reply[:80]
+        assert max(latencies) < 1.0
+        time.sleep(1.5)  # past the header deadline: every slow connection was closed
+        closed = 0
+        for s in slow:
+            try:
+                s.settimeout(0.5)
+                closed += s.recv(1) == b""
+            except OSError:
+                closed += 1
+        assert closed == len(slow)
+    finally:
+        for s in slow:
+            s.close()
+        server.should_exit = True
+        thread.join(10)
