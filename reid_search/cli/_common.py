@@ -137,10 +137,13 @@ def _fresh_folder(path: Path) -> Path:
 
 
 def _input_size(text: str) -> tuple[int, int]:
+    """``"128x64"`` -> (128, 64); anything else is one InputError line."""
+    from ..errors import InputError
+
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise typer.BadParameter(f"{text!r}: expected HEIGHTxWIDTH, e.g. 128x64") from None
+        raise InputError(f"--input-size {text!r}: expected HEIGHTxWIDTH, e.g. 128x64") from None
     return h, w
 
 

@@ -147,7 +147,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     export: Annotated[Path | None, typer.Option(help="Also copy the final model (+ card) here.")] = None,
     threads: Annotated[
-        int | None, typer.Option(help="CPU threads TensorFlow may use [default: all cores].")
+        int | None, typer.Option(min=1, help="CPU threads TensorFlow may use [default: all cores].")
     ] = None,
 ) -> None:
     """Train the siamese tower; writes a checkpoint each epoch and exports model.keras with its card.

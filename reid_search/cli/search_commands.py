@@ -16,6 +16,7 @@ from ._common import (
     QuietOpt,
     RayActorsOpt,
     RayAddressOpt,
+    _fail,
     _fresh_folder,
     _make_embedder,
     app,
@@ -79,6 +80,10 @@ def query(
         top_k, matches, tuple(camera or ()), tuple(exclude_camera or ()), after, before,
         same_camera_rule, rerank, min_score,
     )  # fmt: skip
+    if plot:
+        from ..search.figures import check_figure_path
+
+        check_figure_path(plot)  # before the search, not after it
     with Gallery.open(index_name, indexes_dir) as gallery:
         result = answer_query(gallery, embedder_for_gallery(gallery, model), images, options)
     if plot:
@@ -153,8 +158,12 @@ def export_clip_command(
 ) -> None:
     """A gallery entry cut from video, shown where it was filmed: its frame (box drawn) or a clip."""
     from ..gallery import Gallery
-    from ..video.clips import export_clip
+    from ..video.clips import CLIP_SUFFIXES, export_clip
 
+    if out.suffix.lower() not in CLIP_SUFFIXES:
+        _fail(f"{out}: write a clip as .mp4 or its frame as .jpg / .png")
+    if not 0 <= entry < 2**63:
+        _fail(f"entry {entry}: gallery entries are numbered 0 to 2^63 - 1")
     with Gallery.open(index_name, indexes_dir) as gallery:
         where = gallery.video_source(entry)
     written = export_clip(where["video"], where["frame"], where["box"], out, seconds, where["label"])

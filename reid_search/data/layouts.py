@@ -145,7 +145,7 @@ class DatasetScan:
         return named
 
 
-from .walk import _files_below, _sorted_entries  # noqa: E402  (after Skipped, which they report)
+from .walk import _files_below, _is_dir, _is_file, _sorted_entries  # noqa: E402  (after Skipped, which they report)
 
 
 def _looks_like_image(path: Path) -> bool:
@@ -191,9 +191,9 @@ def _mars_split_folders(root: Path) -> list[Path]:
 def _is_mars_split_folder(root: Path) -> bool:
     """A folder of ``PPPP/`` sub-folders whose first image is MARS-named."""
     for entry in _sorted_entries(root)[:5]:
-        if entry.is_dir():
+        if _is_dir(entry):
             for sub in _sorted_entries(Path(entry.path))[:3]:
-                if sub.is_file() and MARS_NAME.match(Path(sub.name).stem):
+                if _is_file(sub) and MARS_NAME.match(Path(sub.name).stem):
                     return True
     return False
 
@@ -255,7 +255,7 @@ def _market_split_folders(root: Path) -> list[Path]:
 
 def _is_market_split_folder(root: Path) -> bool:
     for entry in _sorted_entries(root)[:5]:
-        if entry.is_file() and MARKET_NAME.match(Path(entry.name).stem):
+        if _is_file(entry) and MARKET_NAME.match(Path(entry.name).stem):
             return True
     return False
 
@@ -282,8 +282,8 @@ def _scan_market(root: Path, scan: DatasetScan) -> None:
 # --------------------------------------------------------------------------- generic
 def _scan_identity_folders(base: Path, split: str, scan: DatasetScan, parse_mars: bool = False) -> None:
     for entry in _sorted_entries(base, scan.skipped):
-        if not entry.is_dir():
-            if entry.is_file():
+        if not _is_dir(entry):
+            if _is_file(entry):
                 scan.skipped.append(Skipped(entry.path, "file outside an identity folder"))
             continue
         person = entry.name
@@ -293,7 +293,7 @@ def _scan_identity_folders(base: Path, split: str, scan: DatasetScan, parse_mars
 
 
 def _match_generic(root: Path) -> bool:
-    return any(e.is_dir() for e in _sorted_entries(root))
+    return any(_is_dir(e) for e in _sorted_entries(root))
 
 
 def _scan_generic(root: Path, scan: DatasetScan) -> None:
@@ -310,13 +310,13 @@ def _structure_folder(name: str) -> bool:
 
 def _holds_images(folder: Path) -> bool:
     """Does ``folder`` hold image files directly (not only in sub-folders)?"""
-    return any(e.is_file() and _looks_like_image(Path(e.name)) for e in _sorted_entries(folder))
+    return any(_is_file(e) and _looks_like_image(Path(e.name)) for e in _sorted_entries(folder))
 
 
 def _match_unlabelled(root: Path, sample: int = 50) -> bool:
     """Crops, not identities: no sub-folder that reads as a person (one holding images
     directly and not named for a camera or a day), and images somewhere below."""
-    folders = [Path(e.path) for e in _sorted_entries(root) if e.is_dir()]
+    folders = [Path(e.path) for e in _sorted_entries(root) if _is_dir(e)]
     people = [f for f in folders if not _structure_folder(f.name)][:sample]
     if any(_holds_images(f) for f in people):
         return False

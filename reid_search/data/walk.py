@@ -19,6 +19,22 @@ def _skip(skipped: list | None, path: str, reason: str) -> None:
         skipped.append(Skipped(path, reason))
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    """``entry.is_dir()``, False for a link loop or anything unreadable (never raises)."""
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """``entry.is_file()``, False for a link loop or anything unreadable (never raises)."""
+    try:
+        return entry.is_file(follow_symlinks=True)
+    except OSError:
+        return False
+
+
 def _sorted_entries(folder: Path, skipped: list[Skipped] | None = None) -> list[os.DirEntry]:
     """Non-hidden entries of ``folder`` by name; an unreadable folder is recorded in ``skipped``."""
     try:

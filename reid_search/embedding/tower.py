@@ -117,7 +117,12 @@ def _mobilenetv2_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.Ke
         weights="imagenet" if weights == "imagenet" else None,
     )
     if weights and weights != "imagenet":
-        base.load_weights(weights)
+        try:
+            base.load_weights(weights)
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"{weights}: not MobileNetV2 weights Keras can load (a .weights.h5 file; {str(exc)[:100]})"
+            ) from None
     if config.ibn_blocks:
         base = _with_instance_batch_norm(base, config.ibn_blocks)
     name, pooling = POOLINGS[config.pooling]

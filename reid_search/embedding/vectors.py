@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,8 +136,8 @@ def read_vectors(path: str | Path) -> VectorsFile:
             embeddings = npz["embeddings"].astype(np.float32)
             extra = {k: str(npz[k]) for k in ("model", "model_sha256") if k in names}
             skipped = [str(s) for s in npz["skipped"]] if "skipped" in names else []
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: not a readable .npz file ({exc})") from None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a readable .npz file ({str(exc)[:120]})") from None
     if embeddings.ndim != 2 or len(embeddings) != len(paths):
         raise InputError(f"{path}: {len(paths)} paths but embeddings of shape {embeddings.shape}")
     return VectorsFile(paths, embeddings, skipped=skipped, **extra)

@@ -141,6 +141,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise GalleryError(f"{path}: manifest is not valid JSON ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GalleryError(f"{path}: manifest cannot be read ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise GalleryError(f"{path}: manifest is not a JSON object")
     if manifest.get("format") not in (MANIFEST_FORMAT, *OLD_FORMATS):
         raise GalleryError(f"{path}: unknown gallery format {manifest.get('format')!r}")
     return manifest

@@ -89,8 +89,15 @@ class Gallery(RowStore, ClusterRows, IndexCache):
         if not manifest_path.is_file():
             raise GalleryError(f"{path}: not a gallery (no {MANIFEST_FILE}); build it with 'index'")
         manifest = read_manifest(manifest_path)
-        con = _connect(path / DB_FILE)
-        _ensure_schema(con)
+        if not (path / DB_FILE).is_file():
+            raise GalleryError(f"{path}: damaged gallery (no {DB_FILE}); rebuild it with 'index --rebuild'")
+        try:
+            con = _connect(path / DB_FILE)
+            _ensure_schema(con)
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(
+                f"{path}: damaged gallery ({DB_FILE}: {exc}); rebuild it with 'index --rebuild'"
+            ) from None
         gallery = cls(path, con, manifest)
         if manifest["format"] in OLD_FORMATS:  # migrated once, by whoever holds the writer lock
             with gallery.writing():

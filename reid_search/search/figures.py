@@ -1,4 +1,6 @@
-"""The one way the project draws a PNG: matplotlib without a display, written atomically enough.
+"""The one way the project draws a figure: matplotlib without a display, written to a temporary
+file beside the target and renamed over it (a reader never sees half a figure); a file type
+matplotlib cannot write is refused before anything is drawn.
 
 plt = pyplot()
 fig, ax = plt.subplots()
@@ -20,11 +22,34 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, out: str | Path) -> Path:
-    """Lay out ``fig``, write it to ``out`` (folders created) and free it."""
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".webp", ".tif", ".tiff")
+
+
+def check_figure_path(out: str | Path) -> Path:
+    """``out`` if matplotlib can write its type, else one InputError naming the types.
+
+    >>> check_figure_path("ranks.svg").name
+    'ranks.svg'
+    """
+    from ..errors import InputError
+
     out = Path(out)
+    if out.suffix.lower() not in FIGURE_SUFFIXES:
+        raise InputError(f"{out}: a figure is written as {', '.join(FIGURE_SUFFIXES)}")
+    return out
+
+
+def save_figure(fig, out: str | Path) -> Path:
+    """Lay out ``fig``, write it to ``out`` (folders created; via a temporary file renamed over it)
+    and free it."""
+    out = check_figure_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out)
-    pyplot().close(fig)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    try:
+        fig.savefig(tmp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        pyplot().close(fig)
     return out

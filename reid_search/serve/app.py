@@ -37,6 +37,7 @@ from ..data.images import ImageError
 from ..data.metadata import MetadataError
 from ..embedding.embedder import pool_tracklet
 from ..embedding.model_store import ModelError
+from ..errors import ReidSearchError
 from ..gallery import GalleryError, read_manifest
 from ..gallery.entry_files import EntryFile, EntryUnavailable, entry_image
 from ..search.query import Comparison, QueryOptions, answer_vector
@@ -107,8 +108,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def gone(_: Request, exc: EntryUnavailable):
         return JSONResponse({"detail": _short(str(exc))}, 404)
 
-    for error in (GalleryError, ImageError, MetadataError, ModelError):
-        app.add_exception_handler(error, _bad_request)
+    for error in (GalleryError, ImageError, MetadataError, ModelError, ReidSearchError):
+        app.add_exception_handler(error, _bad_request)  # every project error is a 4xx, one JSON shape
 
     async def embed(handle: Handle, uploads) -> tuple[Any, list[str], list[str]]:
         """Decode (a worker thread, at most ``decode_slots`` requests at once), then embed in the
@@ -211,8 +212,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         if not 0 <= faiss_id < 2**63:
             raise HTTPException(404, "no such entry")
         with pool.use(gallery) as handle:
+            entry_image(handle.gallery, faiss_id)  # an entry (else 404) whose crop is still the indexed one
             where = handle.gallery.video_source(faiss_id)
-            entry_image(handle.gallery, faiss_id)  # its crop is still the indexed one
         request = FrameRequest(
             where["video"], where.get("video_size"), where.get("video_sha256"),
             where["frame"], where.get("video_time"), where["box"], where["label"],

@@ -96,7 +96,12 @@ class GalleryPool:
 
     def _handle(self, name: str) -> Handle:
         path = self.indexes_dir / name
-        inode = (path / DB_FILE).stat().st_ino
+        try:
+            inode = (path / DB_FILE).stat().st_ino
+        except OSError:
+            raise GalleryError(
+                f"gallery {name}: damaged (no {DB_FILE}); rebuild it with 'index --rebuild'"
+            ) from None
         with self._lock:
             handle = self._handles.get(name)
             if handle is not None and handle.db_inode == inode:

@@ -11,6 +11,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from .augment import AugmentConfig
 LOSSES = ("pair", "contrastive", "triplet", "id", "cosface", "distill", "regress")
 CLASSIFIER_LOSSES = ("id", "cosface")  # losses that train the identity classifier (one at a time)
 BLOCK_TOWERS = ("mobilenetv2", "onnx")  # towers --freeze-blocks / --cached-views understand
+MAX_SIDE = 1024  # pixels of an input side: a person crop needs no more, memory grows with its square
 
 
 def _as_list(value: str | list[str] | None) -> list[str]:
@@ -111,6 +113,7 @@ class TrainConfig:
         from ..embedding.tower import check_tower
 
         check_tower(self.tower)
+        _check_backbone_file(self.tower.backbone_weights)
 
 
 PAIR_LOSSES = ("triplet", "contrastive", "pair")  # losses that need two images of a person in a batch
@@ -145,9 +148,59 @@ def _check_ranges(config: TrainConfig) -> None:
         ("--steps-per-epoch", config.steps_per_epoch or 1, (config.steps_per_epoch or 1) >= 1,
          "must be at least 1"),
     ]  # fmt: skip
+    a, t = config.augment, config.tower
+    rules += [
+        ("--pad", a.pad, 0 <= a.pad < 1, "is a share of the side, at least 0 and below 1"),
+        ("--colour-jitter", a.colour, 0 <= a.colour <= 1, "is a strength, from 0 to 1"),
+        ("--random-erasing", a.erase, 0 <= a.erase <= 1, "is a probability, from 0 to 1"),
+        ("--grey", a.grey, 0 <= a.grey <= 1, "is a probability, from 0 to 1"),
+        ("--downscale", a.downscale, 0 <= a.downscale <= 1, "is a probability, from 0 to 1"),
+        (
+            "--triplet-margin",
+            config.triplet_margin or 0,
+            (config.triplet_margin or 0) >= 0,
+            "must be at least 0",
+        ),
+        (
+            "--contrastive-margin",
+            config.contrastive_margin,
+            config.contrastive_margin >= 0,
+            "must be at least 0",
+        ),
+        (
+            "--input-size height",
+            t.input_height,
+            32 <= t.input_height <= MAX_SIDE,
+            f"must be 32 to {MAX_SIDE}",
+        ),
+        ("--input-size width", t.input_width, 16 <= t.input_width <= MAX_SIDE, f"must be 16 to {MAX_SIDE}"),
+        ("--embedding-dim", t.embedding_dim, 2 <= t.embedding_dim <= 4096, "must be 2 to 4096"),
+    ]
+    rules += [(f"--loss {name}", weight, weight >= 0, "a loss weight must be at least 0")
+              for name, weight in config.losses.items()]  # fmt: skip
     for option, value, allowed, rule in rules:
+        if not math.isfinite(float(value)):
+            raise TrainingError(f"{option} {value}: must be a finite number")
         if not allowed:
             raise TrainingError(f"{option} {value:g}: {rule}")
+
+
+def _check_backbone_file(weights: str | None) -> None:
+    """A ``--backbone-weights`` file must exist and be HDF5 (Keras ``.weights.h5``) or ONNX;
+    refused before anything is read or written."""
+    from pathlib import Path
+
+    if not weights or weights == "imagenet":
+        return
+    path = Path(weights)
+    if not path.is_file():
+        raise TrainingError(f"--backbone-weights {weights}: no such file")
+    if path.suffix != ".onnx":
+        with open(path, "rb") as handle:
+            if handle.read(8) != b"\x89HDF\r\n\x1a\n":
+                raise TrainingError(
+                    f"--backbone-weights {weights}: not MobileNetV2 weights (a .weights.h5 file)"
+                )
 
 
 def _refuse_repeats(folders: list[str]) -> None:

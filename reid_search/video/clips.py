@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from .decode import VideoError, open_frames, require_av
 
 BOX_COLOUR = (40, 200, 60)
+CLIP_SUFFIXES = (".mp4", ".jpg", ".jpeg", ".png")  # a clip, or the one frame
 
 
 def draw_box(image: Image.Image, box, label: str = "") -> Image.Image:

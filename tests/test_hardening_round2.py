@@ -213,3 +213,104 @@ def test_slow_header_senders_are_cut_off_and_health_still_answers(synth_root, em
             s.close()
         server.should_exit = True
         thread.join(10)
+
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from reid_search.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_a_symlink_loop_between_two_files_is_skipped_not_a_traceback(mars_samples, tmp_path):
+    folder = tmp_path / "loop"
+    shutil.copytree(mars_samples, folder)
+    (folder / "a.jpg").symlink_to("b.jpg")
+    (folder / "b.jpg").symlink_to("a.jpg")
+    result = _cli("index", str(folder), "--name", "loop", "--indexes-dir", str(tmp_path / "ix"), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "a.jpg: not a regular file" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("export-clip", "99999999999999999999999", "--out", "c.mp4"), "numbered 0 to 2^63 - 1"),
+        (("export-clip", "0", "--out", "c.txt"), "write a clip as .mp4"),
+        (("query", "x.jpg", "--plot", "p.txt"), "a figure is written as .png"),
+    ],
+)
+def test_impossible_outputs_are_one_error_line(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _cli(*args)
+    assert result.exit_code == 2 and result.output.startswith("error: ") and message in result.output
+
+
+@pytest.mark.parametrize("damage", ["no meta.sqlite", "meta.sqlite not SQLite", "manifest a JSON list"])
+def test_a_damaged_gallery_is_a_4xx_on_every_endpoint(synth_root, embedder, tmp_path, damage):
+    indexes = _served(synth_root, embedder, tmp_path, "hurt")
+    folder = indexes / "hurt"
+    if damage == "no meta.sqlite":
+        (folder / "meta.sqlite").unlink()
+    elif damage == "meta.sqlite not SQLite":
+        (folder / "meta.sqlite").write_bytes(b"not a database " * 20)
+    else:
+        (folder / "manifest.json").write_text("[1, 2]")
+    client = _client(indexes)
+    image = next(synth_root.rglob("*.jpg")).read_bytes()
+    replies = [
+        client.post("/api/query", files={"images": ("a.jpg", image)}, data={"gallery": "hurt"}),
+        client.post(
+            "/api/compare",
+            files={"image_a": ("a.jpg", image), "image_b": ("b.jpg", image)},
+            data={"gallery": "hurt"},
+        ),  # fmt: skip
+        client.get("/api/thumb/hurt/0"),
+        client.get("/api/image/hurt/0"),
+        client.get("/api/frame/hurt/0"),
+    ]
+    assert [r.status_code // 100 for r in replies] == [4] * 5, [r.text for r in replies]
+    assert all("detail" in r.json() for r in replies)
+
+
+def test_an_unknown_entry_is_404_on_frame_as_on_thumb_and_image(synth_root, embedder, tmp_path):
+    client = _client(_served(synth_root, embedder, tmp_path))
+    assert [client.get(f"/api/{kind}/synth/99999").status_code for kind in ("frame", "thumb", "image")] == [
+        404
+    ] * 3
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (("--input-size", "abc"), "expected HEIGHTxWIDTH"),
+        (("--input-size", "99999x99999"), "must be 32 to 1024"),
+        (("--lr", "inf"), "--lr inf: must be a finite number"),
+        (("--loss", "triplet=nan"), "--loss triplet nan: must be a finite number"),
+        (("--triplet-margin", "nan"), "--triplet-margin nan"),
+        (("--downscale", "5"), "--downscale 5: is a probability"),
+        (("--random-erasing", "7"), "--random-erasing 7: is a probability"),
+        (("--teacher-targets", "/etc/passwd", "--loss", "distill"), "/etc/passwd: not a readable .npz file"),
+        (("--architecture", "mobilenetv2", "--backbone-weights", "/etc/passwd"), "not MobileNetV2 weights"),
+    ],
+)
+def test_train_refuses_settings_no_run_can_use_in_one_line(synth_root, tmp_path, option, message):
+    args = [
+        "train",
+        str(synth_root),
+        "--out",
+        str(tmp_path / "run"),
+        "--architecture",
+        "mini",
+        "--input-size",
+        "64x32",
+    ]
+    result = _cli(*args, "--epochs", "1", "--steps-per-epoch", "1", "--p", "2", "--k", "2", *option)
+    assert result.exit_code == 2 and result.output.startswith("error: ") and message in result.output
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_train_threads_must_be_positive(synth_root, tmp_path):
+    result = _cli("train", str(synth_root), "--out", str(tmp_path / "run"), "--threads", "-1")
+    assert result.exit_code == 2 and "Traceback" not in result.output
