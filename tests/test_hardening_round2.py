@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import socket
@@ -161,58 +162,89 @@ def test_a_late_frame_is_found_by_seeking_and_a_replaced_video_is_refused(tmp_pa
     assert time.perf_counter() - started < 2
 
 
-def test_slow_header_senders_are_cut_off_and_health_still_answers(synth_root, embedder, tmp_path):
+@contextlib.contextmanager
+def _real_server(indexes: Path, protocol=None, **settings):
+    """The app under uvicorn in a thread on a free loopback port; yields the port."""
     import uvicorn
 
     from reid_search.serve import ServeConfig, create_app
+    from reid_search.serve.protocol import GuardedH11Protocol
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(ServeConfig(indexes_dir=indexes, **settings))
+    server = uvicorn.Server(
+        uvicorn.Config(app, port=port, http=protocol or GuardedH11Protocol, log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_slow_header_senders_are_cut_off_and_health_still_answers(synth_root, embedder, tmp_path):
     from reid_search.serve.protocol import GuardedH11Protocol
 
     class Quick(GuardedH11Protocol):
         header_seconds = 1.0
         max_connections = 40
 
-    indexes = _served(synth_root, embedder, tmp_path)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(ServeConfig(indexes_dir=indexes)), port=port, http=Quick, log_level="error"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
     slow = []
-    try:
-        for _ in range(100):  # more half-sent requests than the server keeps
-            s = socket.create_connection(("127.0.0.1", port), timeout=5)
-            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            slow.append(s)
-        latencies = []
-        for _ in range(10):
-            started = time.perf_counter()
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                reply = s.recv(4096)
-            latencies.append(time.perf_counter() - started)
-            assert reply.startswith(b"HTTP/1.1 200"), reply[:80]
-        assert max(latencies) < 1.0
-        time.sleep(1.5)  # past the header deadline: every slow connection was closed
-        closed = 0
-        for s in slow:
-            try:
-                s.settimeout(0.5)
-                closed += s.recv(1) == b""
-            except OSError:
-                closed += 1
-        assert closed == len(slow)
-    finally:
-        for s in slow:
-            s.close()
-        server.should_exit = True
-        thread.join(10)
+    with _real_server(_served(synth_root, embedder, tmp_path), Quick) as port:
+        try:
+            for _ in range(100):  # more half-sent requests than the server keeps
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                slow.append(s)
+            latencies = []
+            for _ in range(10):
+                started = time.perf_counter()
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    reply = s.recv(4096)
+                latencies.append(time.perf_counter() - started)
+                assert reply.startswith(b"HTTP/1.1 200"), reply[:80]
+            assert max(latencies) < 1.0
+            time.sleep(1.5)  # past the header deadline: every slow connection was closed
+            closed = 0
+            for s in slow:
+                try:
+                    s.settimeout(0.5)
+                    closed += s.recv(1) == b""
+                except OSError:
+                    closed += 1
+            assert closed == len(slow)
+        finally:
+            for s in slow:
+                s.close()
+
+
+def test_an_unauthenticated_chunked_upload_is_cut_off_within_10_mb(synth_root, embedder, tmp_path):
+    head = (
+        b"POST /api/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = f"{2**16:x}\r\n".encode() + b"\0" * 2**16 + b"\r\n"
+    sent = 0
+    with (
+        _real_server(_served(synth_root, embedder, tmp_path), token="s3cret") as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as s,
+    ):
+        s.sendall(head)
+        try:
+            while sent < 200 * 2**20:  # 200 MB planned
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:  # the server closed the connection
+            pass
+    assert sent < 10 * 2**20
 
 
 def _cli(*args: str):
@@ -314,3 +346,76 @@ def test_train_refuses_settings_no_run_can_use_in_one_line(synth_root, tmp_path,
 def test_train_threads_must_be_positive(synth_root, tmp_path):
     result = _cli("train", str(synth_root), "--out", str(tmp_path / "run"), "--threads", "-1")
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def _run_guard(config, headers: list[tuple[bytes, bytes]], chunks: list[bytes]):
+    """Drive a RequestGuard with a body in ``chunks``; returns (status sent, bytes the app read)."""
+    import asyncio
+
+    from reid_search.serve.guard import RequestGuard
+
+    read = 0
+
+    async def app(scope, receive, send):
+        nonlocal read
+        while True:
+            message = await receive()
+            read += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    queue = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)
+    ]
+
+    async def receive():
+        return queue.pop(0)
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/api/query", "headers": headers, "query_string": b""}
+    try:
+        asyncio.run(RequestGuard(app, config)(scope, receive, send))
+    except Exception as exc:  # the HTTPException the application turns into a response
+        return getattr(exc, "status_code", None), read
+    return sent[0]["status"], read
+
+
+def test_a_multipart_body_with_too_many_parts_is_cut_off_while_it_streams():
+    from reid_search.serve.guard import GuardConfig
+
+    part = (
+        b'--B\r\nContent-Disposition: form-data; name="images"; filename="a.jpg"\r\n\r\n'
+        + b"x" * 1000
+        + b"\r\n"
+    )
+    chunks = [part] * 240 + [b"--B--\r\n"]
+    headers = [(b"content-type", b"multipart/form-data; boundary=B"), (b"transfer-encoding", b"chunked")]
+    status, read = _run_guard(GuardConfig(max_parts=48), headers, chunks)
+    assert status == 413 and read < 60 * len(part)  # refused near part 49, not after 240
+
+
+def test_more_bodies_at_once_than_the_slots_get_a_fast_503():
+    from reid_search.serve.guard import GuardConfig, RequestGuard
+
+    guard = RequestGuard(None, GuardConfig(body_slots=2))
+    guard.reading = 2  # two uploads are being read
+    import asyncio
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "path": "/api/query",
+        "headers": [(b"content-length", b"10")],
+        "query_string": b"",
+    }
+    asyncio.run(guard(scope, None, send))
+    assert sent[0]["status"] == 503

@@ -28,12 +28,15 @@ def read_target(config: AdaptConfig) -> tuple[TargetCrops, str | None]:
 
     One name that is not a folder is read as a gallery (its rows' camera, tracklet, time)."""
     from ..gallery import Gallery
-    from ..gallery.folder import resolve_gallery_path
+    from ..gallery.folder import MANIFEST_FILE, resolve_gallery_path
 
     targets = config.target
-    if len(targets) == 1 and not Path(targets[0]).is_dir():
+    if not targets:
+        raise AdaptError("give a gallery name or folders of crops to adapt to")
+    is_gallery_folder = (Path(targets[0]) / MANIFEST_FILE).is_file()
+    if len(targets) == 1 and (is_gallery_folder or not Path(targets[0]).is_dir()):
         path = resolve_gallery_path(targets[0])
-        if not (path / "meta.sqlite").is_file():
+        if not (path / MANIFEST_FILE).is_file():
             raise AdaptError(f"{targets[0]}: neither a folder of crops nor a gallery")
         with Gallery.open(path) as gallery:
             return from_gallery(gallery), gallery.manifest.get("model", {}).get("path")

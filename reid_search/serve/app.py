@@ -93,7 +93,13 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.config = config
     app.add_middleware(
         RequestGuard,
-        config=GuardConfig(config.token, config.max_request_bytes, config.body_timeout, config.allowed_hosts),
+        config=GuardConfig(
+            config.token,
+            config.max_request_bytes,
+            config.body_timeout,
+            config.allowed_hosts,
+            max_parts=config.max_files + 16,
+        ),  # fmt: skip
     )
 
     @app.exception_handler(UploadRejected)

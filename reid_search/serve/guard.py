@@ -33,6 +33,43 @@ class GuardConfig:
     max_body_bytes: int = 64 * 2**20
     body_timeout: float = 30.0  # seconds a client may take between two body chunks
     allowed_hosts: tuple[str, ...] = ()  # empty: any Host header
+    max_parts: int = 48  # parts of one multipart body (images + form fields)
+    body_slots: int = 8  # request bodies read at once; more get a fast 503 (bounds temp disk, open files)
+    body_seconds: float = 120.0  # a whole body must arrive within this (one byte a second never ends)
+
+
+class PartCounter:
+    """Counts multipart parts as the body streams in (boundaries split across chunks included).
+
+    >>> counter = PartCounter(b"XyZ")
+    >>> counter.feed(b"--XyZ a --X") + counter.feed(b"yZ b --XyZ--")
+    3
+    """
+
+    def __init__(self, boundary: bytes):
+        self.marker = b"--" + boundary
+        self.tail = b""
+
+    def feed(self, chunk: bytes) -> int:
+        data = self.tail + chunk
+        found = data.count(self.marker)
+        self.tail = data[-(len(self.marker) - 1) :] if len(self.marker) > 1 else b""
+        return found
+
+
+def multipart_boundary(content_type: str) -> bytes | None:
+    """The boundary of a ``multipart/form-data`` content type, else None.
+
+    >>> multipart_boundary('multipart/form-data; boundary="abc"')
+    b'abc'
+    """
+    if not content_type.lower().startswith("multipart/"):
+        return None
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "boundary" and value:
+            return value.strip('"').encode("latin-1")
+    return None
 
 
 def token_of(headers: dict[str, str], query: str) -> str:
@@ -101,6 +138,7 @@ class RequestGuard:
 
     def __init__(self, app, config: GuardConfig):
         self.app, self.config = app, config
+        self.reading = 0  # requests whose body is being read now (one event loop: no lock needed)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -110,7 +148,19 @@ class RequestGuard:
         refusal = self._refusal(scope, headers)
         if refusal is not None:
             return await _reply(send, *refusal)
-        await self.app(scope, self._guarded_receive(receive), send)
+        has_body = headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers
+        if not has_body:
+            return await self.app(scope, self._guarded_receive(receive), send)
+        if self.reading >= self.config.body_slots:
+            return await _reply(
+                send, 503, "busy: too many uploads at once; try again", [(b"retry-after", b"1")]
+            )
+        self.reading += 1
+        try:
+            boundary = multipart_boundary(headers.get("content-type", ""))
+            await self.app(scope, self._guarded_receive(receive, boundary), send)
+        finally:
+            self.reading -= 1
 
     def _refusal(self, scope, headers: dict[str, str]) -> tuple | None:
         c = self.config
@@ -127,20 +177,30 @@ class RequestGuard:
             return 413, f"request larger than {c.max_body_bytes} bytes", []
         return None
 
-    def _guarded_receive(self, receive):
-        limit, timeout = self.config.max_body_bytes, self.config.body_timeout
-        seen = 0
+    def _guarded_receive(self, receive, boundary: bytes | None = None):
+        c = self.config
+        limit, timeout = c.max_body_bytes, c.body_timeout
+        seen, parts = 0, 0
+        counter = PartCounter(boundary) if boundary else None
+        deadline = asyncio.get_running_loop().time() + c.body_seconds
 
         async def guarded():
-            nonlocal seen
+            nonlocal seen, parts
+            left = deadline - asyncio.get_running_loop().time()
             try:
-                message = await asyncio.wait_for(receive(), timeout)
+                message = await asyncio.wait_for(receive(), max(0.0, min(timeout, left)))
             except asyncio.TimeoutError:
-                raise HTTPException(408, f"no request data for {timeout:g} s") from None
+                raise HTTPException(408, f"no request data for {timeout:g} s (or the body took over "
+                                    f"{c.body_seconds:g} s in all)") from None  # fmt: skip
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                body = message.get("body", b"")
+                seen += len(body)
                 if seen > limit:
                     raise HTTPException(413, f"request larger than {limit} bytes")
+                if counter is not None:
+                    parts += counter.feed(body)
+                    if parts > c.max_parts + 1:  # n parts have n + 1 boundary lines
+                        raise HTTPException(413, f"more than {c.max_parts} parts in one request")
             return message
 
         return guarded
