@@ -419,3 +419,52 @@ def test_more_bodies_at_once_than_the_slots_get_a_fast_503():
     }
     asyncio.run(guard(scope, None, send))
     assert sent[0]["status"] == 503
+
+
+def test_a_422_names_the_field_without_repeating_the_input(synth_root, embedder, tmp_path):
+    client = _client(_served(synth_root, embedder, tmp_path))
+    image = next(synth_root.rglob("*.jpg")).read_bytes()
+    reply = client.post("/api/query", files={"images": ("a.jpg", image)}, data={"top_k": "x" * 900_000})
+    assert reply.status_code == 422 and len(reply.content) < 400 and "top_k" in reply.json()["detail"]
+
+
+def test_a_decompression_bomb_is_refused_as_too_many_pixels(synth_root, embedder, tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)  # a 900 MP PNG header
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+    client = _client(_served(synth_root, embedder, tmp_path))
+    reply = client.post("/api/query", files={"images": ("bomb.png", png)})
+    assert reply.status_code == 413 and "too many pixels" in reply.json()["detail"]
+
+
+def test_the_host_check_reads_the_host_not_a_userinfo_trick():
+    from reid_search.serve.guard import host_name
+
+    assert host_name("127.0.0.1:80@evil.com") == "" and host_name("localhost:8000") == "localhost"
+
+
+def test_per_query_csv_cells_never_run_as_formulas():
+    from reid_search.search.report import csv_safe
+
+    assert [csv_safe(v) for v in ("=1+2", "+1", "-1", "@SUM(A1)", "0744")] == [
+        "'=1+2",
+        "'+1",
+        "'-1",
+        "'@SUM(A1)",
+        "0744",
+    ]
+
+
+def test_evaluating_a_camera_against_itself_says_no_query_can_be_scored(cuhk_test):
+    result = _cli("evaluate", str(cuhk_test), "--query-camera", "1", "--gallery-camera", "1")
+    assert result.exit_code == 2 and "no query could be scored" in result.output

@@ -154,6 +154,16 @@ def cross_camera(
         query = query[np.isin(items.cameras[query], query_cameras)]
     if gallery_cameras:
         gallery = gallery[np.isin(items.cameras[gallery], gallery_cameras)]
+    same = query_cameras and gallery_cameras and set(query_cameras) == set(gallery_cameras)
+    if same and len(set(gallery_cameras)) == 1:
+        raise ProtocolError(
+            f"--query-camera and --gallery-camera are both {sorted(set(query_cameras))}: a query never "
+            "matches its own camera's crops of the same person, so no query could be scored"
+        )
+    if query_cameras and not len(query):
+        raise ProtocolError(f"no identity item on --query-camera {sorted(set(query_cameras))}")
+    if gallery_cameras and not len(gallery):
+        raise ProtocolError(f"no item on --gallery-camera {sorted(set(gallery_cameras))}")
     where = ""
     if query_cameras or gallery_cameras:
         where = (

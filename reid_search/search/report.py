@@ -61,8 +61,8 @@ def write_report(report: EvaluationReport, out_dir: str | Path, plot_ranks: int 
         for q, score in zip(report.protocol.query, report.scores, strict=True):
             writer.writerow(
                 [
-                    items.paths[q],
-                    items.persons[q],
+                    csv_safe(items.paths[q]),
+                    csv_safe(items.persons[q]),
                     int(items.cameras[q]),
                     score.first_hit or "",
                     "" if score.ap is None else f"{score.ap:.6f}",
@@ -85,6 +85,16 @@ def write_report(report: EvaluationReport, out_dir: str | Path, plot_ranks: int 
             title = f"{which} {len(rows)} queries by AP ({name}; green: same person, red: another)"
             paths[f"ranks_{which}_png"] = draw_rank_rows(rows, out / f"ranks-{which}.png", title)
     return paths
+
+
+def csv_safe(text) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula (a leading ``= + - @`` is quoted).
+
+    >>> csv_safe("=1+2"), csv_safe("@SUM(A1)"), csv_safe("0744")
+    ("'=1+2", "'@SUM(A1)", '0744')
+    """
+    text = str(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def format_summary(report: EvaluationReport) -> str:

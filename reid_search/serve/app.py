@@ -29,6 +29,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
@@ -101,6 +102,13 @@ def create_app(config: ServeConfig) -> FastAPI:
             max_parts=config.max_files + 16,
         ),  # fmt: skip
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError):
+        """A 422 that names the fields and what is wrong, never echoing what was sent."""
+        errors = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+                  for e in exc.errors()]  # fmt: skip
+        return JSONResponse({"detail": _short("; ".join(errors))}, 422)
 
     @app.exception_handler(UploadRejected)
     async def rejected(_: Request, exc: UploadRejected):

@@ -72,6 +72,25 @@ def multipart_boundary(content_type: str) -> bytes | None:
     return None
 
 
+def host_name(header: str) -> str:
+    """The name of a ``Host`` header (port taken off), or "" when it is not a plain host[:port].
+
+    >>> host_name("LocalHost:8000"), host_name("[::1]:80"), host_name("127.0.0.1:80@evil.com")
+    ('localhost', '::1', '')
+    """
+    header = header.strip().lower()
+    if header.startswith("["):  # [IPv6]:port
+        name, _, rest = header[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else rest
+    else:
+        name, _, port = header.partition(":") if header.count(":") == 1 else (header, "", "")
+    if port and not port.isdigit():
+        return ""
+    if not name or any(not (ch.isalnum() or ch in "-._:") for ch in name):
+        return ""
+    return name
+
+
 def token_of(headers: dict[str, str], query: str) -> str:
     """The token a request carries: ``Authorization: Bearer T``, ``X-Token: T`` or ``?token=T``."""
     auth = headers.get("authorization", "")
@@ -164,10 +183,8 @@ class RequestGuard:
 
     def _refusal(self, scope, headers: dict[str, str]) -> tuple | None:
         c = self.config
-        if c.allowed_hosts:
-            host = headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
-            if host not in c.allowed_hosts:
-                return 400, "unknown Host header", []
+        if c.allowed_hosts and host_name(headers.get("host", "")) not in c.allowed_hosts:
+            return 400, "unknown Host header", []
         if c.token and scope["path"].startswith("/api"):
             given = token_of(headers, scope.get("query_string", b"").decode("latin-1"))
             if not hmac.compare_digest(given.encode(), c.token.encode()):

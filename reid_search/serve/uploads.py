@@ -87,6 +87,10 @@ def check_upload(data: bytes, name: str, budget: UploadBudget) -> Upload:
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt, (width, height) = img.format, img.size
+    except Image.DecompressionBombError:
+        raise UploadRejected(
+            413, f"{name}: too many pixels (over {budget.max_image_pixels} allowed)"
+        ) from None
     except Exception:  # PIL raises many types for a bad header
         raise UploadRejected(400, f"{name}: not an image PIL can read") from None
     if fmt not in SAFE_FORMATS:
