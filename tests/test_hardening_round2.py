@@ -468,3 +468,38 @@ def test_per_query_csv_cells_never_run_as_formulas():
 def test_evaluating_a_camera_against_itself_says_no_query_can_be_scored(cuhk_test):
     result = _cli("evaluate", str(cuhk_test), "--query-camera", "1", "--gallery-camera", "1")
     assert result.exit_code == 2 and "no query could be scored" in result.output
+
+
+def test_a_query_folder_with_an_unreadable_sub_folder_says_so(synth_root, embedder, tmp_path, monkeypatch):
+    import os
+
+    import reid_search.data.walk as walk
+
+    indexes = _served(synth_root, embedder, tmp_path)
+    query = tmp_path / "query"
+    (query / "locked").mkdir(parents=True)
+    shutil.copy(next(synth_root.rglob("*.jpg")), query / "a.jpg")
+    real_scandir = os.scandir
+
+    def scandir(path):  # as a non-root user sees a folder without read permission
+        if Path(path) == query / "locked":
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(walk.os, "scandir", scandir)
+    result = _cli("query", str(query), "--index", "synth", "--indexes-dir", str(indexes), "--json")
+    assert result.exit_code == 0, result.output
+    assert "locked: unreadable folder (Permission denied)" in result.output
+
+
+def test_indexing_only_unreadable_videos_leaves_no_empty_gallery(tmp_path):
+    from .test_video import DETECTOR
+
+    video = tmp_path / "broken.mp4"
+    video.write_bytes(b"\0\0\0\x18ftypmp42" + b"garbage" * 100)
+    indexes = tmp_path / "indexes"
+    result = _cli(
+        "index", str(video), "--name", "v", "--indexes-dir", str(indexes), "--detector", str(DETECTOR), "-q"
+    )
+    assert result.exit_code == 2 and "no gallery written" in result.output, result.output
+    assert not (indexes / "v").exists()

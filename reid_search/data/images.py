@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,14 +89,15 @@ def decode_image(
     return np.asarray(resized, dtype=np.float32), width, height
 
 
-def list_images(paths: list[str | Path]) -> list[Path]:
-    """Expand files and folders (recursively, sorted) into image files for a query."""
+def list_images(paths: list[str | Path], skipped: list | None = None) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into image files for a query; folders
+    that cannot be read (and link loops) are recorded in ``skipped`` (layouts' ``Skipped``)."""
+    from .walk import _files_below
+
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                out.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
+            out.extend(_files_below(p, skipped))
         else:
             out.append(p)
     return out

@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,7 +79,12 @@ def build_video_gallery(
         if cut.stopped:
             skipped.append(Skipped(str(video), cut.stopped))
         log(_cut_line(cut))
-    scan = DatasetScan(str(crops_root), "video", [r for c in cuts for r in c.records], skipped)
+    records = [r for c in cuts for r in c.records]
+    if not records and not (path / MANIFEST_FILE).is_file():  # nothing to index: leave no empty gallery
+        shutil.rmtree(path, ignore_errors=True)
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or "no person found in any video"
+        raise GalleryError(f"no gallery written: {reasons}")
+    scan = DatasetScan(str(crops_root), "video", records, skipped)
     gallery, report = build_gallery(
         scan, path.name, embedder, level=level, indexes_dir=base, frames_per_tracklet=frames_per_tracklet,
         progress=progress, index_type=index_type,

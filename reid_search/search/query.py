@@ -347,11 +347,18 @@ def search_gallery(
     threshold (``min_score``, else the model card's); ``in_gallery`` is False when none does.
     """
     gallery.check_model(embedder.model_sha256, embedder.model.path)
-    paths = list_images(list(images))
+    unread: list = []
+    paths = list_images(list(images), unread)
     if not paths:
         given = ", ".join(str(i) for i in images)
-        raise GalleryError(f"{given}: no query image there" if given else "no query image given")
+        why = "; ".join(f"{s.path}: {s.reason}" for s in unread[:3])
+        raise GalleryError(
+            f"{given}: no query image there" + (f" ({why})" if why else "")
+            if given
+            else "no query image given"
+        )
     vectors, used, failures = embedder.embed_files(paths)
+    failures = [*(ImageError(s.path, s.reason) for s in unread), *failures]
     if not used:
         raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
     options = QueryOptions.from_search(
