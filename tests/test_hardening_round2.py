@@ -503,3 +503,15 @@ def test_indexing_only_unreadable_videos_leaves_no_empty_gallery(tmp_path):
     )
     assert result.exit_code == 2 and "no gallery written" in result.output, result.output
     assert not (indexes / "v").exists()
+
+
+@pytest.mark.parametrize("rebuild", [(), ("--rebuild",)])
+def test_a_gallery_name_that_is_a_file_is_refused_and_the_file_kept(mars_samples, tmp_path, rebuild):
+    indexes = tmp_path / "indexes"
+    indexes.mkdir()
+    (indexes / "README.md").write_text("keep me")
+    result = _cli(
+        "index", str(mars_samples), "--name", "README.md", "--indexes-dir", str(indexes), "-q", *rebuild
+    )
+    assert result.exit_code == 2 and "is not a gallery folder" in result.output
+    assert (indexes / "README.md").read_text() == "keep me"

@@ -194,6 +194,8 @@ def build_gallery(
     info = model_info(embedder) if vectors is None else _vectors_model_info(vectors)
     base = Path(indexes_dir) if indexes_dir else default_indexes_dir()
     path = base / (check_gallery_name(name) if name else gallery_name_from_folder(scan.root))
+    if path.exists() and not path.is_dir() or path.is_symlink():
+        raise GalleryError(f"{path}: exists and is not a gallery folder; choose another --name")
     _recover_interrupted_swap(path)
 
     def build_at(target: Path, wanted_index_type: str | None) -> tuple[Gallery, BuildReport]:
