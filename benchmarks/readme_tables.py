@@ -263,7 +263,14 @@ def clustering_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def adapt_table(result: dict) -> str:
+    from adapt import markdown
+
+    return markdown(result["rows"])
+
+
 TABLES = {
+    "adapt": ("adapt.json", adapt_table),
     "levers": ("levers.json", levers_table),
     "cross-domain": ("cross_domain.json", cross_domain_table),
     "recipe-variants": ("recipe_variants.json", cross_domain_table),

@@ -4,7 +4,7 @@ Usage::
 
     >>> config = AdaptConfig(target=["crops/"], out="lobby.keras")
     >>> config.rounds, config.cluster.eps
-    (8, 0.6)
+    (8, 0.45)
     >>> adapt_command(config).split()[:4]
     ['reid-search', 'adapt', 'crops/', '--out']
 """
@@ -36,7 +36,7 @@ class AdaptConfig:
     source_images: int = 4000  # at most this many source crops (evenly over people)
     work: str | None = None
     rounds: int = 8
-    steps_per_round: int = 200
+    steps_per_round: int | None = None  # None: two passes over the crops, 50 to 200 steps
     p: int = 16  # pseudo-identities per batch
     k: int = 4  # crops per pseudo-identity
     lr: float = 1e-4
@@ -55,6 +55,17 @@ class AdaptConfig:
     )  # AugmentConfig
     seed: int = 0
     command: str = ""
+
+    def steps_for(self, crops: int) -> int:
+        """Steps per round: as set, else two passes over ``crops`` in P x K batches, 50 to 200.
+
+        >>> config = AdaptConfig(target=[], out="a.keras")
+        >>> config.steps_for(7239), config.steps_for(2500), config.steps_for(500)
+        (200, 78, 50)
+        """
+        if self.steps_per_round:
+            return self.steps_per_round
+        return int(min(200, max(50, round(2 * crops / (self.p * self.k)))))
 
     def uses(self, ingredient: str) -> bool:
         return ingredient not in self.without
@@ -75,7 +86,12 @@ class AdaptConfig:
             raise AdaptError(f"--without {', '.join(sorted(unknown))}: known: {', '.join(INGREDIENTS)}")
         rules = [
             ("--rounds", self.rounds, self.rounds >= 1, "must be at least 1"),
-            ("--steps-per-round", self.steps_per_round, self.steps_per_round >= 1, "must be at least 1"),
+            (
+                "--steps-per-round",
+                self.steps_per_round or 1,
+                (self.steps_per_round or 1) >= 1,
+                "must be at least 1",
+            ),
             ("--p", self.p, self.p >= 2, "must be at least 2"),
             ("--k", self.k, self.k >= 2, "must be at least 2"),
             ("--lr", self.lr, 0 < self.lr < 1, "must be above 0 and below 1"),
@@ -102,7 +118,8 @@ def adapt_command(config: AdaptConfig) -> str:
         *(["--model", config.model] if config.model else []),
         *(["--metadata", config.metadata] if config.metadata else []),
         *[x for s in config.source for x in ("--source", s)],
-        "--rounds", str(config.rounds), "--steps-per-round", str(config.steps_per_round),
+        "--rounds", str(config.rounds),
+        *(["--steps-per-round", str(config.steps_per_round)] if config.steps_per_round else []),
         "--p", str(config.p), "--k", str(config.k), "--lr", f"{config.lr:g}",
         "--temperature", f"{config.temperature:g}", "--camera-weight", f"{config.camera_weight:g}",
         "--distill-weight", f"{config.distill_weight:g}", "--eps", f"{c.eps:g}",

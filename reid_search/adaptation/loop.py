@@ -280,9 +280,10 @@ class Adapter:
         by_label = _rows_by_label(all_labels)
         names = np.array(sorted(by_label))
         sums: dict[str, float] = {}
+        steps = c.steps_for(len(self.target))
         first = int(self.step.numpy())
         started = last_report = time.perf_counter()
-        for s in range(first, c.steps_per_round):
+        for s in range(first, steps):
             step_rng = np.random.default_rng([c.seed, r, s])
             picked = step_rng.choice(names, p, replace=False)
             batch = np.concatenate(
@@ -290,7 +291,7 @@ class Adapter:
             )
             views = step_rng.integers(1, len(self.views), len(batch))
             x = self.views[views, batch].astype(np.float32)
-            lr = c.lr * (0.1 + 0.9 * min(1.0, (r * c.steps_per_round + s + 1) / max(1, c.steps_per_round)))
+            lr = c.lr * (0.1 + 0.9 * min(1.0, (r * steps + s + 1) / max(1, steps)))
             teacher_rows = (batch < n_target).astype(np.float32)
             teacher = self.teacher[np.minimum(batch, n_target - 1)]
             total, terms, f = step_fn(
@@ -302,17 +303,17 @@ class Adapter:
             for k, v in {"loss": total, **terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             now = time.perf_counter()
-            if now - last_report >= self.progress_seconds and s + 1 < c.steps_per_round:
+            if now - last_report >= self.progress_seconds and s + 1 < steps:
                 last_report = now
                 rate = (s + 1 - first) * len(batch) / (now - started)
-                eta = (c.steps_per_round - s - 1) * (now - started) / (s + 1 - first)
+                eta = (steps - s - 1) * (now - started) / (s + 1 - first)
                 self.log(
-                    f"  round {r + 1} step {s + 1}/{c.steps_per_round} "
+                    f"  round {r + 1} step {s + 1}/{steps} "
                     f"loss {sums['loss'] / (s + 1 - first):.4f} "
                     f"{rate:.0f} crops/s, round ETA {eta:.0f} s"
                 )
         del rng
-        done = max(1, c.steps_per_round - first)
+        done = max(1, steps - first)
         return {k: round(v / done, 4) for k, v in sums.items()}
 
     def _embed_source(self) -> np.ndarray:
