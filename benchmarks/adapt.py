@@ -65,6 +65,7 @@ CELLS = {
         "crops": DATA / "conreid" / "bounding_box_test",
         "test_set": "conreid",
     },
+    "intel-video": {},  # see video_cell
 }
 WORK = Path(tempfile.gettempdir()) / "reid-search-adapt-bench"
 
