@@ -91,7 +91,7 @@ def user_view(crops: Path, out: Path) -> Path:
         link.parent.mkdir(exist_ok=True)
         if not link.is_symlink():
             os.symlink(path, link)
-        rows.append((f"crops/{name}", int(camera), tracklet_id, frame_id))
+        rows.append((name, int(camera), tracklet_id, frame_id))  # relative to the crops folder
     with open(out / "crops.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "camera", "tracklet", "frame"])

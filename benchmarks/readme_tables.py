@@ -263,6 +263,52 @@ def clustering_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def serve_abuse_table(result: dict) -> str:
+    lines = [
+        "| abuse | what happened | /api/health p99 ms (failures) | server memory MB (first / max / last) "
+        "| open files max | temp disk MB max |",
+        "|---|---|---|---|---|---|",
+    ]
+    what = {
+        "slowloris": lambda r: f"{r['connections']:,} half-sent requests; none refused",
+        "frame_flood": lambda r: (
+            f"{r['threads']} threads: " + ", ".join(f"{n} x {k}" for k, n in r["statuses"].items())
+        ),
+        "multipart_flood": lambda r: (
+            f"{r['bodies']} bodies of {r['parts_each']} x 1 MiB parts: {r['replies'][0][9:]} "
+            f"after at most {r['max_mb_sent']:.0f} MB"
+        ),
+        "chunked_flood": lambda r: (
+            f"{r['planned_mb']:,} MB chunked without the token: {r['reply'][9:]}, "
+            f"{r['mb_sent_before_close']:.1f} MB sent"
+        ),
+    }
+    for name, describe in what.items():
+        r = result.get(name)
+        if r is None:
+            continue
+        m, health = r["rss_mb"], f"{r['health']['p99_ms']:.0f} ({r['health_failures']})"
+        memory = f"{m['first']:.0f} / {m['max']:.0f} / {m['last']:.0f}"
+        lines.append(
+            f"| {name.replace('_', ' ')} | {describe(r)} | {health} | {memory} | {r['open_files_max']} "
+            f"| {r['temp_disk_mb_max']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def adapt_open_set_line(result: dict) -> str:
+    row = next(r for r in result["rows"] if r["test_set"].startswith("cuhk03"))
+    return (
+        "Open set on cuhk03-mars with the cuhk03-adapted model and its re-fitted rule (60% of the people "
+        f"in the gallery, `benchmarks/open_set.py`): top-1 {100 * row['top1']:.1f}%, "
+        f"**{100 * row['DIR']:.1f}% found and accepted at {100 * row['FAR']:.1f}% false alarms** "
+        "(30% / 90% galleries: "
+        + " / ".join(f"{100 * v['FAR']:.1f}%" for k, v in row["rule_by_gallery_share"].items() if k != "0.6")
+        + f" false alarms); the best any threshold reaches at <= 10% is {100 * row['best_DIR']['DIR']:.1f}% "
+        f"({100 * row['best_DIR_with_margin']['DIR']:.1f}% with the margin)."
+    )
+
+
 def adapt_table(result: dict) -> str:
     from adapt import markdown
 
@@ -271,6 +317,8 @@ def adapt_table(result: dict) -> str:
 
 TABLES = {
     "adapt": ("adapt.json", adapt_table),
+    "adapt-open-set": ("adapt_open_set.json", adapt_open_set_line),
+    "serve-abuse": ("serve_abuse.json", serve_abuse_table),
     "levers": ("levers.json", levers_table),
     "cross-domain": ("cross_domain.json", cross_domain_table),
     "recipe-variants": ("recipe_variants.json", cross_domain_table),

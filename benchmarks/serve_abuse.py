@@ -22,6 +22,7 @@ Writes ``benchmarks/results/serve_abuse.json``. Run it on an idle machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -41,9 +42,17 @@ from serve_load import _children, percentiles, rss_mb
 TOKEN = "abuse-benchmark-token"
 
 
+def server_processes(pid: int) -> list[int]:
+    """The server and its worker processes (threads come and go while they are listed)."""
+    try:
+        return [pid, *_children(pid)]
+    except OSError:
+        return [pid]
+
+
 def open_files(pid: int) -> int:
     total = 0
-    for proc in [pid, *_children(pid)]:
+    for proc in server_processes(pid):
         try:
             total += len(os.listdir(f"/proc/{proc}/fd"))
         except OSError:
@@ -79,7 +88,8 @@ class Watch(threading.Thread):
                 self.failures += 1
             if time.perf_counter() - last > 0.5:
                 last = time.perf_counter()
-                self.samples.append((rss_mb(self.pid), open_files(self.pid), disk_bytes(self.tmp)))
+                with contextlib.suppress(OSError):  # a thread ended while it was read: sample again later
+                    self.samples.append((rss_mb(self.pid), open_files(self.pid), disk_bytes(self.tmp)))
             self.stop.wait(0.05)
 
     def summary(self) -> dict:

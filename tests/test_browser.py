@@ -53,6 +53,17 @@ def server(cuhk_test, tmp_path):
     proc.wait(timeout=10)
 
 
+def wait_until(page, expression: str, seconds: float = 30.0) -> None:
+    """Poll a JavaScript expression (evaluated over the DevTools protocol, which the page's
+    Content-Security-Policy does not block) until it is true."""
+    import time
+
+    deadline = time.time() + seconds
+    while not page.evaluate(expression):
+        assert time.time() < deadline, f"not true after {seconds:g} s: {expression}"
+        time.sleep(0.1)
+
+
 def test_page_uploads_a_crop_and_shows_ranked_thumbnails(server, cuhk_test, mars_samples):
     from playwright.sync_api import sync_playwright
 
@@ -66,8 +77,10 @@ def test_page_uploads_a_crop_and_shows_ranked_thumbnails(server, cuhk_test, mars
         page.fill("#exclude", "1")  # the query's own camera: answers come from camera 2
         page.set_input_files("#files", str(probe))
         page.wait_for_selector(".row.result figure img")
-        page.wait_for_function(
-            "[...document.querySelectorAll('.row.result img')].every(i => i.complete && i.naturalWidth > 0)"
+        # the page's content policy forbids eval, which wait_for_function needs: poll from here
+        wait_until(
+            page,
+            "[...document.querySelectorAll('.row.result img')].every(i => i.complete && i.naturalWidth > 0)",
         )
         rows = page.locator(".row.result")
         assert rows.count() == 5
@@ -78,6 +91,6 @@ def test_page_uploads_a_crop_and_shows_ranked_thumbnails(server, cuhk_test, mars
         page.click("#tab-compare")
         page.set_input_files("#image-a", str(mars_samples / "1.jpg"))
         page.set_input_files("#image-b", str(mars_samples / "2.jpg"))
-        page.wait_for_function("document.getElementById('compare-result').textContent.includes('similarity')")
+        wait_until(page, "document.getElementById('compare-result').textContent.includes('similarity')")
         browser.close()
     assert SCREENSHOT.stat().st_size > 10_000 and Path(SCREENSHOT).read_bytes()[:4] == b"\x89PNG"

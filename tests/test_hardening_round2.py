@@ -317,7 +317,7 @@ def test_an_unknown_entry_is_404_on_frame_as_on_thumb_and_image(synth_root, embe
     "option, message",
     [
         (("--input-size", "abc"), "expected HEIGHTxWIDTH"),
-        (("--input-size", "99999x99999"), "must be 32 to 1024"),
+        (("--input-size", "99999x99999"), "must be 1 to 1024"),
         (("--lr", "inf"), "--lr inf: must be a finite number"),
         (("--loss", "triplet=nan"), "--loss triplet nan: must be a finite number"),
         (("--triplet-margin", "nan"), "--triplet-margin nan"),
@@ -399,26 +399,33 @@ def test_a_multipart_body_with_too_many_parts_is_cut_off_while_it_streams():
     assert status == 413 and read < 60 * len(part)  # refused near part 49, not after 240
 
 
-def test_more_bodies_at_once_than_the_slots_get_a_fast_503():
-    from reid_search.serve.guard import GuardConfig, RequestGuard
-
-    guard = RequestGuard(None, GuardConfig(body_slots=2))
-    guard.reading = 2  # two uploads are being read
+def test_bodies_beyond_the_slots_wait_then_get_a_503():
     import asyncio
 
+    from reid_search.serve.guard import GuardConfig, RequestGuard
+
+    guard = RequestGuard(None, GuardConfig(body_slots=2, slot_wait=0.2))
     sent = []
 
     async def send(message):
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "path": "/api/query",
-        "headers": [(b"content-length", b"10")],
-        "query_string": b"",
-    }
-    asyncio.run(guard(scope, None, send))
-    assert sent[0]["status"] == 503
+    async def scenario():
+        guard.slots = asyncio.Semaphore(2)
+        await guard.slots.acquire()
+        await guard.slots.acquire()  # two uploads are being read
+        scope = {
+            "type": "http",
+            "path": "/api/query",
+            "headers": [(b"content-length", b"10")],
+            "query_string": b"",
+        }
+        started = asyncio.get_running_loop().time()
+        await guard(scope, None, send)
+        return asyncio.get_running_loop().time() - started
+
+    waited = asyncio.run(scenario())
+    assert sent[0]["status"] == 503 and 0.15 < waited < 1.0
 
 
 def test_a_422_names_the_field_without_repeating_the_input(synth_root, embedder, tmp_path):
@@ -515,3 +522,48 @@ def test_a_gallery_name_that_is_a_file_is_refused_and_the_file_kept(mars_samples
     )
     assert result.exit_code == 2 and "is not a gallery folder" in result.output
     assert (indexes / "README.md").read_text() == "keep me"
+
+
+def test_a_body_trickling_a_byte_at_a_time_is_cut_off_by_the_whole_body_deadline():
+    import asyncio
+
+    from reid_search.serve.guard import GuardConfig, RequestGuard
+
+    async def app(scope, receive, send):
+        while (await receive()).get("more_body"):
+            pass
+
+    async def trickle():
+        await asyncio.sleep(0.05)  # never a pause long enough for the per-chunk timeout
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    guard = RequestGuard(app, GuardConfig(body_timeout=1.0, body_seconds=0.4))
+    scope = {
+        "type": "http",
+        "path": "/api/query",
+        "headers": [(b"content-length", b"100000")],
+        "query_string": b"",
+    }
+    started = time.perf_counter()
+    with pytest.raises(Exception, match="no request data") as caught:
+        asyncio.run(guard(scope, trickle, lambda message: None))
+    assert getattr(caught.value, "status_code", None) == 408 and time.perf_counter() - started < 2
+
+
+def test_a_file_rewritten_in_place_with_its_size_and_time_kept_is_not_served(synth_root, embedder, tmp_path):
+    import os
+
+    data = tmp_path / "crops"
+    shutil.copytree(synth_root, data)
+    victim = sorted(data.rglob("*.jpg"))[0]
+    indexes = _served(data, embedder, tmp_path, "crops")
+    entry = _entry_of(indexes, "crops", victim)
+    client = _client(indexes)
+    assert client.get(f"/api/image/crops/{entry}").status_code == 200  # any cache is warm now
+    before = victim.stat()
+    other = sorted(synth_root.rglob("*.jpg"))[-1].read_bytes()
+    with open(victim, "r+b") as handle:  # same inode, same size
+        handle.write((other + b"\0" * before.st_size)[: before.st_size])
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert victim.stat().st_size == before.st_size and victim.stat().st_ino == before.st_ino
+    assert client.get(f"/api/image/crops/{entry}").status_code == 404

@@ -138,9 +138,12 @@ class Adapter:
 
         n = len(self.target)
         out = []
-        run = tf.function(lambda x: self.view(x, training=False)[1], autograph=False)
+        if getattr(self, "_embed_fn", None) is None:  # one traced function for every round
+            self._embed_fn = tf.function(
+                lambda x: self.view(x, training=False)[1], autograph=False, reduce_retracing=True
+            )
         for i in range(0, n, 256):
-            out.append(run(tf.cast(self.views[0, i : min(n, i + 256)], tf.float32)).numpy())
+            out.append(self._embed_fn(tf.cast(self.views[0, i : min(n, i + 256)], tf.float32)).numpy())
         return np.concatenate(out).astype(np.float32)
 
     # ------------------------------------------------------------------ pseudo-identities

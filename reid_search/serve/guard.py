@@ -34,7 +34,8 @@ class GuardConfig:
     body_timeout: float = 30.0  # seconds a client may take between two body chunks
     allowed_hosts: tuple[str, ...] = ()  # empty: any Host header
     max_parts: int = 48  # parts of one multipart body (images + form fields)
-    body_slots: int = 8  # request bodies read at once; more get a fast 503 (bounds temp disk, open files)
+    body_slots: int = 16  # request bodies read at once (bounds temp disk, open files); others wait
+    slot_wait: float = 10.0  # seconds a body may wait for a slot before a 503
     body_seconds: float = 120.0  # a whole body must arrive within this (one byte a second never ends)
 
 
@@ -157,7 +158,7 @@ class RequestGuard:
 
     def __init__(self, app, config: GuardConfig):
         self.app, self.config = app, config
-        self.reading = 0  # requests whose body is being read now (one event loop: no lock needed)
+        self.slots: asyncio.Semaphore | None = None  # bodies being read; at most body_slots at once
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -170,16 +171,19 @@ class RequestGuard:
         has_body = headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers
         if not has_body:
             return await self.app(scope, self._guarded_receive(receive), send)
-        if self.reading >= self.config.body_slots:
+        if self.slots is None:  # made on first use, inside the server's event loop
+            self.slots = asyncio.Semaphore(self.config.body_slots)
+        try:
+            await asyncio.wait_for(self.slots.acquire(), self.config.slot_wait)
+        except asyncio.TimeoutError:
             return await _reply(
                 send, 503, "busy: too many uploads at once; try again", [(b"retry-after", b"1")]
             )
-        self.reading += 1
         try:
             boundary = multipart_boundary(headers.get("content-type", ""))
             await self.app(scope, self._guarded_receive(receive, boundary), send)
         finally:
-            self.reading -= 1
+            self.slots.release()
 
     def _refusal(self, scope, headers: dict[str, str]) -> tuple | None:
         c = self.config

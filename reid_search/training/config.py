@@ -170,10 +170,15 @@ def _check_ranges(config: TrainConfig) -> None:
         (
             "--input-size height",
             t.input_height,
-            32 <= t.input_height <= MAX_SIDE,
-            f"must be 32 to {MAX_SIDE}",
+            1 <= t.input_height <= MAX_SIDE,
+            f"must be 1 to {MAX_SIDE} (the tower sets its own minimum)",
         ),
-        ("--input-size width", t.input_width, 16 <= t.input_width <= MAX_SIDE, f"must be 16 to {MAX_SIDE}"),
+        (
+            "--input-size width",
+            t.input_width,
+            1 <= t.input_width <= MAX_SIDE,
+            f"must be 1 to {MAX_SIDE} (the tower sets its own minimum)",
+        ),
         ("--embedding-dim", t.embedding_dim, 2 <= t.embedding_dim <= 4096, "must be 2 to 4096"),
     ]
     rules += [(f"--loss {name}", weight, weight >= 0, "a loss weight must be at least 0")
