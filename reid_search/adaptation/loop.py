@@ -37,7 +37,7 @@ import numpy as np
 
 from .._files import write_json_atomic
 from .clustering import cluster
-from .config import AdaptConfig, adapt_command
+from .config import AdaptConfig
 from .target import AdaptError, TargetCrops
 
 
@@ -157,8 +157,9 @@ class Adapter:
             frames=t.frames if c.uses("tracklets") else None,
         )
 
-    def labels_for_round(self, r: int) -> tuple[np.ndarray, dict[str, Any]]:
-        """This round's pseudo-labels (saved, so a resumed round trains on the same ones)."""
+    def labels_for_round(self, r: int, vectors: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """This round's pseudo-labels of the target ``vectors`` (saved, so a resumed round trains on
+        the same ones)."""
         saved = self.work / f"labels-round{r}.npy"
         if saved.is_file():
             return np.load(saved), {"reused": True}
@@ -166,7 +167,7 @@ class Adapter:
         if r > 0 and not self.config.uses("recluster"):
             labels = np.load(self.work / "labels-round0.npy")
         else:
-            labels = self.pseudo_labels(self.embed_target())
+            labels = self.pseudo_labels(vectors)
         tmp = saved.with_suffix(".tmp.npy")
         np.save(tmp, labels)
         tmp.replace(saved)
@@ -237,10 +238,11 @@ class Adapter:
             while int(self.round.numpy()) < c.rounds:
                 r = int(self.round.numpy())
                 round_started = time.perf_counter()
-                labels, facts = self.labels_for_round(r)
+                vectors = self.embed_target()  # once a round: clustering and the memory both start here
+                labels, facts = self.labels_for_round(r, vectors)
                 if "clusters" in facts:
                     self.log(_round_line(r, c.rounds, facts, len(self.target)))
-                losses = self._train_round(r, labels, step_fn)
+                losses = self._train_round(r, labels, vectors, step_fn)
                 record = {
                     "round": r + 1,
                     **facts,
@@ -264,7 +266,9 @@ class Adapter:
         self.log(f"adaptation: {time.perf_counter() - started + start_seconds:.0f} s")
         return interrupted, labels
 
-    def _train_round(self, r: int, labels: np.ndarray, step_fn) -> dict[str, float]:
+    def _train_round(
+        self, r: int, labels: np.ndarray, target_vectors: np.ndarray, step_fn
+    ) -> dict[str, float]:
         c = self.config
         n_target = len(self.target)
         all_labels = np.concatenate([labels, self.source_labels + (labels.max() + 1 if len(labels) else 0)])
@@ -277,9 +281,8 @@ class Adapter:
                 "per person, or the model sees everyone alike); give more crops, tracklets, or a larger --eps"
             )
         p = min(c.p, found)
-        vectors = np.concatenate([self.embed_target(), self._embed_source()])
+        vectors = np.concatenate([target_vectors, self._embed_source()])
         memory, proxies, proxy_owner, proxy_of = _memories(vectors, all_labels, self._all_cameras())
-        rng = np.random.default_rng([c.seed, r])
         by_label = _rows_by_label(all_labels)
         names = np.array(sorted(by_label))
         sums: dict[str, float] = {}
@@ -315,7 +318,6 @@ class Adapter:
                     f"loss {sums['loss'] / (s + 1 - first):.4f} "
                     f"{rate:.0f} crops/s, round ETA {eta:.0f} s"
                 )
-        del rng
         done = max(1, steps - first)
         return {k: round(v / done, 4) for k, v in sums.items()}
 
@@ -390,10 +392,6 @@ def _round_line(r: int, rounds: int, facts: dict[str, Any], n: int) -> str:
         f"of {n} crops ({facts['cross_camera_clusters']:.0%} span cameras), clustered in "
         f"{facts['cluster_seconds']:.0f} s"
     )
-
-
-def adapt_command_line(config: AdaptConfig) -> str:
-    return config.command or adapt_command(config)
 
 
 def write_config(config: AdaptConfig) -> None:

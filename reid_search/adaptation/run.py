@@ -82,7 +82,6 @@ def adapt(config: AdaptConfig, resume: bool = False, log=print) -> AdaptResult:
 
     Everything that can be refused is checked before the run folder is written; the output
     model is written (atomically) only at the end or on Ctrl-C, and no gallery is touched."""
-    from ..data.images import ImageError  # noqa: F401
     from ..embedding.backends import open_model
     from ..training.data import decode_all
 

@@ -64,7 +64,6 @@ class EntryFile:
 
     data: bytes
     media_type: str
-    real_path: Path
 
 
 def entry_image(gallery: Gallery, faiss_id: int) -> EntryFile:
@@ -104,4 +103,4 @@ def entry_image(gallery: Gallery, faiss_id: int) -> EntryFile:
         same = row.get("width") is None or facts[1] == (row["width"], row["height"])
     if not same:
         raise EntryUnavailable(f"entry {faiss_id}: its file changed since it was indexed")
-    return EntryFile(data, IMAGE_TYPES[facts[0]], real)
+    return EntryFile(data, IMAGE_TYPES[facts[0]])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import threading
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -282,22 +283,25 @@ def _static(name: str) -> str:
 
 _THUMBS: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # (sha256 of the image, height) -> JPEG
 _THUMBS_KEPT = 2048
+_THUMBS_LOCK = threading.Lock()  # thumbnails are drawn in the server's worker threads
 
 
 def _thumbnail(data: bytes, height: int) -> bytes:
     """A JPEG of the image's bytes scaled to ``height``; the last few thousand are kept, keyed by
     the bytes' SHA-256 (never by a file's name, size or time)."""
     key = (hashlib.sha256(data).hexdigest(), height)
-    if key in _THUMBS:
-        _THUMBS.move_to_end(key)
-        return _THUMBS[key]
+    with _THUMBS_LOCK:
+        if key in _THUMBS:
+            _THUMBS.move_to_end(key)
+            return _THUMBS[key]
     with Image.open(io.BytesIO(data)) as img:
         img.draft("RGB", (height * 4, height))
         rgb = img.convert("RGB")
     width = max(1, round(rgb.width * height / max(1, rgb.height)))
     out = io.BytesIO()
     rgb.resize((width, height), Image.Resampling.BILINEAR).save(out, "JPEG", quality=85)
-    _THUMBS[key] = out.getvalue()
-    while len(_THUMBS) > _THUMBS_KEPT:
-        _THUMBS.popitem(last=False)
-    return _THUMBS[key]
+    with _THUMBS_LOCK:
+        _THUMBS[key] = out.getvalue()
+        while len(_THUMBS) > _THUMBS_KEPT:
+            _THUMBS.popitem(last=False)
+    return out.getvalue()
