@@ -175,12 +175,12 @@ def video_cell(overrides: dict) -> dict:
     }
 
 
-def run(cell: str, without: list[str], overrides: dict) -> dict:
+def run(cell: str, without: list[str], overrides: dict, tag: str = "") -> dict:
     if cell == "intel-video":
         return video_cell(overrides)
     spec = CELLS[cell]
     view = user_view(spec["crops"], WORK / f"{cell}-input")
-    label = cell + "".join(f" -{w}" for w in without)
+    label = cell + "".join(f" -{w}" for w in without) + (f" @{tag}" if tag else "")
     out = WORK / label.replace(" ", "_") / "adapted.keras"
     config = AdaptConfig(
         target=[str(view / "crops")],
@@ -228,6 +228,8 @@ def markdown(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if r.get("tag"):
+            continue  # tuning variants stay in the JSON only
         ref = r.get("with_labels")
         if "visits_found_first" in r["before"]:
             before, after = (
@@ -253,6 +255,7 @@ def main() -> None:
         "--open-set", action="store_true", help="benchmarks/open_set.py on the adapted cuhk03 model"
     )
     parser.add_argument("--set", action="append", default=[], help="an AdaptConfig field, NAME=JSON (tuning)")
+    parser.add_argument("--tag", default="", help="a tuning variant: own run folder, a row of its own")
     args = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     jobs = [(c, []) for c in (args.cell or ([] if args.levers else list(CELLS)))]
@@ -260,9 +263,14 @@ def main() -> None:
         jobs += [("cuhk03", [w]) for w in INGREDIENTS]
     rows = read_result("adapt", {"rows": []})["rows"]
     for cell, without in jobs:
-        row = run(cell, without, overrides)
-        rows = [r for r in rows if (r["cell"], r["without"]) != (cell, without)] + [row]
-        rows.sort(key=lambda r: (list(CELLS).index(r["cell"]), len(r["without"]), r["without"]))
+        row = run(cell, without, overrides, args.tag)
+        if args.tag:
+            row["tag"], row["overrides"] = args.tag, overrides
+        key = (cell, without, args.tag)
+        rows = [r for r in rows if (r["cell"], r["without"], r.get("tag", "")) != key] + [row]
+        rows.sort(
+            key=lambda r: (list(CELLS).index(r["cell"]), len(r["without"]), r["without"], r.get("tag", ""))
+        )
         write_result("adapt", {"rows": rows})
     if args.open_set:
         model = WORK / "cuhk03" / "adapted.keras"

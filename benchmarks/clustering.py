@@ -40,7 +40,7 @@ SWEEP = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
 
 def thresholds(embedder) -> dict[str, float]:
     """Thresholds chosen on the training splits' held-out identities only."""
-    from reid_search.training.calibration import calibrate_model
+    from reid_search.calibration.fit import calibrate_model
 
     datasets = [str(d) for d in TRAIN]
     return {
@@ -50,7 +50,7 @@ def thresholds(embedder) -> dict[str, float]:
 
 
 def score(gallery, threshold: float, k: int) -> dict:
-    from reid_search.data.metrics import pairwise_cluster_scores
+    from reid_search.evaluation.metrics import pairwise_cluster_scores
     from reid_search.gallery.clusters import cluster_gallery
 
     report = cluster_gallery(gallery, threshold, k, rebuild=True)

@@ -36,7 +36,7 @@ from _common import DATA, PEER_CARDS, REPO  # noqa: E402
 from _common import RESULTS as RESULTS_DIR  # noqa: E402
 
 from reid_search.embedding.embedder import Embedder
-from reid_search.search.evaluation import evaluate
+from reid_search.evaluation.run import evaluate
 from reid_search.search.rerank import RerankConfig
 
 RESULTS = RESULTS_DIR / "cross_domain.json"

@@ -18,9 +18,9 @@ import time
 import numpy as np
 from _common import RESULTS  # noqa: E402
 
-from reid_search.data.metrics import summarise
-from reid_search.data.protocols import EvalItems, Protocol
-from reid_search.search.evaluation import score_protocol
+from reid_search.evaluation.metrics import summarise
+from reid_search.evaluation.protocols import EvalItems, Protocol
+from reid_search.evaluation.run import score_protocol
 
 OUT = RESULTS / "eval_speed.json"
 

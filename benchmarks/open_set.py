@@ -48,10 +48,7 @@ from pathlib import Path
 import numpy as np
 from _common import DATA, DEFAULT_MODEL, PEER_CARDS, REPO, RESULTS, write_json
 
-from reid_search.data.layouts import KIND_IDENTITY, scan_dataset
-from reid_search.embedding.embedder import Embedder
-from reid_search.search.figures import pyplot, save_figure
-from reid_search.training.open_set import (
+from reid_search.calibration.open_set import (
     GALLERY_SHARES,
     PROTOCOL_SHARE,
     TRACKLETS,
@@ -61,6 +58,9 @@ from reid_search.training.open_set import (
     curve,
     simulate,
 )
+from reid_search.data.layouts import KIND_IDENTITY, scan_dataset
+from reid_search.embedding.embedder import Embedder
+from reid_search.figures import pyplot, save_figure
 
 TEST_SETS = {  # name: (folder, split or None, query camera or None)
     "cuhk03-mars bbox_test": (DATA / "cuhk03-mars" / "bbox_test", None, 1),

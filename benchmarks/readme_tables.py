@@ -14,7 +14,7 @@ import re
 
 from _common import REPO, RESULTS  # noqa: E402
 
-DOCUMENTS = (REPO / "README.md", REPO / "docs" / "cluster.md")
+DOCUMENTS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
 
 
 def _load(name: str):
@@ -309,6 +309,30 @@ def adapt_open_set_line(result: dict) -> str:
     )
 
 
+HEADLINE_MODELS = {
+    "default": "reid-search default (MobileNetV2, 256-d)",
+    "osnet_x0_25": "OSNet-x0.25 (MSMT17)",
+    "retail-0288": "Intel retail-0288",
+}
+HEADLINE_SETS = ("cuhk03-mars bbox_test", "market1501-train split", "cuhk01-mars bbox_test", "conreid")
+
+
+def headline_table(rows: list[dict]) -> str:
+    """README's one table: the default against the two peers of its speed class, plain embeddings."""
+    plain = {(r["model"], r["test_set"]): r for r in rows if r.get("variant", "plain") == "plain"}
+    lines = [
+        "| model (rank-1 / mAP %) | " + " | ".join(HEADLINE_SETS) + " |",
+        "|---|" + "---|" * len(HEADLINE_SETS),
+    ]
+    for model, label in HEADLINE_MODELS.items():
+        cells = []
+        for test_set in HEADLINE_SETS:
+            r = plain.get((model, test_set))
+            cells.append(f"{100 * r['rank1']:.1f} / {100 * r['mAP']:.1f}" if r else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def adapt_table(result: dict) -> str:
     from adapt import markdown
 
@@ -316,6 +340,7 @@ def adapt_table(result: dict) -> str:
 
 
 TABLES = {
+    "headline": ("cross_domain.json", headline_table),
     "adapt": ("adapt.json", adapt_table),
     "adapt-open-set": ("adapt_open_set.json", adapt_open_set_line),
     "serve-abuse": ("serve_abuse.json", serve_abuse_table),

@@ -23,7 +23,7 @@ from _common import REPO  # noqa: E402
 
 from reid_search.embedding.embedder import Embedder
 from reid_search.embedding.tower import TowerConfig
-from reid_search.search.evaluation import evaluate
+from reid_search.evaluation.run import evaluate
 from reid_search.training import TrainConfig, parse_losses, train
 
 DATA = SHARED_DATA / "cuhk03-mars"

@@ -24,7 +24,7 @@ _EXPORTS = {
     "build_gallery": "reid_search.gallery",
     "search_gallery": "reid_search.search.query",
     "compare_images": "reid_search.search.query",
-    "evaluate": "reid_search.search.evaluation",
+    "evaluate": "reid_search.evaluation",
     "scan_dataset": "reid_search.data.layouts",
     "load_model": "reid_search.embedding.backends",
     "generate_dataset": "reid_search.data.synthetic",

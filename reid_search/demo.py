@@ -18,10 +18,10 @@ from pathlib import Path
 from .data.layouts import scan_dataset
 from .data.synthetic import generate_dataset
 from .embedding.embedder import Embedder
+from .evaluation.report import format_summary, write_report
+from .evaluation.run import EvaluationReport, evaluate
 from .gallery import build_gallery, default_indexes_dir
-from .search.evaluation import EvaluationReport, evaluate
 from .search.query import QueryResult, search_gallery
-from .search.report import format_summary, write_report
 
 
 @dataclass

@@ -110,8 +110,8 @@ def test_evaluate_writes_report(built, tmp_path):
         (["index", "/no/such/folder"], "not a folder"),
         (["query", "x.jpg", "--index", "nope"], "not a gallery"),
         (["compare", "a.jpg", "b.jpg"], "no such file"),
-        (["index", ".", "--layout", "duke"], "known layouts"),
-        (["evaluate", ".", "--protocol", "x"], "unknown protocol"),
+        (["index", ".", "--layout", "duke"], "unknown layout 'duke'; known: mars"),
+        (["evaluate", ".", "--protocol", "x"], "unknown protocol 'x'; known: mars-official"),
         (["index", ".", "--model", "/no/model.keras"], "no such model file"),
     ],
 )

@@ -301,8 +301,8 @@ def test_the_open_set_background_counts_each_tracklet_once(tmp_path):
     every answer looked unsure."""
     from types import SimpleNamespace
 
+    from reid_search.calibration.open_set import OpenSetRule
     from reid_search.search.query import answer_vector
-    from reid_search.training.open_set import OpenSetRule
 
     rng = np.random.default_rng(0)
     dim, people, frames = 32, 80, 30

@@ -334,7 +334,7 @@ def test_rebuild_reports_the_index_it_wrote(synth_root, tmp_path):
 
 
 def test_an_unreadable_sub_folder_is_reported_not_a_traceback(synth_root, tmp_path, monkeypatch):
-    import reid_search.data.walk as walk
+    import reid_search.data.layouts.walk as walk
 
     data = tmp_path / "data"
     shutil.copytree(synth_root, data)

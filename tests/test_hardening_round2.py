@@ -461,7 +461,7 @@ def test_the_host_check_reads_the_host_not_a_userinfo_trick():
 
 
 def test_per_query_csv_cells_never_run_as_formulas():
-    from reid_search.search.report import csv_safe
+    from reid_search.evaluation.report import csv_safe
 
     assert [csv_safe(v) for v in ("=1+2", "+1", "-1", "@SUM(A1)", "0744")] == [
         "'=1+2",
@@ -480,7 +480,7 @@ def test_evaluating_a_camera_against_itself_says_no_query_can_be_scored(cuhk_tes
 def test_a_query_folder_with_an_unreadable_sub_folder_says_so(synth_root, embedder, tmp_path, monkeypatch):
     import os
 
-    import reid_search.data.walk as walk
+    import reid_search.data.layouts.walk as walk
 
     indexes = _served(synth_root, embedder, tmp_path)
     query = tmp_path / "query"

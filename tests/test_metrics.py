@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reid_search.data.metrics import score_query, summarise
-from reid_search.data.protocols import EvalItems, cross_camera, matching_masks
-from reid_search.search.evaluation import score_protocol
+from reid_search.evaluation.metrics import score_query, summarise
+from reid_search.evaluation.protocols import EvalItems, cross_camera, matching_masks
+from reid_search.evaluation.run import score_protocol
 
 
 def test_average_precision_hand_computed():
@@ -55,7 +55,7 @@ def test_cmc_is_cumulative():
 
 
 def plain_loop_metrics(sims, persons, cameras, max_rank):
-    """Independent reference: explicit loops, no shared code with reid_search.data.metrics."""
+    """Independent reference: explicit loops, no shared code with reid_search.evaluation.metrics."""
     n_q, n_g = sims.shape
     cmc_hits = [0] * max_rank
     aps, inps, scored = [], [], 0
@@ -115,7 +115,7 @@ def test_distractors_are_negatives_and_junk_persons_ignored():
 
 
 def test_single_shot_rank1_draws_one_item_per_person():
-    from reid_search.search.evaluation import single_shot_rank1
+    from reid_search.evaluation.run import single_shot_rank1
 
     # query a (cam 1); gallery a@cam2 twice: one identical to the query, one orthogonal; b@cam2 in between
     vectors = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 1], [0.6, 0.8, 0]], np.float32)
@@ -127,7 +127,7 @@ def test_single_shot_rank1_draws_one_item_per_person():
 
 
 def test_vectorised_block_scoring_equals_query_by_query_with_ties_and_junk():
-    from reid_search.data.metrics import score_block
+    from reid_search.evaluation.metrics import score_block
 
     rng = np.random.default_rng(3)
     for _ in range(30):
@@ -145,8 +145,8 @@ def test_vectorised_block_scoring_equals_query_by_query_with_ties_and_junk():
 def test_mars_sized_protocol_scores_every_query():
     """1,980 query tracklets against 12,180 (the MARS official sizes) on synthetic vectors.
     (Its time is measured by benchmarks/eval_speed.py, not here.)"""
-    from reid_search.data.protocols import EvalItems, Protocol
-    from reid_search.search.evaluation import score_protocol
+    from reid_search.evaluation.protocols import EvalItems, Protocol
+    from reid_search.evaluation.run import score_protocol
 
     rng = np.random.default_rng(0)
     persons = rng.integers(0, 600, 12180)
@@ -159,7 +159,7 @@ def test_mars_sized_protocol_scores_every_query():
     scored = [s for s in scores if s.first_hit is not None]
     assert len(scores) == 1980 and len(scored) > 1900
     sample = protocol.query[:25]
-    from reid_search.data.protocols import matching_masks
+    from reid_search.evaluation.protocols import matching_masks
 
     positive, junk = matching_masks(items, sample, protocol.gallery)
     reference = [score_query(vectors[q] @ vectors.T, positive[i], junk[i]) for i, q in enumerate(sample)]
@@ -169,7 +169,7 @@ def test_mars_sized_protocol_scores_every_query():
 def test_pairwise_cluster_scores_count_every_pair():
     from itertools import combinations
 
-    from reid_search.data.metrics import pairwise_cluster_scores
+    from reid_search.evaluation.metrics import pairwise_cluster_scores
 
     rng = np.random.default_rng(0)
     people, clusters = rng.integers(0, 6, 40), rng.integers(0, 9, 40)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_search.data.protocols import ProtocolError, load_mars_official
 from reid_search.data.synthetic import generate_dataset, write_mars_info
-from reid_search.search.evaluation import evaluate
+from reid_search.evaluation.protocols import ProtocolError, load_mars_official
+from reid_search.evaluation.run import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +103,8 @@ def test_generic_folders_without_cameras_still_score(tmp_path):
     from PIL import Image
 
     from reid_search.data.layouts import scan_dataset
-    from reid_search.data.protocols import cross_camera, matching_masks
-    from reid_search.search.evaluation import items_from_scan
+    from reid_search.evaluation.protocols import cross_camera, matching_masks
+    from reid_search.evaluation.run import items_from_scan
 
     for person in ("alice", "bob"):
         (tmp_path / person).mkdir()

@@ -7,10 +7,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from reid_search.cli import app
-from reid_search.data.metrics import summarise
-from reid_search.data.protocols import EvalItems, cross_camera
-from reid_search.search.evaluation import EvaluationReport, score_protocol
-from reid_search.search.rankplot import COLOURS, evaluation_rank_rows
+from reid_search.evaluation.metrics import summarise
+from reid_search.evaluation.protocols import EvalItems, cross_camera
+from reid_search.evaluation.rankplot import COLOURS, evaluation_rank_rows
+from reid_search.evaluation.run import EvaluationReport, score_protocol
 
 runner = CliRunner()
 

@@ -58,7 +58,7 @@ def test_lambda_one_keeps_the_cosine_order(seed):
 
 
 def test_evaluate_with_rerank_records_it_and_changes_scores(synth_root, embedder):
-    from reid_search.search.evaluation import evaluate
+    from reid_search.evaluation.run import evaluate
 
     plain = evaluate(synth_root, embedder, single_shot_draws=0, progress=False)
     reranked = evaluate(

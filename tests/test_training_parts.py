@@ -169,7 +169,7 @@ def test_seed_tower_is_the_original_architecture_at_its_native_size():
 
 
 def test_far_threshold_accepts_at_most_the_target_share_of_different_pairs():
-    from reid_search.training.calibration import far_threshold, rates_at
+    from reid_search.calibration.fit import far_threshold, rates_at
 
     rng = np.random.default_rng(0)
     same, diff = rng.normal(0.7, 0.1, 500), rng.normal(0.2, 0.15, 5000)
@@ -224,7 +224,7 @@ def crop(upper: tuple[int, int, int], lower: tuple[int, int, int], brightness: f
 
 
 def test_lookalike_is_another_person_on_another_camera_dressed_most_alike():
-    from reid_search.training.lookalikes import clothing_descriptor, lookalike_pairs
+    from reid_search.calibration.lookalikes import clothing_descriptor, lookalike_pairs
 
     red, blue, green, yellow = (200, 30, 30), (30, 30, 200), (30, 200, 30), (220, 220, 40)
     images = np.stack(
@@ -271,7 +271,7 @@ def test_open_set_rule_keeps_its_false_alarms_across_gallery_sizes():
     while their margin over the gallery's background does not. Fitted on galleries of three
     sizes, the rule must keep each one's false alarms near the target, not only their pool's
     (a likelihood fit on the pool let the smallest gallery through at 24%)."""
-    from reid_search.training.open_set import OpenSetSamples, fit_rule
+    from reid_search.calibration.open_set import OpenSetSamples, fit_rule
 
     rng = np.random.default_rng(1)
 
@@ -293,7 +293,7 @@ def test_open_set_rule_keeps_its_false_alarms_across_gallery_sizes():
 def test_open_set_simulation_counting_visits_does_not_care_how_many_crops_a_visit_has():
     """A tracklet rule is calibrated on backgrounds that count each visit once: eight frames of
     a visit must leave the margins where one crop of it puts them (counting crops does not)."""
-    from reid_search.training.open_set import simulate
+    from reid_search.calibration.open_set import simulate
 
     rng = np.random.default_rng(2)
     people, dim = 120, 24

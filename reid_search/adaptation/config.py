@@ -45,6 +45,7 @@ class AdaptConfig:
     memory_momentum: float = 0.2  # a centroid keeps this share of itself per update
     camera_weight: float = 0.5  # the camera-proxy term (pull to the cluster in every camera)
     distill_weight: float = 10.0  # keep the starting model's similarity structure on the target
+    ignore_partners: int = 0  # a one-camera cluster's nearest one-camera clusters elsewhere: not negatives
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     without: list[str] = field(default_factory=list)  # ingredients removed (the levers table)
     freeze_blocks: int = 5

@@ -197,18 +197,21 @@ class Adapter:
         )
 
         @tf.function(reduce_retracing=True, autograph=False)
-        def step(x, labels, memory, proxies, proxy_owner, teacher, teacher_rows, lr):
+        def step(x, labels, memory, proxies, proxy_owner, teacher, teacher_rows, lr, ignored):
             optimizer.learning_rate.assign(lr)
             with tf.GradientTape() as tape:
                 _, f = view(x, training=True)
-                logits = tf.matmul(f, memory, transpose_b=True) / c.temperature
+                logits = tf.matmul(f, memory, transpose_b=True) / c.temperature - 1e4 * ignored
                 terms = {
                     "memory": tf.reduce_mean(
                         tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
                     )
                 }
                 if use_cameras:
-                    log_p = tf.nn.log_softmax(tf.matmul(f, proxies, transpose_b=True) / c.temperature)
+                    ignored_proxies = tf.gather(ignored, proxy_owner, axis=1)
+                    log_p = tf.nn.log_softmax(
+                        tf.matmul(f, proxies, transpose_b=True) / c.temperature - 1e4 * ignored_proxies
+                    )
                     positive = tf.cast(tf.equal(labels[:, None], proxy_owner[None, :]), f.dtype)
                     per_crop = tf.reduce_sum(positive * log_p, 1) / tf.maximum(
                         tf.reduce_sum(positive, 1), 1.0
@@ -285,6 +288,7 @@ class Adapter:
         memory, proxies, proxy_owner, proxy_of = _memories(vectors, all_labels, self._all_cameras())
         by_label = _rows_by_label(all_labels)
         names = np.array(sorted(by_label))
+        partners = _likely_partners(vectors, all_labels, self._all_cameras(), memory, c.ignore_partners)
         sums: dict[str, float] = {}
         steps = c.steps_for(len(self.target))
         first = int(self.step.numpy())
@@ -300,8 +304,19 @@ class Adapter:
             lr = c.lr * (0.1 + 0.9 * min(1.0, (r * steps + s + 1) / max(1, steps)))
             teacher_rows = (batch < n_target).astype(np.float32)
             teacher = self.teacher[np.minimum(batch, n_target - 1)]
+            ignored = np.zeros((len(batch), len(memory)), np.float32)
+            for row, crop in enumerate(batch.tolist()):
+                ignored[row, partners.get(crop, [])] = 1.0
             total, terms, f = step_fn(
-                x, all_labels[batch], memory, proxies, proxy_owner, teacher, teacher_rows, np.float32(lr)
+                x,
+                all_labels[batch],
+                memory,
+                proxies,
+                proxy_owner,
+                teacher,
+                teacher_rows,
+                np.float32(lr),
+                ignored,
             )
             _update(memory, f.numpy(), all_labels[batch], c.memory_momentum)
             _update(proxies, f.numpy(), proxy_of[batch], c.memory_momentum)
@@ -360,6 +375,36 @@ def _memories(vectors: np.ndarray, labels: np.ndarray, cameras: np.ndarray):
     proxies /= np.maximum(np.linalg.norm(proxies, axis=1, keepdims=True), 1e-12)
     owner = np.array([k[0] for k in table], np.int64)
     return memory, proxies, owner, proxy_of
+
+
+def _likely_partners(
+    vectors: np.ndarray, labels: np.ndarray, cameras: np.ndarray, memory: np.ndarray, top: int
+) -> dict[int, list[int]]:
+    """For each crop of a one-camera pseudo-identity: the ``top`` one-camera pseudo-identities of
+    other cameras its vector is nearest. They are likely the same person not yet associated, so
+    the memory loss does not push the crop away from them (they are left out of its negatives).
+
+    >>> v = np.eye(3, dtype=np.float32)
+    >>> _likely_partners(v, np.array([0, 1, 2]), np.array([1, 2, 2]), v + 0.1, 1)
+    {0: [1], 1: [0], 2: [0]}
+    """
+    if top <= 0:
+        return {}
+    kept = labels >= 0
+    n_labels = int(labels.max()) + 1 if kept.any() else 0
+    label_cameras = [set() for _ in range(n_labels)]
+    for label, camera in zip(labels[kept].tolist(), cameras[kept].tolist(), strict=True):
+        label_cameras[label].add(camera)
+    lone_camera = np.array([next(iter(s)) if len(s) == 1 else -(10**9) for s in label_cameras])
+    lone = lone_camera > -(10**9)
+    out: dict[int, list[int]] = {}
+    for crop in np.flatnonzero(kept & lone[np.maximum(labels, 0)]).tolist():
+        own_camera = lone_camera[labels[crop]]
+        candidates = np.flatnonzero(lone & (lone_camera != own_camera))
+        if len(candidates):
+            sims = memory[candidates] @ vectors[crop]
+            out[crop] = candidates[np.argsort(-sims)[:top]].tolist()
+    return out
 
 
 def _update(memory: np.ndarray, features: np.ndarray, rows: np.ndarray, momentum: float) -> None:

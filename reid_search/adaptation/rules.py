@@ -10,7 +10,7 @@ labelled training data:
 * **different people**: two crops of one frame, and crops of different pseudo-identities.
 
 The open-set rule is simulated on the pseudo-identities (each querying from one camera
-against galleries of 30/60/90% of them, as :func:`~reid_search.training.open_set.simulate`)
+against galleries of 30/60/90% of them, as :func:`~reid_search.calibration.open_set.simulate`)
 and on the source's held-out people; the card says which evidence was used. Never the people
 a benchmark tests on: those are not in the adaptation crops.
 
@@ -60,7 +60,7 @@ def target_evidence(vectors: np.ndarray, labels: np.ndarray, target: TargetCrops
 
 def source_evidence(embedder, datasets: list[str], val_fraction: float, seed: int) -> list[Evidence]:
     """The held-out people of each labelled dataset that is present here."""
-    from ..training.calibration import held_out_vectors
+    from ..calibration.fit import held_out_vectors
 
     out = []
     for data in datasets:
@@ -82,14 +82,14 @@ def refit_rules(
     """Fit the compare threshold (at ``compare_far`` false accepts over pooled cross-camera pairs)
     and both open-set rules (entries, tracklets) on ``evidence``; write them into the model's
     card(s); returns what was written (rates per evidence set)."""
-    from ..training.calibration import (
+    from ..calibration.fit import (
         Calibration,
         far_threshold,
         labelled_pairs,
         write_open_set,
         write_threshold,
     )
-    from ..training.open_set import ENTRIES, GALLERY_SHARES, PROTOCOL_SHARE, TRACKLETS, fit_rule, simulate
+    from ..calibration.open_set import ENTRIES, GALLERY_SHARES, PROTOCOL_SHARE, TRACKLETS, fit_rule, simulate
 
     if not evidence:
         return {}

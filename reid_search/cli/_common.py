@@ -71,8 +71,6 @@ def friendly_errors(func):
             return func(*args, **kwargs)
         except ReidSearchError as exc:
             _fail(str(exc))
-        except ModuleNotFoundError as exc:  # a missing extra: its message names it
-            _fail(str(exc))
         except KeyboardInterrupt:
             typer.echo("interrupted: what was committed is kept; run the same command to resume", err=True)
             raise typer.Exit(130) from None

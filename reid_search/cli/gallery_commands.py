@@ -79,10 +79,11 @@ def index(
     indexes_dir: IndexesOpt = None,
     quiet: QuietOpt = False,
     detector: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             envvar="REID_SEARCH_DETECTOR",
-            help="Video: a person detector card [default: benchmarks/detectors/person-detection-0202].",
+            help="Video: a person detector, by name (`reid-search models`) or card file "
+            "[default: person-detection-0202].",
         ),
     ] = None,
     detect_every: Annotated[int, typer.Option(min=1, help="Video: detect people every Nth frame.")] = 1,
@@ -114,9 +115,10 @@ def index(
     from ..video.decode import is_video
 
     if layout == "frames" or any(is_video(d) for d in data):
+        from ..video.detector_store import resolve_detector
         from ..video.ingest import VideoOptions
 
-        card = detector or _default_detector()
+        card = resolve_detector(detector)
         options = VideoOptions(
             str(card), detect_every, min_box_height, min_confidence, min_track_length, camera, start_time, fps
         )
@@ -184,16 +186,6 @@ def index(
             err=True,
         )
     gallery.close()
-
-
-def _default_detector() -> Path:
-    """The person detector card used when --detector is not given (a checkout's benchmarks/)."""
-    card = (
-        Path(__file__).resolve().parents[2] / "benchmarks" / "detectors" / "person-detection-0202.card.json"
-    )
-    if not card.is_file():
-        _fail("indexing video needs a person detector: --detector CARD.json (README, From video)")
-    return card
 
 
 def _index_video(videos, name, model, batch_size, options, frame_folders, level, frames_per_tracklet,

@@ -254,14 +254,14 @@ def calibrate(
     write: Annotated[bool, typer.Option(help="Store the threshold in the model's card(s).")] = False,
 ) -> None:
     """Choose the same-person threshold on held-out identities; print its error rates per dataset."""
-    from ..embedding.embedder import Embedder
-    from ..training.calibration import (
+    from ..calibration.fit import (
         calibrate_model,
         calibrate_open_set,
         held_out_split,
         write_open_set,
         write_threshold,
     )
+    from ..embedding.embedder import Embedder
 
     embedder = Embedder(model)
     datasets = [str(d) for d in data]

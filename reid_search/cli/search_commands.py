@@ -81,14 +81,14 @@ def query(
         same_camera_rule, rerank, min_score,
     )  # fmt: skip
     if plot:
-        from ..search.figures import check_figure_path
+        from ..figures import check_figure_path
 
         check_figure_path(plot)  # before the search, not after it
     with Gallery.open(index_name, indexes_dir) as gallery:
         result = answer_query(gallery, embedder_for_gallery(gallery, model), images, options)
     if plot:
         from ..data.layouts import parse_any_name
-        from ..search.rankplot import draw_rank_rows, query_rank_row
+        from ..evaluation.rankplot import draw_rank_rows, query_rank_row
 
         named = parse_any_name(result.images[0])
         row = query_rank_row(result, named.person if named else None)
@@ -238,9 +238,9 @@ def evaluate(
     quiet: QuietOpt = False,
 ) -> None:
     """Rank-1/5/10/20, mAP, mINP and a CMC curve (PNG, CSV, JSON)."""
-    from ..search.evaluation import evaluate as run_evaluation
-    from ..search.evaluation import gallery_source
-    from ..search.report import format_summary, write_report
+    from ..evaluation.report import format_summary, write_report
+    from ..evaluation.run import evaluate as run_evaluation
+    from ..evaluation.run import gallery_source
     from ..search.rerank import RerankConfig
 
     embedder = None

@@ -9,7 +9,6 @@ import typer
 
 from ._common import (
     IndexesOpt,
-    _fail,
     app,
     friendly_errors,
 )
@@ -50,10 +49,7 @@ def serve(
     """Serve the galleries: a web page at /, a JSON API under /api, its docs at /docs."""
     from ..serve.config import require_serve_extra
 
-    try:
-        require_serve_extra()
-    except ModuleNotFoundError as exc:
-        _fail(str(exc))
+    require_serve_extra()
     import uvicorn
 
     from ..serve import ServeConfig, create_app

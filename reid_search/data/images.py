@@ -92,7 +92,7 @@ def decode_image(
 def list_images(paths: list[str | Path], skipped: list | None = None) -> list[Path]:
     """Expand files and folders (recursively, sorted) into image files for a query; folders
     that cannot be read (and link loops) are recorded in ``skipped`` (layouts' ``Skipped``)."""
-    from .walk import _files_below
+    from .layouts.walk import _files_below
 
     out: list[Path] = []
     for p in map(Path, paths):

@@ -38,6 +38,7 @@ from typing import ClassVar
 import numpy as np
 
 from .._files import files_sha256
+from ..registry import Registry
 from .model_store import ModelCard, ModelError, card_path, read_card_file, resolve_model_path
 
 
@@ -89,14 +90,9 @@ class Backend:
     @classmethod
     def require(cls, module: str):
         """Import the runtime, or a clear error naming the extra that installs it."""
-        import importlib
+        from ..errors import require_extra
 
-        try:
-            return importlib.import_module(module)
-        except ImportError:
-            raise ModelError(
-                f"{cls.format} models need {module.split('.')[0]}: pip install 'reid-search[{cls.extra}]'"
-            ) from None
+        return require_extra(module, cls.extra, f"running {cls.format} models")
 
 
 class KerasBackend(Backend):
@@ -237,9 +233,9 @@ def import_tensorflow_quietly():
     return sys.modules["tensorflow"]
 
 
-BACKENDS: dict[str, type[Backend]] = {
-    cls.format: cls for cls in (KerasBackend, OnnxBackend, OpenVinoBackend, LiteRtBackend)
-}
+BACKENDS: Registry[type[Backend]] = Registry("model format", ModelError)  # a new format: one register
+for _backend in (KerasBackend, OnnxBackend, OpenVinoBackend, LiteRtBackend):
+    BACKENDS.register(_backend.format, _backend)
 
 
 def backend_for(path: Path) -> type[Backend]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..registry import Registry
 from .embedder import Embedder
 
 
@@ -40,7 +41,9 @@ def _ray(model, batch_size: int, flip: bool, options: EngineOptions) -> Embedder
     )
 
 
-ENGINES: dict[str, Callable[..., Embedder]] = {"local": _local, "ray": _ray}
+ENGINES: Registry[Callable[..., Embedder]] = Registry("engine", InputError)
+ENGINES.register("local", _local)
+ENGINES.register("ray", _ray)
 
 
 def make_embedder(
@@ -50,7 +53,5 @@ def make_embedder(
     flip: bool = False,
     options: EngineOptions | None = None,
 ) -> Embedder:
-    """An embedder on the named engine; an unknown name is a ValueError listing the known ones."""
-    if engine not in ENGINES:
-        raise InputError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
-    return ENGINES[engine](model, batch_size, flip, options or EngineOptions())
+    """An embedder on the named engine; an unknown name is an InputError listing the known ones."""
+    return ENGINES.get(engine)(model, batch_size, flip, options or EngineOptions())

@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .._files import file_sha256
+from ..registry import Registry
 from .model_store import ModelError, card_path, read_card, write_card
 
 
@@ -45,21 +46,22 @@ def _to_litert(keras_model, out: Path) -> None:
 
 
 def _to_onnx(keras_model, out: Path) -> None:
+    from ..errors import MissingExtra
+
     try:
         import tf2onnx
-    except ImportError:
-        raise ModelError("ONNX export needs tf2onnx: pip install tf2onnx") from None
+    except ImportError:  # not in any extra: it pins an old protobuf
+        raise MissingExtra("ONNX export needs tf2onnx: pip install tf2onnx") from None
     import tensorflow as tf
 
     spec = (tf.TensorSpec((None, *keras_model.input_shape[1:]), tf.float32, name="pixels"),)
     tf2onnx.convert.from_keras(keras_model, input_signature=spec, output_path=str(out))
 
 
-EXPORTERS: dict[str, tuple[str, str, Callable]] = {
-    # format -> (file suffix, card model_format, converter)
-    "litert": (".tflite", "litert", _to_litert),
-    "onnx": (".onnx", "onnx", _to_onnx),
-}
+EXPORTERS: Registry[tuple[str, str, Callable]] = Registry("export format", ModelError)
+# format -> (file suffix, card model_format, converter)
+EXPORTERS.register("litert", (".tflite", "litert", _to_litert))
+EXPORTERS.register("onnx", (".onnx", "onnx", _to_onnx))
 
 
 def export_model(model: str | Path, format: str, out: str | Path | None = None, link: bool = True) -> Path:
@@ -70,8 +72,7 @@ def export_model(model: str | Path, format: str, out: str | Path | None = None, 
     """
     from .backends import KerasBackend
 
-    if format not in EXPORTERS:
-        raise ModelError(f"unknown export format {format!r}; known: {', '.join(EXPORTERS)}")
+    suffix, model_format, convert = EXPORTERS.get(format)
     source = Path(model)
     if source.suffix != ".keras":
         raise ModelError(f"{source}: only .keras models are exported")
@@ -83,7 +84,6 @@ def export_model(model: str | Path, format: str, out: str | Path | None = None, 
             f"{source}: stale: the file changed since its card was written (card for sha256 "
             f"{recorded[:12]}, file {source_sha[:12]}); export the model its card describes"
         )
-    suffix, model_format, convert = EXPORTERS[format]
     target = Path(out) if out else source.with_name(f"{source.stem}-{format}{suffix}")
     tmp = target.with_name(f".{target.name}.tmp{suffix}")
     convert(KerasBackend(source, card).keras_model, tmp)

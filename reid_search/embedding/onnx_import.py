@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, require_extra
 
 
 class OnnxImportError(InputError):
@@ -37,13 +37,7 @@ class OnnxImportError(InputError):
 
 def require_onnx():
     """The ``onnx`` module, or a clear error naming the extra that provides it."""
-    try:
-        import onnx
-    except ImportError:
-        raise OnnxImportError(
-            "reading ONNX files needs the onnx package: pip install 'reid-search[onnx]'"
-        ) from None
-    return onnx
+    return require_extra("onnx", "onnx", "reading ONNX files")
 
 
 class _Graph:

@@ -31,17 +31,13 @@ from ..errors import UnavailableError
 from .embedder import EmbeddedBatch, Embedder, ImageFacts
 from .model_store import write_card
 
-RAY_EXTRA_HINT = "--engine ray needs Ray: pip install 'reid-search[ray]'"
-
 
 def require_ray():
-    """Import Ray, or a clear error naming the extra that installs it."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise ModuleNotFoundError(RAY_EXTRA_HINT) from None
-    return ray
+    """Import Ray, or a :class:`~reid_search.errors.MissingExtra` naming ``[ray]``."""
+    from ..errors import require_extra
+
+    require_extra("ray.data", "ray", "--engine ray")
+    return require_extra("ray", "ray", "--engine ray")
 
 
 def model_bundle(embedder: Embedder) -> dict[str, bytes]:

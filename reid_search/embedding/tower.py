@@ -32,11 +32,13 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import keras
 
 from ..errors import InputError
+from ..registry import Registry
 from .layers import GeneralizedMeanPooling
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -125,15 +127,14 @@ def _mobilenetv2_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.Ke
             ) from None
     if config.ibn_blocks:
         base = _with_instance_batch_norm(base, config.ibn_blocks)
-    name, pooling = POOLINGS[config.pooling]
+    name, pooling = POOLINGS.get(config.pooling)
     return pooling(name=name)(base(x))
 
 
 # how a block tower's last feature map becomes one vector: name -> (the layer's name in a tower, class)
-POOLINGS = {
-    "avg": ("gap", keras.layers.GlobalAveragePooling2D),
-    "gem": ("gem", GeneralizedMeanPooling),
-}
+POOLINGS: Registry[tuple[str, type]] = Registry("pooling", InputError)
+POOLINGS.register("avg", ("gap", keras.layers.GlobalAveragePooling2D))
+POOLINGS.register("gem", ("gem", GeneralizedMeanPooling))
 
 
 def pooling_layer(tower: keras.Model) -> keras.layers.Layer:
@@ -187,13 +188,17 @@ def _onnx_backbone(x: keras.KerasTensor, config: TowerConfig) -> keras.KerasTens
     return onnx_graph_on(config.backbone_weights, x)
 
 
-BACKBONES = {
-    "mini": _mini_backbone,
-    "mobilenetv2": _mobilenetv2_backbone,
-    "seed": _seed_backbone,
-    "onnx": _onnx_backbone,
-}
-ARCHITECTURES = tuple(BACKBONES)
+BACKBONES: Registry[Callable[[keras.KerasTensor, TowerConfig], keras.KerasTensor]] = Registry(
+    "architecture", InputError
+)  # a new backbone: one register call (its feature map -> the pooling and embedding head)
+for _name, _backbone in (
+    ("mini", _mini_backbone),
+    ("mobilenetv2", _mobilenetv2_backbone),
+    ("seed", _seed_backbone),
+    ("onnx", _onnx_backbone),
+):
+    BACKBONES.register(_name, _backbone)
+ARCHITECTURES = BACKBONES.names()
 
 
 def check_tower(config: TowerConfig) -> None:
@@ -213,8 +218,7 @@ def check_tower(config: TowerConfig) -> None:
 
 
 def _check_options(config: TowerConfig) -> None:
-    if config.architecture not in BACKBONES:
-        raise InputError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    BACKBONES.get(config.architecture)  # an unknown name: the registry's one error
     height, width = config.input_size
     low = MIN_INPUT_SIZES.get(config.architecture, (1, 1))
     if height < low[0] or width < low[1]:
@@ -223,8 +227,7 @@ def _check_options(config: TowerConfig) -> None:
         )
     if config.ibn_blocks and config.architecture != "mobilenetv2":
         raise InputError("--ibn-blocks is available for --architecture mobilenetv2 only")
-    if config.pooling not in POOLINGS:
-        raise InputError(f"unknown pooling {config.pooling!r}; known: {', '.join(POOLINGS)}")
+    POOLINGS.get(config.pooling)
     if config.pooling != "avg" and config.architecture != "mobilenetv2":
         raise InputError("--pooling is chosen for --architecture mobilenetv2 only")
 
@@ -234,5 +237,5 @@ def build_tower(config: TowerConfig) -> keras.Model:
     _check_options(config)
     keras.utils.set_random_seed(config.seed)
     inputs = keras.Input((config.input_height, config.input_width, 3), name="pixels")
-    features = BACKBONES[config.architecture](_normalise_pixels(inputs), config)
+    features = BACKBONES.get(config.architecture)(_normalise_pixels(inputs), config)
     return keras.Model(inputs, _embedding_head(features, config.embedding_dim), name="tower")

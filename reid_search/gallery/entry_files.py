@@ -30,6 +30,8 @@ from .store import MANIFEST_FILE, Gallery, GalleryError, read_manifest
 class EntryUnavailable(GalleryError):
     """No such entry, or its file is missing, moved outside its folder, or changed."""
 
+    http_status = 404
+
 
 MAX_ENTRY_BYTES = 64 * 2**20  # an indexed crop or frame larger than this is not served
 IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",

@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from ..calibration.open_set import BACKGROUND_RANKS, ENTRIES, TRACKLETS, OpenSetRule, background_similarity
 from ..data.images import ImageError, list_images
 from ..data.layouts import parse_any_name
 from ..embedding.embedder import Embedder, pool_tracklet
+from ..figures import pyplot, save_figure
 from ..gallery import EntryFilter, Gallery, GalleryError
 from ..gallery.clusters import cluster_summary
-from ..training.open_set import BACKGROUND_RANKS, ENTRIES, TRACKLETS, OpenSetRule, background_similarity
-from .figures import pyplot, save_figure
 from .rerank import RerankConfig, rerank_similarities
 
 QUERY_SCHEMA = "reid-search/query/v2"

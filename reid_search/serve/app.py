@@ -35,19 +35,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
 from .. import __version__
-from ..data.images import ImageError
-from ..data.metadata import MetadataError
 from ..embedding.embedder import pool_tracklet
-from ..embedding.model_store import ModelError
 from ..errors import ReidSearchError
-from ..gallery import GalleryError, read_manifest
+from ..gallery import read_manifest
 from ..gallery.entry_files import EntryFile, EntryUnavailable, entry_image
 from ..search.query import Comparison, QueryOptions, answer_vector
 from ..video.decode import VideoError
 from ..video.served_frames import Busy, FrameRequest, FrameServer
 from .config import ServeConfig
 from .guard import GuardConfig, RequestGuard
-from .pool import GalleryPool, Handle, UnknownGallery
+from .pool import GalleryPool, Handle
 from .uploads import UploadBudget, UploadRejected, check_request, check_upload, decode_uploads, safe_filename
 
 MAX_MESSAGE = 300  # characters of an error message sent back
@@ -111,20 +108,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                   for e in exc.errors()]  # fmt: skip
         return JSONResponse({"detail": _short("; ".join(errors))}, 422)
 
-    @app.exception_handler(UploadRejected)
-    async def rejected(_: Request, exc: UploadRejected):
-        return JSONResponse({"detail": _short(str(exc))}, exc.status)
-
-    @app.exception_handler(UnknownGallery)
-    async def unknown(_: Request, exc: UnknownGallery):
-        return JSONResponse({"detail": _short(str(exc))}, 404)
-
-    @app.exception_handler(EntryUnavailable)
-    async def gone(_: Request, exc: EntryUnavailable):
-        return JSONResponse({"detail": _short(str(exc))}, 404)
-
-    for error in (GalleryError, ImageError, MetadataError, ModelError, ReidSearchError):
-        app.add_exception_handler(error, _bad_request)  # every project error is a 4xx, one JSON shape
+    app.add_exception_handler(ReidSearchError, _project_error)  # every project error: one JSON shape
 
     async def embed(handle: Handle, uploads) -> tuple[Any, list[str], list[str]]:
         """Decode (a worker thread, at most ``decode_slots`` requests at once), then embed in the
@@ -235,9 +219,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         )  # fmt: skip
         try:
             return Response(frames.jpeg(request), media_type="image/jpeg")
-        except Busy as exc:
-            return JSONResponse({"detail": _short(str(exc))}, 503, headers={"Retry-After": "2"})
-        except VideoError as exc:
+        except Busy:
+            raise  # 503 with Retry-After (the project error handler)
+        except VideoError as exc:  # the video is gone or changed: the entry's frame is unavailable
             raise EntryUnavailable(f"entry {faiss_id}: {exc}") from None
 
     return app
@@ -252,8 +236,11 @@ def app_from_environment() -> FastAPI:
     return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]))
 
 
-async def _bad_request(_: Request, exc: Exception):
-    return JSONResponse({"detail": _short(str(exc))}, 400)
+async def _project_error(_: Request, exc: Exception):
+    """A project error as ``{"detail": one line}`` with its class's status (400 unless it says)."""
+    status = int(getattr(exc, "http_status", 400))
+    headers = {"Retry-After": "2"} if status == 503 else None
+    return JSONResponse({"detail": _short(str(exc))}, status, headers=headers)
 
 
 def _describe(pool: GalleryPool, name: str) -> dict[str, Any]:

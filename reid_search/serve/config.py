@@ -9,7 +9,6 @@ from pathlib import Path
 from ..errors import InputError
 
 CONFIG_ENV = "REID_SEARCH_SERVE_CONFIG"  # a ServeConfig as JSON, for worker processes
-SERVE_EXTRA_HINT = "reid-search serve needs FastAPI and uvicorn: pip install 'reid-search[serve]'"
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,13 @@ class ServeConfig:
 
 
 def require_serve_extra() -> None:
-    """A clear error naming the extra when FastAPI or uvicorn is missing."""
+    """A :class:`~reid_search.errors.MissingExtra` naming ``[serve]`` when FastAPI, uvicorn or
+    python-multipart is missing."""
     import importlib.util
 
-    missing = [m for m in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ModuleNotFoundError(f"{SERVE_EXTRA_HINT} (missing: {', '.join(missing)})")
+    from ..errors import require_extra
+
+    for module in ("fastapi", "uvicorn"):
+        require_extra(module, "serve", "reid-search serve")
+    if importlib.util.find_spec("python_multipart") is None:  # older releases: only ``multipart``
+        require_extra("multipart", "serve", "reid-search serve")

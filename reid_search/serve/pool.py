@@ -23,6 +23,8 @@ from .batcher import EmbedBatcher
 class UnknownGallery(GalleryError):
     """A gallery name that is not one of the served galleries."""
 
+    http_status = 404
+
 
 @dataclass
 class Handle:

@@ -23,18 +23,19 @@ import numpy as np
 from PIL import Image
 
 from ..data.images import ImageError, decode_image
+from ..errors import ReidSearchError
 
 SAFE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM"})
 UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 120
 
 
-class UploadRejected(Exception):
+class UploadRejected(ReidSearchError):
     """An upload refused with an HTTP status and a short reason."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
-        self.status = status
+        self.status = self.http_status = status
 
 
 @dataclass(frozen=True)

@@ -5,34 +5,20 @@ Usage::
     from reid_search.training import TrainConfig, train
     config = TrainConfig(data=["../shared/data/cuhk03-mars"], out="runs/t", epochs=2)
     result = train(config)
+
+Importing this package loads TensorFlow; the light parts (the sampler, the losses' numpy twins)
+are modules of their own for code that only needs them.
 """
 
 from __future__ import annotations
 
-# imported on first use, so the light parts (sampler, losses' numpy twins, calibration,
-# look-alikes) load without TensorFlow
-_EXPORTS = {
-    "cosine_schedule": "build",
-    "freeze_backbone_blocks": "build",
-    "split_at_block": "build",
-    "LOSSES": "config",
-    "TrainConfig": "config",
-    "parse_losses": "config",
-    "train_command": "config",
-    "TrainingData": "data",
-    "ValidationSet": "data",
-    "load_teacher_targets": "data",
-    "load_training_data": "data",
-    "Trainer": "loop",
-    "TrainResult": "loop",
-    "train": "loop",
-}
-__all__ = sorted(_EXPORTS)
+from .build import cosine_schedule, freeze_backbone_blocks, split_at_block
+from .config import LOSSES, TrainConfig, parse_losses, train_command
+from .data import TrainingData, ValidationSet, load_teacher_targets, load_training_data
+from .loop import Trainer, TrainResult, train
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [
+    "LOSSES", "TrainConfig", "TrainResult", "Trainer", "TrainingData", "ValidationSet",
+    "cosine_schedule", "freeze_backbone_blocks", "load_teacher_targets", "load_training_data",
+    "parse_losses", "split_at_block", "train", "train_command",
+]  # fmt: skip

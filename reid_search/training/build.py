@@ -117,14 +117,10 @@ class Heads:
 
     def for_losses(self, losses) -> list:
         """Trainable variables of the heads the chosen losses use (unused heads never train)."""
-        used = {
-            "id": self.classifier,
-            "cosface": self.classifier,
-            "pair": self.pair_head,
-            "regress": self.teacher_head,
-        }
-        heads = dict.fromkeys(head for name, head in used.items() if name in losses)  # id, cosface: one head
-        return [v for head in heads for v in head.trainable_variables]
+        from .loss_kinds import LOSSES
+
+        names = dict.fromkeys(LOSSES.get(name).head for name in losses)  # id, cosface: one head
+        return [v for name in names if name for v in getattr(self, name).trainable_variables]
 
 
 def build_heads(embedding_dim: int, n_classes: int, teacher_dim: int) -> Heads:

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from ..calibration.fit import dataset_rates, equal_error_threshold, labelled_pairs, lookalike_similarities
+from ..calibration.lookalikes import clothing_descriptor
 from ..embedding.model_store import ModelCard
-from .calibration import dataset_rates, equal_error_threshold, labelled_pairs, lookalike_similarities
 from .config import TrainConfig
 from .data import TrainingData, ValidationSet
-from .lookalikes import clothing_descriptor
 
 
 def embed_pixels(tower, pixels: np.ndarray, batch: int = 128) -> np.ndarray:
@@ -38,8 +38,8 @@ def embed_pixels(tower, pixels: np.ndarray, batch: int = 128) -> np.ndarray:
 
 
 def _score_set(vectors: np.ndarray, val: ValidationSet) -> dict[str, float]:
-    from ..data.metrics import score_items, summarise
-    from ..data.protocols import EvalItems, cross_camera
+    from ..evaluation.metrics import score_items, summarise
+    from ..evaluation.protocols import EvalItems, cross_camera
 
     items = EvalItems.from_labels(vectors, val.persons, val.cameras, paths=val.paths)
     cams = sorted(set(val.cameras.tolist()))

@@ -19,9 +19,10 @@ from typing import Any
 from ..embedding.tower import TowerConfig
 from ..errors import InputError, TrainingError  # noqa: F401  (TrainingError: re-exported)
 from .augment import AugmentConfig
+from .loss_kinds import LOSSES, losses_where
 
-LOSSES = ("pair", "contrastive", "triplet", "id", "cosface", "distill", "regress")
-CLASSIFIER_LOSSES = ("id", "cosface")  # losses that train the identity classifier (one at a time)
+CLASSIFIER_LOSSES = losses_where("classifier")  # losses that train the identity classifier (one at a time)
+TEACHER_LOSSES = losses_where("teacher")  # the losses a crop without a person can learn from
 BLOCK_TOWERS = ("mobilenetv2", "onnx")  # towers --freeze-blocks / --cached-views understand
 MAX_SIDE = 1024  # pixels of an input side: a person crop needs no more, memory grows with its square
 
@@ -86,17 +87,20 @@ class TrainConfig:
         return cls(**data)
 
     def validate(self) -> None:
-        unknown = set(self.losses) - set(LOSSES)
-        if unknown or not self.losses:
-            raise TrainingError(f"unknown or no loss {sorted(unknown)}; known: {', '.join(LOSSES)}")
+        if not self.losses:
+            raise TrainingError(f"no loss chosen; known: {', '.join(LOSSES.names())}")
+        for name in self.losses:
+            LOSSES.get(name)
         if not self.data:
             raise TrainingError("no training data given")
-        if set(CLASSIFIER_LOSSES) <= set(self.losses):
-            raise TrainingError("the id and cosface losses train the same classifier: choose one")
+        if len(set(CLASSIFIER_LOSSES) & set(self.losses)) > 1:
+            raise TrainingError(
+                f"the {' and '.join(CLASSIFIER_LOSSES)} losses train the same classifier: choose one"
+            )
         _check_ranges(self)
-        if {"distill", "regress"} & set(self.losses) and not self.teacher_targets:
+        if set(TEACHER_LOSSES) & set(self.losses) and not self.teacher_targets:
             raise TrainingError("the distill and regress losses need --teacher-targets FILE.npz")
-        if self.unlabelled and not {"distill", "regress"} & set(self.losses):
+        if self.unlabelled and not set(TEACHER_LOSSES) & set(self.losses):
             raise TrainingError(
                 "--unlabelled crops learn from the teacher only: add a distill or regress loss"
             )
@@ -116,7 +120,7 @@ class TrainConfig:
         _check_backbone_file(self.tower.backbone_weights)
 
 
-PAIR_LOSSES = ("triplet", "contrastive", "pair")  # losses that need two images of a person in a batch
+PAIR_LOSSES = losses_where("pairs")  # losses that need two images of a person in a batch
 
 
 def _check_ranges(config: TrainConfig) -> None:

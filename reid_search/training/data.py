@@ -30,9 +30,8 @@ import numpy as np
 from ..data.images import ImageError, decode_image, load_image
 from ..data.layouts import scan_dataset
 from ..embedding.vectors import read_vectors
-from .config import TrainConfig, TrainingError
+from .config import TEACHER_LOSSES, TrainConfig, TrainingError
 
-TEACHER_LOSSES = {"distill", "regress"}  # the losses a crop without a person can learn from
 UNLABELLED = -1  # the training label of a crop nobody named: it learns from the teacher only
 
 
@@ -202,7 +201,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
             for d in config.data
         ]
         + [_unlabelled_part(d) for d in config.unlabelled]
-        + [_named_crops_part(d, bool(TEACHER_LOSSES & set(config.losses))) for d in config.named_crops]
+        + [_named_crops_part(d, bool(set(TEACHER_LOSSES) & set(config.losses))) for d in config.named_crops]
     )
     _unique_names(parts)
     pixels, labels, paths, keys, owner, validation, skipped = [], [], [], [], [], [], []

@@ -160,7 +160,7 @@ class Trainer:
     def _make_train_step(self):
         import tensorflow as tf
 
-        from . import losses as L
+        from .loss_kinds import LOSSES, Batch
         from .mixstyle import mix_styles
 
         c = self.config
@@ -177,31 +177,8 @@ class Trainer:
                 x = mix_styles(x, tf.stack([tf.constant(c.seed, tf.int64), step]), c.mixstyle)
             with tf.GradientTape() as tape:
                 bn_features, embedding = self.view(x, training=True)
-                terms = {}
-                if "triplet" in weights:
-                    terms["triplet"] = L.batch_hard_triplet_loss(embedding[:n], labels[:n], c.triplet_margin)
-                if "contrastive" in weights:
-                    terms["contrastive"] = L.contrastive_loss(embedding[:n], labels[:n], c.contrastive_margin)
-                if "pair" in weights:
-                    terms["pair"] = L.pair_loss(embedding[:n], labels[:n], self.heads.pair_head)
-                if "id" in weights:
-                    logits = self.heads.classifier(bn_features[:n])
-                    terms["id"] = L.id_loss(logits, labels[:n], c.label_smoothing)
-                if "cosface" in weights:
-                    terms["cosface"] = L.cosface_loss(
-                        bn_features[:n],
-                        self.heads.classifier.kernel,
-                        labels[:n],
-                        c.cosface_scale,
-                        c.cosface_margin,
-                        c.label_smoothing,
-                    )
-                if "distill" in weights:
-                    terms["distill"] = L.distillation_loss(embedding, teacher)
-                if "regress" in weights:
-                    terms["regress"] = L.teacher_regression_loss(
-                        self.heads.teacher_head(bn_features), teacher
-                    )
+                batch = Batch(embedding, bn_features, labels, teacher, n, self.heads, c)
+                terms = {name: LOSSES.get(name).term(batch) for name in weights}
                 total = tf.add_n([weights[k] * v for k, v in terms.items()])
             grads = tape.gradient(total, self.variables)
             self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))

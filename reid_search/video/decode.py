@@ -12,7 +12,6 @@ Usage::
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.layouts import IMAGE_SUFFIXES
-from ..errors import InputError
+from ..errors import InputError, require_extra
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv"})
 
@@ -42,10 +41,8 @@ def is_video(path: str | Path) -> bool:
 
 
 def require_av():
-    try:
-        return importlib.import_module("av")
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError("indexing video needs PyAV: pip install 'reid-search[video]'") from None
+    """PyAV, or a :class:`~reid_search.errors.MissingExtra` naming ``[video]``."""
+    return require_extra("av", "video", "indexing video")
 
 
 class VideoFrames:

@@ -24,8 +24,8 @@ Usage::
 
 from __future__ import annotations
 
-import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,7 +33,8 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, require_extra
+from ..registry import Registry
 
 
 class DetectorError(InputError):
@@ -92,12 +93,7 @@ class DetectorCard:
 
 
 def _require(module: str, extra: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError(
-            f"this detector needs {module}: pip install 'reid-search[{extra}]'"
-        ) from None
+    return require_extra(module, extra, "this detector")
 
 
 class Detector:
@@ -109,11 +105,7 @@ class Detector:
         self.card = card
         if not card.model_path.is_file():
             raise DetectorError(f"{card.path}: its network file {card.model_path} is missing")
-        self._run = RUNTIMES[card.runtime](card.model_path, threads) if card.runtime in RUNTIMES else None
-        if self._run is None:
-            raise DetectorError(
-                f"{card.path}: unknown runtime {card.runtime!r} (known: {', '.join(RUNTIMES)})"
-            )
+        self._run = RUNTIMES.get(card.runtime, where=card.path)(card.model_path, threads)
 
     def detect(self, frames: list[np.ndarray], min_score: float = 0.3) -> list[Boxes]:
         return [self._detect_one(frame, min_score) for frame in frames]
@@ -224,13 +216,15 @@ def _onnx_runner(path: Path, threads: int | None):
     return lambda x: session.run(None, {name: x})[0]
 
 
-RUNTIMES = {"openvino": _openvino_runner, "onnx": _onnx_runner}
-DETECTORS: dict[str, type[Detector]] = {cls.decoder: cls for cls in (SsdDetector, YoloxDetector)}
+RUNTIMES: Registry[Callable] = Registry("runtime", DetectorError)
+RUNTIMES.register("openvino", _openvino_runner)
+RUNTIMES.register("onnx", _onnx_runner)
+DETECTORS: Registry[type[Detector]] = Registry("decoder", DetectorError)  # a new family: one register
+for _detector in (SsdDetector, YoloxDetector):
+    DETECTORS.register(_detector.decoder, _detector)
 
 
 def open_detector(card_file: str | Path, threads: int | None = None) -> Detector:
     """The detector a card describes (its ``decoder`` picks the class, ``runtime`` the engine)."""
     card = DetectorCard.read(card_file)
-    if card.decoder not in DETECTORS:
-        raise DetectorError(f"{card_file}: unknown decoder {card.decoder!r} (known: {', '.join(DETECTORS)})")
-    return DETECTORS[card.decoder](card, threads)
+    return DETECTORS.get(card.decoder, where=str(card_file))(card, threads)

@@ -117,12 +117,9 @@ class _Tracks:
     """ByteTrack over the detected frames; crops buffered per track until the track ends."""
 
     def __init__(self, fps: float, options: VideoOptions):
-        try:
-            from trackers import ByteTrackTracker
-        except ModuleNotFoundError:
-            raise ModuleNotFoundError(
-                "tracking people in video needs trackers: pip install 'reid-search[video]'"
-            ) from None
+        from ..errors import require_extra
+
+        ByteTrackTracker = require_extra("trackers", "video", "tracking people in video").ByteTrackTracker
 
         self.options = options
         self.tracker = ByteTrackTracker(

@@ -37,6 +37,8 @@ from .decode import VideoError, require_av
 class Busy(VideoError):
     """Too many frame decodes at once, or one that took too long: try again later."""
 
+    http_status = 503
+
 
 @dataclass(frozen=True)
 class FrameRequest:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from reid_search.search.report import write_report
+    from reid_search.evaluation.report import write_report
     paths = write_report(report, "runs/eval-cuhk")
     sorted(paths)
     # ['cmc_csv', 'cmc_png', 'metrics_json', 'per_query_csv']
@@ -14,8 +14,8 @@ import csv
 from pathlib import Path
 
 from .._files import write_json_atomic
-from .evaluation import EvaluationReport
-from .figures import pyplot, save_figure
+from ..figures import pyplot, save_figure
+from .run import EvaluationReport
 
 
 def plot_cmc(curves: dict[str, list[float]], out: str | Path, title: str = "CMC") -> Path:
@@ -39,7 +39,7 @@ def plot_cmc(curves: dict[str, list[float]], out: str | Path, title: str = "CMC"
 def write_report(report: EvaluationReport, out_dir: str | Path, plot_ranks: int = 0) -> dict[str, Path]:
     """Write ``metrics.json``, ``cmc.csv``, ``per_query.csv`` and ``cmc.png`` into ``out_dir``;
     with ``plot_ranks`` N also ``ranks-worst.png`` / ``ranks-best.png``: the N queries of
-    lowest and highest AP beside their top-10 (:mod:`reid_search.search.rankplot`)."""
+    lowest and highest AP beside their top-10 (:mod:`reid_search.evaluation.rankplot`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = report.to_dict()

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.layouts import KIND_DISTRACTOR, KIND_IDENTITY, KIND_JUNK, parse_mars_name
 from ..errors import InputError
-from .layouts import KIND_DISTRACTOR, KIND_IDENTITY, KIND_JUNK, parse_mars_name
 
 RULE = (
     "junk = person junk (00-1/-1) or same person AND same camera (incl. the query itself), "

@@ -31,7 +31,7 @@ def check_figure_path(out: str | Path) -> Path:
     >>> check_figure_path("ranks.svg").name
     'ranks.svg'
     """
-    from ..errors import InputError
+    from .errors import InputError
 
     out = Path(out)
     if out.suffix.lower() not in FIGURE_SUFFIXES:

@@ -6,16 +6,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .layouts import Skipped
+from .scan import Skipped
 
 
 def _skip(skipped: list | None, path: str, reason: str) -> None:
     if skipped is not None:
-        from .layouts import Skipped
-
         skipped.append(Skipped(path, reason))
 
 

@@ -108,7 +108,7 @@ def lookalike_similarities(
     vectors: np.ndarray, descriptors: np.ndarray, persons: np.ndarray, cameras: np.ndarray | None
 ) -> np.ndarray:
     """Model similarity of each image and its look-alike (the other person, on another
-    camera, dressed most alike: :mod:`reid_search.training.lookalikes`); one value per distinct pair."""
+    camera, dressed most alike: :mod:`reid_search.calibration.lookalikes`); one value per distinct pair."""
     from .lookalikes import lookalike_pairs
 
     found = lookalike_pairs(descriptors, persons, cameras)

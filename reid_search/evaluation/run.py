@@ -3,8 +3,9 @@
 ``evaluate`` picks the protocol from what the source holds (``protocol="auto"``):
 MARS ``info/`` files -> ``mars-official``; Market-1501 ``query/`` -> ``market1501``;
 otherwise ``cross-camera`` (``cross-tracklet`` when no cameras are known). See
-:mod:`reid_search.data.protocols` for the matching rule and :mod:`reid_search.data.metrics` for the
-metric definitions.
+:mod:`reid_search.evaluation.protocols` for the matching rule and
+:mod:`reid_search.evaluation.metrics` for the metric definitions. The kinds are the
+:data:`PROTOCOLS` registry; ``auto`` tries them in order.
 
 Usage::
 
@@ -27,8 +28,12 @@ import numpy as np
 
 from .. import __version__
 from ..data.layouts import KIND_UNLABELLED, DatasetScan, default_gallery_splits, scan_dataset, tracklet_key
-from ..data.metrics import MetricSummary, QueryScore, score_items, summarise
-from ..data.protocols import (
+from ..gallery import DEFAULT_FRAMES_PER_TRACKLET, MANIFEST_FILE, Gallery, make_units, resolve_gallery_path
+from ..progress import Progress
+from ..registry import Registry
+from ..search.rerank import RerankConfig, rerank_similarities
+from .metrics import MetricSummary, QueryScore, score_items, summarise
+from .protocols import (
     EvalItems,
     Protocol,
     ProtocolError,
@@ -39,9 +44,6 @@ from ..data.protocols import (
     mars_official,
     mars_tracklet_key,
 )
-from ..gallery import DEFAULT_FRAMES_PER_TRACKLET, MANIFEST_FILE, Gallery, make_units, resolve_gallery_path
-from ..progress import Progress
-from .rerank import RerankConfig, rerank_similarities
 
 AP_DEFINITION = (
     "non-interpolated average precision as torchreid: mean over the query's true matches of "
@@ -108,7 +110,7 @@ class EvaluationReport:
 def score_protocol(
     items: EvalItems, protocol: Protocol, block: int = 512, rerank: RerankConfig | None = None
 ) -> list[QueryScore]:
-    """Score every query of ``protocol`` (:func:`reid_search.data.metrics.score_items`); with
+    """Score every query of ``protocol`` (:func:`reid_search.evaluation.metrics.score_items`); with
     ``rerank`` the query-gallery similarities are k-reciprocal re-ranked first (over all
     queries and gallery items at once)."""
     reranked = None
@@ -257,44 +259,147 @@ def _subset(items: EvalItems, order: np.ndarray) -> EvalItems:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
+class EvalRequest:
+    """What the user asked of an evaluation, shared by the protocol kinds that try it (the
+    dataset's ordinary items are embedded once, however many kinds look at them)."""
+
+    embedder: Any
+    level: str
+    frames_per_tracklet: int | None
+    progress: bool
+    query_cameras: list[int] | None
+    gallery_cameras: list[int] | None
+    named: bool  # the user named the protocol: it is used if it can be at all
+    _items: tuple[EvalItems, list[str]] | None = None
+
+    @property
+    def cameras_chosen(self) -> bool:
+        return bool(self.query_cameras or self.gallery_cameras)
+
+    def dataset_items(self, scan: DatasetScan, source: str) -> tuple[EvalItems, list[str]]:
+        """The scan's query + test splits (else its gallery splits) embedded: (items, failures)."""
+        if self._items is None:
+            splits = (
+                ["query", "bounding_box_test"]
+                if {"query", "bounding_box_test"} <= set(scan.splits)
+                else default_gallery_splits(scan)
+            )
+            scan.records = [r for r in scan.records if r.split in splits]
+            failures = [f"{s.path}: {s.reason}" for s in scan.skipped]
+            items, embed_failures = items_from_scan(
+                scan, self.embedder, self.level, self.frames_per_tracklet, self.progress
+            )
+            _check_scorable(items, source, failures + embed_failures)
+            self._items = (items, failures + embed_failures)
+        return self._items
+
+
+@dataclass
+class Chosen:
+    """A protocol kind's answer: the items it scores, the protocol, their level, failures."""
+
+    items: EvalItems
+    protocol: Protocol
+    level: str
+    failures: list[str] = field(default_factory=list)
+
+
 class ProtocolKind:
-    """One evaluation protocol a gallery or dataset can be scored with."""
+    """One evaluation protocol. ``auto`` tries the registered kinds in order and takes the first
+    whose ``for_gallery`` / ``for_dataset`` answers; a named kind is used if it can be at all.
+    Ordinary kinds only say when they apply (:meth:`applies`) and how to ``build`` the protocol
+    over the usual items; a kind with items of its own (mars-official) overrides the ``for_``s."""
 
-    name: str
-    applies: Callable[[EvalItems, bool], bool]  # (items, cameras chosen by the user) -> usable here?
-    build: Callable[[EvalItems, list[int] | None, list[int] | None], Protocol]
+    name: str = ""
+    needs: str = ""  # what a source must hold for this kind (the error when it cannot be used)
+
+    def applies(self, items: EvalItems, cameras_chosen: bool) -> bool:
+        return True
+
+    def build(self, items: EvalItems, request: EvalRequest) -> Protocol:
+        raise NotImplementedError
+
+    def _choose(
+        self, items: EvalItems, request: EvalRequest, level: str, failures: list[str]
+    ) -> Chosen | None:
+        if request.named or self.applies(items, request.cameras_chosen):
+            return Chosen(items, self.build(items, request), level, failures)
+        return None
+
+    def for_gallery(self, gallery: Gallery, items: EvalItems, request: EvalRequest) -> Chosen | None:
+        return self._choose(items, request, gallery.level, [])
+
+    def for_dataset(self, scan: DatasetScan, source: str, request: EvalRequest) -> Chosen | None:
+        items, failures = request.dataset_items(scan, source)
+        return self._choose(items, request, request.level, failures)
 
 
-def _has_market_splits(items: EvalItems, cameras_chosen: bool) -> bool:
-    return (
-        not cameras_chosen
-        and items.splits is not None
-        and {"query", "bounding_box_test"} <= set(items.splits)
-    )
+PROTOCOLS: Registry[ProtocolKind] = Registry("protocol", ProtocolError)  # auto: tried in this order
 
 
-PROTOCOL_REGISTRY: dict[str, ProtocolKind] = {
-    kind.name: kind
-    for kind in (
-        ProtocolKind("market1501", _has_market_splits, lambda items, q, g: market1501(items)),
-        ProtocolKind("cross-camera", lambda items, chosen: True, cross_camera),
-    )
-}
-AUTO_ORDER = ("market1501", "cross-camera")  # ``auto``: the first that applies
-# mars-official needs MARS's own items (tracklets from info/): evaluate() builds it itself
-PROTOCOLS = ("auto", *PROTOCOL_REGISTRY, "mars-official")
+class MarsOfficial(ProtocolKind):
+    """MARS's own test protocol: the official tracklets and queries of its ``info/`` files."""
+
+    name, needs = "mars-official", "a MARS root with info/ (or a tracklet gallery built from one)"
+
+    def for_gallery(self, gallery, items, request):
+        mars = None if request.cameras_chosen else _gallery_mars_order(gallery, items)
+        if mars is None:
+            return None
+        items = _subset(items, mars[0])
+        return Chosen(items, mars_official(items, mars[1]), gallery.level)
+
+    def for_dataset(self, scan, source, request):
+        official = scan.layout == "mars" and mars_info_dir(scan.root) is not None
+        if not request.named and (request.cameras_chosen or not official):
+            return None
+        items, query_rows, failures = mars_official_items(
+            scan.root, request.embedder, request.frames_per_tracklet, request.progress
+        )
+        return Chosen(items, mars_official(items, query_rows), "tracklet", failures)
 
 
-def choose_protocol(items: EvalItems, protocol: str, query_cameras, gallery_cameras) -> Protocol:
-    """The protocol named, or for ``auto`` the first of :data:`AUTO_ORDER` that applies."""
-    chosen = bool(query_cameras or gallery_cameras)
-    names = AUTO_ORDER if protocol == "auto" else (protocol,)
-    for name in names:
-        kind = PROTOCOL_REGISTRY.get(name)
-        if kind is not None and (kind.applies(items, chosen) or protocol != "auto"):
-            return kind.build(items, query_cameras, gallery_cameras)
-    raise ProtocolError(f"protocol {protocol!r} does not apply here (known: {', '.join(PROTOCOLS)})")
+class Market1501(ProtocolKind):
+    """Market-1501's own split: ``query/`` against ``bounding_box_test/``."""
+
+    name, needs = "market1501", "query/ and bounding_box_test/ splits"
+
+    def applies(self, items, cameras_chosen):
+        return (
+            not cameras_chosen
+            and items.splits is not None
+            and {"query", "bounding_box_test"} <= set(items.splits)
+        )
+
+    def build(self, items, request):
+        return market1501(items)
+
+
+class CrossCamera(ProtocolKind):
+    """Every item queries the rest; matches of the query's own camera (or tracklet) are junk."""
+
+    name, needs = "cross-camera", "labelled items"
+
+    def build(self, items, request):
+        return cross_camera(items, request.query_cameras, request.gallery_cameras)
+
+
+for _kind in (MarsOfficial(), Market1501(), CrossCamera()):
+    PROTOCOLS.register(_kind.name, _kind)
+
+
+def choose_protocol(
+    kinds: list[ProtocolKind], source: str, answer: Callable[[ProtocolKind], Chosen | None]
+) -> Chosen:
+    """The first kind's answer (``kinds``: the one named, or all for ``auto``)."""
+    for kind in kinds:
+        chosen = answer(kind)
+        if chosen is not None:
+            return chosen
+    kind = kinds[0] if len(kinds) == 1 else None
+    why = f"protocol {kind.name} needs {kind.needs}" if kind else "no protocol applies"
+    raise ProtocolError(f"{source}: {why} (known: auto, {', '.join(PROTOCOLS.names())})")
 
 
 def gallery_source(source: str | Path, indexes_dir) -> Path | None:
@@ -339,63 +444,43 @@ def evaluate(
 
     A gallery is evaluated from its stored vectors, with no model needed.
     """
-    if protocol not in PROTOCOLS:
-        raise ProtocolError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    kinds = list(PROTOCOLS.values()) if protocol == "auto" else [PROTOCOLS.get(protocol)]
     started = time.perf_counter()
     notes: list[str] = []
-    failures: list[str] = []
     gallery_path = gallery_source(source, indexes_dir)
+    request = EvalRequest(
+        embedder,
+        level,
+        frames_per_tracklet,
+        progress,
+        query_cameras,
+        gallery_cameras,
+        named=protocol != "auto",
+    )
     if gallery_path is not None:
         with Gallery.open(gallery_path) as gallery:
             items = items_from_gallery(gallery)
             _check_scorable(items, f"gallery {gallery.name}", gallery.skipped())
-            level = gallery.level
             model = gallery.manifest["model"]
+            answer = choose_protocol(
+                kinds, str(gallery_path), lambda k: k.for_gallery(gallery, items, request)
+            )
             failures = [f"{s['path']}: {s['reason']}" for s in gallery.skipped()]
-            mars = None
-            if protocol in ("auto", "mars-official") and not (query_cameras or gallery_cameras):
-                mars = _gallery_mars_order(gallery, items)
-            if mars is not None:
-                items = _subset(items, mars[0])
-                chosen = mars_official(items, mars[1])
-            elif protocol == "mars-official":
-                raise ProtocolError(
-                    f"{gallery_path}: mars-official needs a tracklet gallery of a MARS root with info/"
-                )
-            else:
-                chosen = choose_protocol(items, protocol, query_cameras, gallery_cameras)
         notes.append(f"vectors read from gallery {gallery_path} (its SQLite rows)")
     else:
         from ..embedding.embedder import Embedder
         from ..gallery import model_info
 
-        embedder = embedder or Embedder()
-        model = model_info(embedder)
+        request.embedder = embedder or Embedder()
+        model = model_info(request.embedder)
         scan = scan_dataset(source, layout, name_pattern)
-        use_mars = scan.layout == "mars" and mars_info_dir(scan.root) is not None
-        if protocol == "mars-official" or (
-            protocol == "auto" and use_mars and not (query_cameras or gallery_cameras)
-        ):
-            items, query_rows, failures = mars_official_items(
-                scan.root, embedder, frames_per_tracklet, progress
-            )
-            chosen, level = mars_official(items, query_rows), "tracklet"
-        else:
-            splits = (
-                ["query", "bounding_box_test"]
-                if {"query", "bounding_box_test"} <= set(scan.splits)
-                else default_gallery_splits(scan)
-            )
-            scan.records = [r for r in scan.records if r.split in splits]
-            failures = [f"{s.path}: {s.reason}" for s in scan.skipped]
-            items, embed_failures = items_from_scan(scan, embedder, level, frames_per_tracklet, progress)
-            failures += embed_failures
-            _check_scorable(items, str(source), failures)
-            chosen = choose_protocol(items, protocol, query_cameras, gallery_cameras)
-        if level == "tracklet":
+        answer = choose_protocol(kinds, str(source), lambda k: k.for_dataset(scan, str(source), request))
+        failures = answer.failures
+        if answer.level == "tracklet":
             notes.append(
                 f"tracklet vectors: mean of up to {frames_per_tracklet} evenly spaced frames, re-normalised"
             )
+    items, chosen, level = answer.items, answer.protocol, answer.level
     scores = score_protocol(items, chosen, rerank=rerank)
     summary = summarise(scores, max_rank)
     single = single_shot_rank1(items, chosen, single_shot_draws, rerank=rerank)

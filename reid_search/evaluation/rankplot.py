@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .figures import pyplot, save_figure
+from ..figures import pyplot, save_figure
 
 COLOURS = {True: "#1a7f37", False: "#cf222e", None: "#8c959f"}
 
@@ -94,7 +94,7 @@ def query_rank_row(result, query_person: str | None = None) -> RankRow:
 def evaluation_rank_rows(report, n: int, worst: bool, k: int = 10) -> list[RankRow]:
     """The ``n`` scored queries of an evaluation with the lowest (or highest) AP, each with
     its top-``k`` gallery items after junk removal (cosine order, as the metrics rank)."""
-    from ..data.protocols import MatchCodes, matching_masks
+    from .protocols import MatchCodes, matching_masks
 
     items, protocol = report.items, report.protocol
     scored = [i for i, s in enumerate(report.scores) if s.ap is not None]
