@@ -36,9 +36,9 @@ from reid_search.embedding.embedder import Embedder
 from reid_search.embedding.model_store import card_path
 from reid_search.embedding.tower import TowerConfig
 from reid_search.evaluation.run import evaluate
-from reid_search.training import TrainConfig, parse_losses, train
+from reid_search.training import TrainConfig, parse_losses
 from reid_search.training.augment import AugmentConfig
-from reid_search.training.loop import cached_views_recipe
+from reid_search.training.loop import cached_views_recipe, train
 
 SHARED = REPO.parent / "shared"
 MARKET = SHARED / "data" / "market1501-train"

@@ -24,7 +24,8 @@ from _common import REPO  # noqa: E402
 from reid_search.embedding.embedder import Embedder
 from reid_search.embedding.tower import TowerConfig
 from reid_search.evaluation.run import evaluate
-from reid_search.training import TrainConfig, parse_losses, train
+from reid_search.training import TrainConfig, parse_losses
+from reid_search.training.loop import train
 
 DATA = SHARED_DATA / "cuhk03-mars"
 WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenetv2_imagenet_notop.weights.h5"

@@ -23,7 +23,7 @@ _EXPORTS = {
     "Gallery": "reid_search.gallery",
     "build_gallery": "reid_search.gallery",
     "search_gallery": "reid_search.search.query",
-    "compare_images": "reid_search.search.query",
+    "compare_images": "reid_search.search.compare",
     "evaluate": "reid_search.evaluation",
     "scan_dataset": "reid_search.data.layouts",
     "load_model": "reid_search.embedding.backends",

@@ -236,3 +236,31 @@ def test_query_stderr_is_quiet_unless_verbose(mars_samples, tmp_path):
     )
     assert embedded.returncode == 0, embedded.stderr
     assert embedded.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("data", "option", "named"),
+    [
+        ("video", ["--engine", "ray"], "--engine"),
+        ("video", ["--metadata", "crops.csv"], "--metadata"),
+        ("video", ["--name-pattern", "cam(?P<cam>\\d)"], "--name-pattern"),
+        ("folder", ["--detect-every", "3"], "--detect-every"),
+        ("folder", ["--start-time", "2026-11-25T14:00:00"], "--start-time"),
+    ],
+)
+def test_an_index_option_the_input_does_not_use_is_refused_by_name(
+    data, option, named, tmp_path, mars_samples
+):
+    """Video and folders take different options: one that would be ignored is an error naming it,
+    before anything is read or written."""
+    source = tmp_path / "lobby_cam3.mp4" if data == "video" else mars_samples
+    if data == "video":
+        source.write_bytes(b"not read")
+    indexes = tmp_path / "indexes"
+    result = run("index", str(source), "--indexes-dir", str(indexes), "-q", *option)
+    assert result.exit_code == 2
+    assert (
+        result.stderr.startswith(f"error: {named}: not used when indexing")
+        and "leave it out" in result.stderr
+    )
+    assert not indexes.exists()

@@ -117,3 +117,16 @@ def test_the_wheel_indexes_video_and_answers_outside_the_checkout(tmp_path):
     best = result["results"][0]["matches"][0]
     assert (work / best["path"]).resolve() == query.resolve() and best["similarity"] > 0.99
     assert best["extra"]["video"].endswith("lobby_cam3.mp4") and best["camera"] == 3
+
+
+def test_every_command_help_names_its_guide_page():
+    """Each command's --help ends with the docs page that explains it, and that page exists."""
+    import re
+
+    from reid_search.cli import GUIDES
+
+    for command in [*GUIDES, "models fetch"]:
+        result = runner.invoke(app, [*command.split(), "--help"], terminal_width=200)
+        assert result.exit_code == 0, command
+        page = re.search(r"Guide: (\S+\.md)", result.stdout)
+        assert page and (REPO / page.group(1)).is_file(), (command, result.stdout[-300:])

@@ -103,8 +103,8 @@ def test_generic_folders_without_cameras_still_score(tmp_path):
     from PIL import Image
 
     from reid_search.data.layouts import scan_dataset
+    from reid_search.evaluation.items import items_from_scan
     from reid_search.evaluation.protocols import cross_camera, matching_masks
-    from reid_search.evaluation.run import items_from_scan
 
     for person in ("alice", "bob"):
         (tmp_path / person).mkdir()

@@ -13,7 +13,8 @@ from reid_search.cli import app
 from reid_search.data.synthetic import generate_dataset
 from reid_search.embedding.backends import load_model
 from reid_search.embedding.tower import TowerConfig
-from reid_search.training import TrainConfig, load_teacher_targets, load_training_data
+from reid_search.training import TrainConfig
+from reid_search.training.data import load_teacher_targets, load_training_data
 from reid_search.training.sampler import PKSampler
 
 runner = CliRunner()
@@ -100,7 +101,7 @@ def test_card_reports_each_dataset(two_sets, tmp_path):
 
 
 def test_long_epochs_print_progress_with_rate_and_eta(two_sets, tmp_path):
-    from reid_search.training import Trainer
+    from reid_search.training.loop import Trainer
 
     config = config_for(two_sets, tmp_path, epochs=1, steps_per_epoch=3)
     lines: list[str] = []
@@ -220,7 +221,7 @@ def test_training_with_unlabelled_crops_runs_and_says_so_in_the_card(two_sets, c
         (["--ibn-blocks", "2"], "mobilenetv2 only"),
         (["{flat}"], "names a person"),  # a DATA folder of crops nobody is named in
         (["--epochs", "0"], "--epochs 0: must be at least 1"),
-        (["--k", "1"], "--k 1: must be at least 2 with the triplet"),  # no positive pair
+        (["--k", "1"], "--k 1: must be at least 2 with the pair/contrastive/triplet"),  # no positive pair
         (["--val-fraction", "1"], "--val-fraction 1: must be at least 0 and below 1"),
         (["--p", "40"], "--p 40 identities per batch, but the data has only"),  # found once data is read
         (["--architecture", "onnx", "--backbone-weights", "{onnx}", "--input-size", "1x1"],

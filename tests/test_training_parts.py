@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from reid_search.training import cosine_schedule, parse_losses
-from reid_search.training import losses as L
+import reid_search.training.losses as L
+from reid_search.training import parse_losses
 from reid_search.training.augment import AugmentConfig, Augmenter
+from reid_search.training.build import cosine_schedule
 from reid_search.training.sampler import PKSampler
 
 

@@ -14,6 +14,7 @@ from reid_search.data.layouts import scan_dataset
 from reid_search.data.records import read_records
 from reid_search.data.synthetic import generate_dataset
 from reid_search.embedding.backends import load_model
+from tests.conftest import REPO
 
 runner = CliRunner()
 
@@ -232,7 +233,8 @@ def cached_config(train_root, tmp_path, steps: int):
 
 
 def test_cached_frozen_blocks_train_only_the_top(train_root, tmp_path):
-    from reid_search.training import Trainer, load_training_data
+    from reid_search.training.data import load_training_data
+    from reid_search.training.loop import Trainer
 
     config = cached_config(train_root, tmp_path, steps=2)
     trainer = Trainer(config, load_training_data(config), log=lambda _: None)
@@ -248,7 +250,8 @@ def test_cached_frozen_blocks_train_only_the_top(train_root, tmp_path):
 
 
 def test_caching_views_reports_progress_towards_the_total(train_root, tmp_path, monkeypatch):
-    from reid_search.training import Trainer, load_training_data
+    from reid_search.training.data import load_training_data
+    from reid_search.training.loop import Trainer
 
     monkeypatch.setattr(Trainer, "progress_seconds", 0.0)  # a line after every chunk
     config = cached_config(train_root, tmp_path, steps=1)
@@ -264,7 +267,7 @@ def test_caching_views_reports_progress_towards_the_total(train_root, tmp_path, 
 def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
     import shlex
 
-    import reid_search.training as training
+    import reid_search.training.loop as training
     from reid_search.embedding.tower import TowerConfig
     from reid_search.training import TrainConfig, train_command
     from reid_search.training.augment import AugmentConfig
@@ -312,7 +315,7 @@ def test_card_command_reproduces_the_config(monkeypatch, tmp_path):
 
 
 def test_resume_reads_the_cached_views_instead_of_computing_them(train_root, tmp_path):
-    from reid_search.training import train
+    from reid_search.training.loop import train
 
     config = cached_config(train_root, tmp_path, steps=1)
     first: list[str] = []
@@ -333,7 +336,7 @@ def test_resume_reads_the_cached_views_instead_of_computing_them(train_root, tmp
 
 def test_train_option_defaults_are_the_config_defaults(monkeypatch, tmp_path):
     """One source per setting: `train DATA --out X` with no option is TrainConfig's defaults."""
-    from reid_search import training
+    import reid_search.training.loop as training
     from reid_search.training import TrainConfig
 
     captured = {}
@@ -347,3 +350,34 @@ def test_train_option_defaults_are_the_config_defaults(monkeypatch, tmp_path):
     got = captured["config"].to_dict()
     want = TrainConfig(data=[str(tmp_path)], out=str(tmp_path / "run")).to_dict()
     assert got == want
+
+
+@pytest.mark.parametrize(
+    ("recipe", "card"),
+    [
+        ("default", "reid_search/models/default.card.json"),
+        ("lodo-no-cuhk03", "benchmarks/models/lodo-no-cuhk03.card.json"),
+        ("lodo-no-market", "benchmarks/models/lodo-no-market.card.json"),
+    ],
+)
+def test_a_recipe_trains_the_settings_its_model_was_made_with(recipe, card, monkeypatch, tmp_path):
+    """`train --config recipes/NAME.json --out X` runs exactly the config in the model's card
+    (but for the run folder), and the command it records is the card's, but for --out."""
+    import json
+
+    import reid_search.training.loop as training
+    from reid_search.training import train_command
+
+    captured = {}
+
+    def fake_train(cfg, resume=False, log=print, epochs=None):
+        captured["config"] = cfg
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(training, "train", fake_train)
+    out = tmp_path / "run"
+    runner.invoke(app, ["train", "--config", str(REPO / "recipes" / f"{recipe}.json"), "--out", str(out)])
+    made = json.loads((REPO / card).read_text())["training"]
+    got = captured["config"].to_dict()
+    assert {**got, "out": "", "command": ""} == {**made["config"], "out": "", "command": ""}
+    assert train_command(captured["config"]) == made["command"].replace(made["config"]["out"], str(out))

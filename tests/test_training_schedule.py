@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+import reid_search.training.loop as loop_module
 from reid_search.data.synthetic import generate_dataset
 from reid_search.embedding.tower import TowerConfig
 from reid_search.training import TrainConfig
-from reid_search.training import loop as loop_module
 
 
 @pytest.fixture(scope="module")

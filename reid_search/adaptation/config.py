@@ -4,7 +4,7 @@ Usage::
 
     >>> config = AdaptConfig(target=["crops/"], out="lobby.keras")
     >>> config.rounds, config.cluster.eps
-    (8, 0.45)
+    (12, 0.45)
     >>> adapt_command(config).split()[:4]
     ['reid-search', 'adapt', 'crops/', '--out']
 """
@@ -35,7 +35,7 @@ class AdaptConfig:
     source: list[str] = field(default_factory=list)  # labelled datasets mixed in (their people fixed)
     source_images: int = 4000  # at most this many source crops (evenly over people)
     work: str | None = None
-    rounds: int = 8
+    rounds: int = 12
     steps_per_round: int | None = None  # None: two passes over the crops, 50 to 200 steps
     p: int = 16  # pseudo-identities per batch
     k: int = 4  # crops per pseudo-identity
@@ -45,7 +45,7 @@ class AdaptConfig:
     memory_momentum: float = 0.2  # a centroid keeps this share of itself per update
     camera_weight: float = 0.5  # the camera-proxy term (pull to the cluster in every camera)
     distill_weight: float = 10.0  # keep the starting model's similarity structure on the target
-    ignore_partners: int = 0  # a one-camera cluster's nearest one-camera clusters elsewhere: not negatives
+    ignore_partners: int = 3  # a one-camera cluster's 3 nearest one-camera clusters elsewhere: not negatives
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     without: list[str] = field(default_factory=list)  # ingredients removed (the levers table)
     freeze_blocks: int = 5
@@ -100,6 +100,7 @@ class AdaptConfig:
             ("--memory-momentum", self.memory_momentum, 0 <= self.memory_momentum < 1, "must be in [0, 1)"),
             ("--camera-weight", self.camera_weight, self.camera_weight >= 0, "must be at least 0"),
             ("--distill-weight", self.distill_weight, self.distill_weight >= 0, "must be at least 0"),
+            ("--ignore-partners", self.ignore_partners, self.ignore_partners >= 0, "must be at least 0"),
             ("--eps", self.cluster.eps, 0 < self.cluster.eps < 1, "must be above 0 and below 1"),
             ("--min-samples", self.cluster.min_samples, self.cluster.min_samples >= 2, "must be at least 2"),
             ("--k1", self.cluster.k1, self.cluster.k1 >= 2, "must be at least 2"),
@@ -123,7 +124,8 @@ def adapt_command(config: AdaptConfig) -> str:
         *(["--steps-per-round", str(config.steps_per_round)] if config.steps_per_round else []),
         "--p", str(config.p), "--k", str(config.k), "--lr", f"{config.lr:g}",
         "--temperature", f"{config.temperature:g}", "--camera-weight", f"{config.camera_weight:g}",
-        "--distill-weight", f"{config.distill_weight:g}", "--eps", f"{c.eps:g}",
+        "--distill-weight", f"{config.distill_weight:g}", "--ignore-partners", str(config.ignore_partners),
+        "--eps", f"{c.eps:g}",
         "--min-samples", str(c.min_samples), "--k1", str(c.k1),
         *[x for w in config.without for x in ("--without", w)],
         "--max-crops", str(config.max_crops), "--seed", str(config.seed),

@@ -90,10 +90,10 @@ def friendly_errors(func):
     return wrapper
 
 
-def _given_options(ctx: typer.Context) -> set[str]:
-    """Names of the parameters the user set on the command line or by environment variable."""
-    explicit = ("COMMANDLINE", "ENVIRONMENT")  # compared by name: typer may bring its own click
-    return {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") in explicit}
+def _given_options(ctx: typer.Context, sources: tuple[str, ...] = ("COMMANDLINE", "ENVIRONMENT")) -> set[str]:
+    """Names of the parameters the user set on the command line or by environment variable
+    (``sources``; compared by name: typer may bring its own click)."""
+    return {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") in sources}
 
 
 def _version(value: bool) -> None:

@@ -17,6 +17,7 @@ from ._common import (
     RayActorsOpt,
     RayAddressOpt,
     _fail,
+    _given_options,
     _make_embedder,
     app,
     friendly_errors,
@@ -26,6 +27,7 @@ from ._common import (
 @app.command()
 @friendly_errors
 def index(
+    ctx: typer.Context,
     data: Annotated[
         list[Path],
         typer.Argument(
@@ -114,7 +116,9 @@ def index(
     from ..gallery import build_gallery
     from ..video.decode import is_video
 
-    if layout == "frames" or any(is_video(d) for d in data):
+    video = layout == "frames" or any(is_video(d) for d in data)
+    _refuse_options_that_do_not_apply(_given_options(ctx, ("COMMANDLINE",)), video)  # not env defaults
+    if video:
         from ..video.detector_store import resolve_detector
         from ..video.ingest import VideoOptions
 
@@ -186,6 +190,21 @@ def index(
             err=True,
         )
     gallery.close()
+
+
+FOLDER_ONLY = ("split", "name_pattern", "metadata", "vectors", "engine", "ray_address", "ray_actors",
+               "checkpoint_seconds")  # fmt: skip
+VIDEO_ONLY = ("detector", "detect_every", "camera", "start_time", "min_box_height", "min_confidence",
+              "min_track_length", "fps")  # fmt: skip
+
+
+def _refuse_options_that_do_not_apply(given: set[str], video: bool) -> None:
+    """One error naming the options given that the kind of input (videos vs folders) ignores."""
+    wrong = [o for o in (FOLDER_ONLY if video else VIDEO_ONLY) if o in given]
+    if wrong:
+        names = ", ".join("--" + o.replace("_", "-") for o in wrong)
+        kind = "videos (and --layout frames)" if video else "folders of images"
+        _fail(f"{names}: not used when indexing {kind}; leave it out")
 
 
 def _index_video(videos, name, model, batch_size, options, frame_folders, level, frames_per_tracklet,

@@ -181,7 +181,7 @@ def compare(
 ) -> None:
     """Similarity of two images and a same/different verdict at the model's threshold."""
     from ..embedding.embedder import Embedder
-    from ..search.query import compare_images, plot_comparison
+    from ..search.compare import compare_images, plot_comparison
 
     comparison = compare_images(Embedder(model), image_a, image_b)
     if plot:

@@ -9,10 +9,11 @@ Usage::
     print(report.summary.rank1, report.summary.mAP)
     write_report(report, "reports/cuhk03")
 
-A new protocol is one ``PROTOCOLS.register(...)`` in :mod:`reid_search.evaluation.run`.
+A new protocol is one ``PROTOCOLS.register(...)`` in :mod:`reid_search.evaluation.kinds`.
 """
 
+from .kinds import PROTOCOLS
 from .report import format_summary, write_report
-from .run import PROTOCOLS, EvaluationReport, evaluate
+from .run import EvaluationReport, evaluate
 
 __all__ = ["PROTOCOLS", "EvaluationReport", "evaluate", "format_summary", "write_report"]

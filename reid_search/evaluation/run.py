@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,22 +26,15 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..data.layouts import KIND_UNLABELLED, DatasetScan, default_gallery_splits, scan_dataset, tracklet_key
-from ..gallery import DEFAULT_FRAMES_PER_TRACKLET, MANIFEST_FILE, Gallery, make_units, resolve_gallery_path
-from ..progress import Progress
-from ..registry import Registry
+from ..data.layouts import scan_dataset
+from ..gallery import DEFAULT_FRAMES_PER_TRACKLET, MANIFEST_FILE, Gallery, resolve_gallery_path
 from ..search.rerank import RerankConfig, rerank_similarities
+from .items import _check_scorable, items_from_gallery
+from .kinds import PROTOCOLS, EvalRequest, choose_protocol
 from .metrics import MetricSummary, QueryScore, score_items, summarise
 from .protocols import (
     EvalItems,
     Protocol,
-    ProtocolError,
-    cross_camera,
-    load_mars_official,
-    market1501,
-    mars_info_dir,
-    mars_official,
-    mars_tracklet_key,
 )
 
 AP_DEFINITION = (
@@ -140,268 +132,6 @@ def single_shot_rank1(
     return float(np.mean(values))
 
 
-# ---------------------------------------------------------------------- items
-def _embed_groups(
-    embedder, groups: list[list[str]], progress: bool, label: str
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Pooled vectors of each group, a mask of groups that had a readable file, failure lines."""
-    vectors = np.zeros((len(groups), embedder.dim), np.float32)
-    ok = np.zeros(len(groups), bool)
-    failures: list[str] = []
-    with Progress(sum(map(len, groups)), label, enabled=progress) as bar:
-        for batch in embedder.iter_pooled(groups):
-            for g in batch.groups:
-                if g.vector is not None:
-                    vectors[g.index], ok[g.index] = g.vector, True
-            failures.extend(str(f) for f in batch.failures)
-            bar.update(batch.n_files)
-    return vectors, ok, failures
-
-
-def items_from_scan(
-    scan: DatasetScan, embedder, level: str, frames_per_tracklet: int | None, progress: bool
-) -> tuple[EvalItems, list[str]]:
-    """Embed a scanned dataset into evaluation items (one per image or per tracklet)."""
-    units = make_units(scan.records, level, frames_per_tracklet)
-    vectors, ok, failures = _embed_groups(
-        embedder, [[r.path for r in u.records] for u in units], progress, f"embed {Path(scan.root).name}"
-    )
-    units = [u for u, good in zip(units, ok, strict=True) if good]
-    firsts = [u.records[0] for u in units]
-    items = EvalItems.from_labels(
-        vectors[ok],
-        persons=[r.person for r in firsts],
-        cameras=[r.camera for r in firsts],
-        kinds=[r.kind for r in firsts],
-        groups=[r.sighting_key for r in firsts],
-        paths=[r.path for r in firsts],
-        splits=[r.split for r in firsts],
-    )
-    return items, failures
-
-
-def mars_official_items(
-    root: str | Path, embedder, frames_per_tracklet: int | None, progress: bool
-) -> tuple[EvalItems, np.ndarray, list[str]]:
-    """Embed the official MARS test tracklets, in ``tracks_test_info`` order."""
-    from ..embedding.embedder import sample_frames
-
-    tracklets, query_rows = load_mars_official(root)
-    groups = [sample_frames(t.frames, frames_per_tracklet) for t in tracklets]
-    vectors, ok, failures = _embed_groups(embedder, groups, progress, "embed MARS test tracklets")
-    if not ok.all():
-        lost = [tracklets[i].frames[0] for i in np.flatnonzero(~ok)[:5]]
-        raise ProtocolError(f"{int((~ok).sum())} official tracklets have no readable frame, e.g. {lost}")
-    items = EvalItems.from_labels(
-        vectors,
-        persons=[t.person for t in tracklets],
-        cameras=[t.camera for t in tracklets],
-        kinds=[t.kind for t in tracklets],
-        paths=[t.frames[0] for t in tracklets],
-    )
-    return items, query_rows, failures
-
-
-def items_from_gallery(gallery: Gallery) -> EvalItems:
-    """Evaluation items straight from a gallery's FAISS vectors and SQLite rows."""
-    ids, vectors = gallery.vectors()
-    rows = gallery.rows()
-    ordered = [rows[int(i)] for i in ids]
-    return EvalItems.from_labels(
-        vectors,
-        persons=[r["person"] for r in ordered],
-        cameras=[r["camera"] for r in ordered],
-        kinds=[r["kind"] for r in ordered],
-        groups=[_row_sighting(r, gallery.level) for r in ordered],
-        paths=[r["path"] for r in ordered],
-        splits=[r["split"] for r in ordered],
-    )
-
-
-def _row_sighting(row: dict[str, Any], level: str) -> str:
-    """A gallery row's sighting key (see ``ImageRecord.sighting_key``)."""
-    if level == "tracklet":
-        return row["unit_key"]
-    if row["tracklet"] is None:
-        return row["path"]
-    return f"{Path(row['path']).parent}|{tracklet_key(row['person'], row['camera'], row['tracklet'])}"
-
-
-def _gallery_mars_order(gallery: Gallery, items: EvalItems) -> tuple[np.ndarray, np.ndarray] | None:
-    """Tracklet gallery of a MARS root with ``info/``: (item order of official tracklets, query rows)."""
-    if gallery.level != "tracklet":
-        return None
-    for source in gallery.manifest["sources"]:
-        if source["layout"] == "mars" and mars_info_dir(source["root"]):
-            tracklets, query_rows = load_mars_official(source["root"])
-            by_key = {k: i for i, k in enumerate(items.groups)}
-            order = []
-            for t in tracklets:
-                key = mars_tracklet_key(t.frames[0])
-                if key not in by_key:
-                    raise ProtocolError(
-                        f"{gallery.path}: gallery lacks the official tracklet of {t.frames[0]}"
-                    )
-                order.append(by_key[key])
-            return np.array(order), query_rows
-    return None
-
-
-def _subset(items: EvalItems, order: np.ndarray) -> EvalItems:
-    return EvalItems(
-        items.vectors[order],
-        items.persons[order],
-        items.kinds[order],
-        items.cameras[order],
-        items.groups[order],
-        [items.paths[i] for i in order],
-        None if items.splits is None else items.splits[order],
-    )
-
-
-@dataclass
-class EvalRequest:
-    """What the user asked of an evaluation, shared by the protocol kinds that try it (the
-    dataset's ordinary items are embedded once, however many kinds look at them)."""
-
-    embedder: Any
-    level: str
-    frames_per_tracklet: int | None
-    progress: bool
-    query_cameras: list[int] | None
-    gallery_cameras: list[int] | None
-    named: bool  # the user named the protocol: it is used if it can be at all
-    _items: tuple[EvalItems, list[str]] | None = None
-
-    @property
-    def cameras_chosen(self) -> bool:
-        return bool(self.query_cameras or self.gallery_cameras)
-
-    def dataset_items(self, scan: DatasetScan, source: str) -> tuple[EvalItems, list[str]]:
-        """The scan's query + test splits (else its gallery splits) embedded: (items, failures)."""
-        if self._items is None:
-            splits = (
-                ["query", "bounding_box_test"]
-                if {"query", "bounding_box_test"} <= set(scan.splits)
-                else default_gallery_splits(scan)
-            )
-            scan.records = [r for r in scan.records if r.split in splits]
-            failures = [f"{s.path}: {s.reason}" for s in scan.skipped]
-            items, embed_failures = items_from_scan(
-                scan, self.embedder, self.level, self.frames_per_tracklet, self.progress
-            )
-            _check_scorable(items, source, failures + embed_failures)
-            self._items = (items, failures + embed_failures)
-        return self._items
-
-
-@dataclass
-class Chosen:
-    """A protocol kind's answer: the items it scores, the protocol, their level, failures."""
-
-    items: EvalItems
-    protocol: Protocol
-    level: str
-    failures: list[str] = field(default_factory=list)
-
-
-class ProtocolKind:
-    """One evaluation protocol. ``auto`` tries the registered kinds in order and takes the first
-    whose ``for_gallery`` / ``for_dataset`` answers; a named kind is used if it can be at all.
-    Ordinary kinds only say when they apply (:meth:`applies`) and how to ``build`` the protocol
-    over the usual items; a kind with items of its own (mars-official) overrides the ``for_``s."""
-
-    name: str = ""
-    needs: str = ""  # what a source must hold for this kind (the error when it cannot be used)
-
-    def applies(self, items: EvalItems, cameras_chosen: bool) -> bool:
-        return True
-
-    def build(self, items: EvalItems, request: EvalRequest) -> Protocol:
-        raise NotImplementedError
-
-    def _choose(
-        self, items: EvalItems, request: EvalRequest, level: str, failures: list[str]
-    ) -> Chosen | None:
-        if request.named or self.applies(items, request.cameras_chosen):
-            return Chosen(items, self.build(items, request), level, failures)
-        return None
-
-    def for_gallery(self, gallery: Gallery, items: EvalItems, request: EvalRequest) -> Chosen | None:
-        return self._choose(items, request, gallery.level, [])
-
-    def for_dataset(self, scan: DatasetScan, source: str, request: EvalRequest) -> Chosen | None:
-        items, failures = request.dataset_items(scan, source)
-        return self._choose(items, request, request.level, failures)
-
-
-PROTOCOLS: Registry[ProtocolKind] = Registry("protocol", ProtocolError)  # auto: tried in this order
-
-
-class MarsOfficial(ProtocolKind):
-    """MARS's own test protocol: the official tracklets and queries of its ``info/`` files."""
-
-    name, needs = "mars-official", "a MARS root with info/ (or a tracklet gallery built from one)"
-
-    def for_gallery(self, gallery, items, request):
-        mars = None if request.cameras_chosen else _gallery_mars_order(gallery, items)
-        if mars is None:
-            return None
-        items = _subset(items, mars[0])
-        return Chosen(items, mars_official(items, mars[1]), gallery.level)
-
-    def for_dataset(self, scan, source, request):
-        official = scan.layout == "mars" and mars_info_dir(scan.root) is not None
-        if not request.named and (request.cameras_chosen or not official):
-            return None
-        items, query_rows, failures = mars_official_items(
-            scan.root, request.embedder, request.frames_per_tracklet, request.progress
-        )
-        return Chosen(items, mars_official(items, query_rows), "tracklet", failures)
-
-
-class Market1501(ProtocolKind):
-    """Market-1501's own split: ``query/`` against ``bounding_box_test/``."""
-
-    name, needs = "market1501", "query/ and bounding_box_test/ splits"
-
-    def applies(self, items, cameras_chosen):
-        return (
-            not cameras_chosen
-            and items.splits is not None
-            and {"query", "bounding_box_test"} <= set(items.splits)
-        )
-
-    def build(self, items, request):
-        return market1501(items)
-
-
-class CrossCamera(ProtocolKind):
-    """Every item queries the rest; matches of the query's own camera (or tracklet) are junk."""
-
-    name, needs = "cross-camera", "labelled items"
-
-    def build(self, items, request):
-        return cross_camera(items, request.query_cameras, request.gallery_cameras)
-
-
-for _kind in (MarsOfficial(), Market1501(), CrossCamera()):
-    PROTOCOLS.register(_kind.name, _kind)
-
-
-def choose_protocol(
-    kinds: list[ProtocolKind], source: str, answer: Callable[[ProtocolKind], Chosen | None]
-) -> Chosen:
-    """The first kind's answer (``kinds``: the one named, or all for ``auto``)."""
-    for kind in kinds:
-        chosen = answer(kind)
-        if chosen is not None:
-            return chosen
-    kind = kinds[0] if len(kinds) == 1 else None
-    why = f"protocol {kind.name} needs {kind.needs}" if kind else "no protocol applies"
-    raise ProtocolError(f"{source}: {why} (known: auto, {', '.join(PROTOCOLS.names())})")
-
-
 def gallery_source(source: str | Path, indexes_dir) -> Path | None:
     path = Path(source)
     if (path / MANIFEST_FILE).is_file():
@@ -411,16 +141,6 @@ def gallery_source(source: str | Path, indexes_dir) -> Path | None:
         if (candidate / MANIFEST_FILE).is_file():
             return candidate
     return None
-
-
-def _check_scorable(items: EvalItems, what: str, skipped: list) -> None:
-    """A clear error, before any scoring, when there is nothing a protocol could score."""
-    if len(items.vectors) == 0:
-        raise ProtocolError(f"{what}: nothing to evaluate (no readable image; {len(skipped)} skipped)")
-    if all(kind == KIND_UNLABELLED for kind in items.kinds):
-        raise ProtocolError(
-            f"{what}: unlabelled crops only; scoring needs to know who is who (a labelled dataset)"
-        )
 
 
 def evaluate(

@@ -6,6 +6,7 @@ metrics, reports and rank-list pictures.
     from reid_search.search import search_gallery, compare_images
 """
 
-from .query import Comparison, GalleryMatch, IdentityHit, QueryResult, compare_images, search_gallery
+from .compare import Comparison, compare_images
+from .query import GalleryMatch, IdentityHit, QueryResult, search_gallery
 
 __all__ = ["Comparison", "GalleryMatch", "IdentityHit", "QueryResult", "compare_images", "search_gallery"]

@@ -29,7 +29,6 @@ from ..calibration.open_set import BACKGROUND_RANKS, ENTRIES, TRACKLETS, OpenSet
 from ..data.images import ImageError, list_images
 from ..data.layouts import parse_any_name
 from ..embedding.embedder import Embedder, pool_tracklet
-from ..figures import pyplot, save_figure
 from ..gallery import EntryFilter, Gallery, GalleryError
 from ..gallery.clusters import cluster_summary
 from .rerank import RerankConfig, rerank_similarities
@@ -435,61 +434,3 @@ def answer_vector(
         if open_set is not None
         else None,
     )
-
-
-# ---------------------------------------------------------------------- compare
-@dataclass
-class Comparison:
-    image_a: str
-    image_b: str
-    similarity: float
-    threshold: float | None
-    model: str
-
-    @property
-    def same(self) -> bool | None:
-        return None if self.threshold is None else self.similarity >= self.threshold
-
-    @property
-    def verdict(self) -> str:
-        if self.same is None:
-            return "unknown (the model card has no threshold)"
-        return "same person" if self.same else "different people"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "same": self.same, "verdict": self.verdict}
-
-
-def compare_images(embedder: Embedder, image_a: str | Path, image_b: str | Path) -> Comparison:
-    """Cosine similarity of two images and the verdict at the model card's threshold."""
-    vectors, used, failures = embedder.embed_files([image_a, image_b])
-    if failures:
-        raise failures[0]
-    return Comparison(
-        str(image_a),
-        str(image_b),
-        float(vectors[0] @ vectors[1]),
-        embedder.card.threshold,
-        embedder.card.name,
-    )
-
-
-def plot_comparison(comparison: Comparison, out: str | Path) -> Path:
-    """The two images side by side with the similarity and verdict."""
-    plt = pyplot()
-    from PIL import Image
-
-    fig, axes = plt.subplots(1, 2, figsize=(4.4, 4.4), dpi=110)
-    for ax, path in zip(axes, (comparison.image_a, comparison.image_b), strict=True):
-        with Image.open(path) as img:
-            ax.imshow(img.convert("RGB"))
-        ax.set_title(Path(path).name, fontsize=7)
-        ax.axis("off")
-    threshold = "n/a" if comparison.threshold is None else f"{comparison.threshold:.3f}"
-    colour = {True: "green", False: "red", None: "black"}[comparison.same]
-    fig.suptitle(
-        f"similarity {comparison.similarity:.3f} (threshold {threshold})\n{comparison.verdict}",
-        fontsize=9,
-        color=colour,
-    )
-    return save_figure(fig, out)

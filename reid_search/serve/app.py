@@ -39,7 +39,8 @@ from ..embedding.embedder import pool_tracklet
 from ..errors import ReidSearchError
 from ..gallery import read_manifest
 from ..gallery.entry_files import EntryFile, EntryUnavailable, entry_image
-from ..search.query import Comparison, QueryOptions, answer_vector
+from ..search.compare import Comparison
+from ..search.query import QueryOptions, answer_vector
 from ..video.decode import VideoError
 from ..video.served_frames import Busy, FrameRequest, FrameServer
 from .config import ServeConfig

@@ -5,20 +5,22 @@ Usage::
     >>> config = TrainConfig(data=["a", "b"], out="runs/x", losses=parse_losses("triplet,id=0.5"))
     >>> config.losses
     {'triplet': 1.0, 'id': 0.5}
-    >>> train_command(config).split()[:4]
-    ['reid-search', 'train', 'a', 'b']
+    >>> config.tower.pooling, config.epochs  # the rest: defaults
+    ('avg', 30)
+
+The ``reid-search train`` options that set these fields, and the card's command line, come
+from one table: :mod:`reid_search.training.options`.
 """
 
 from __future__ import annotations
 
 import math
-import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..embedding.tower import TowerConfig
+from ..embedding.tower_config import TowerConfig
 from ..errors import InputError, TrainingError  # noqa: F401  (TrainingError: re-exported)
-from .augment import AugmentConfig
+from .augment_config import AugmentConfig
 from .loss_kinds import LOSSES, losses_where
 
 CLASSIFIER_LOSSES = losses_where("classifier")  # losses that train the identity classifier (one at a time)
@@ -222,86 +224,6 @@ def _refuse_repeats(folders: list[str]) -> None:
         if key in seen:
             raise TrainingError(f"{folder}: given twice (also as {seen[key]}); give each dataset once")
         seen[key] = folder
-
-
-def _repeat(flag: str, values: list[str]) -> list[str]:
-    return [part for v in values for part in (flag, v)]
-
-
-def train_command(config: TrainConfig) -> str:
-    """The full ``reid-search train`` command line that reproduces ``config`` (every option explicit)."""
-    t, a = config.tower, config.augment
-    opts: list[str] = [
-        "reid-search",
-        "train",
-        *config.data,
-        "--out",
-        config.out,
-        "--architecture",
-        t.architecture,
-        "--input-size",
-        f"{t.input_height}x{t.input_width}",
-        "--embedding-dim",
-        str(t.embedding_dim),
-        *(["--backbone-weights", t.backbone_weights] if t.backbone_weights else []),
-        *(["--ibn-blocks", str(t.ibn_blocks)] if t.ibn_blocks else []),
-        *(["--pooling", t.pooling] if t.pooling != "avg" else []),
-        "--loss",
-        ",".join(f"{k}={v:g}" for k, v in config.losses.items()),
-        "--triplet-margin",
-        f"{config.triplet_margin or 0:g}",
-        "--contrastive-margin",
-        f"{config.contrastive_margin:g}",
-        "--label-smoothing",
-        f"{config.label_smoothing:g}",
-        *(
-            ["--cosface-scale", f"{config.cosface_scale:g}", "--cosface-margin", f"{config.cosface_margin:g}"]
-            if "cosface" in config.losses
-            else []
-        ),
-        *_repeat("--teacher-targets", config.teacher_targets),
-        *_repeat("--unlabelled", config.unlabelled),
-        *_repeat("--named-crops", config.named_crops),
-        *(
-            ["--unlabelled-per-batch", str(config.unlabelled_per_batch)]
-            if config.unlabelled or config.named_crops
-            else []
-        ),
-        "--epochs",
-        str(config.epochs),
-        "--p",
-        str(config.p),
-        "--k",
-        str(config.k),
-        "--lr",
-        f"{config.lr:g}",
-        "--warmup-epochs",
-        f"{config.warmup_epochs:g}",
-        "--weight-decay",
-        f"{config.weight_decay:g}",
-        *(["--mixstyle", f"{config.mixstyle:g}"] if config.mixstyle else []),
-        "--freeze-blocks",
-        str(config.freeze_blocks),
-        "--cached-views",
-        str(config.cached_views),
-        "--flip" if a.flip else "--no-flip",
-        "--pad",
-        f"{a.pad:g}",
-        "--colour-jitter",
-        f"{a.colour:g}",
-        "--grey",
-        f"{a.grey:g}",
-        *(["--downscale", f"{a.downscale:g}"] if a.downscale else []),
-        "--random-erasing",
-        f"{a.erase:g}",
-        "--randaugment" if a.randaugment else "--no-randaugment",
-        "--val-fraction",
-        f"{config.val_fraction:g}",
-        *(["--steps-per-epoch", str(config.steps_per_epoch)] if config.steps_per_epoch else []),
-        "--seed",
-        str(config.seed),
-    ]
-    return " ".join(shlex.quote(o) for o in opts)
 
 
 def parse_losses(text: str) -> dict[str, float]:

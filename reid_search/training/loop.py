@@ -9,7 +9,8 @@ one progress line (loss, images/s, ETA) every ``progress_seconds``.
 
 Usage::
 
-    from reid_search.training import TrainConfig, train
+    from reid_search.training import TrainConfig
+    from reid_search.training.loop import train
     config = TrainConfig(data=["../shared/data/cuhk03-mars"], out="runs/t", epochs=2)
     result = train(config)
     result.model_path, result.metrics["rank1"]
@@ -30,8 +31,9 @@ import numpy as np
 from .._files import write_json_atomic
 from .build import build_heads, cosine_schedule, freeze_backbone_blocks, split_at_block
 from .card import build_card, calibrate_threshold, validate_sets
-from .config import TrainConfig, TrainingError, train_command
+from .config import TrainConfig, TrainingError
 from .data import TrainingData, load_teacher_targets, load_training_data
+from .options import train_command
 
 
 @dataclass
