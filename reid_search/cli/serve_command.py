@@ -7,11 +7,14 @@ from typing import Annotated
 
 import typer
 
+from ..serve.config import ServeConfig
 from ._common import (
     IndexesOpt,
     app,
     friendly_errors,
 )
+
+_DEFAULTS = ServeConfig()  # the one place the limits are set
 
 
 @app.command()
@@ -26,10 +29,22 @@ def serve(
         str | None,
         typer.Option(envvar="REID_SEARCH_TOKEN", help="Require this token on every API call."),
     ] = None,
-    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest image accepted, in MB.")] = 8.0,
+    max_upload_mb: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="Largest image accepted, in MB.",
+            show_default=f"{_DEFAULTS.max_upload_bytes / 2**20:g}",
+        ),
+    ] = None,
     max_request_mp: Annotated[
-        float, typer.Option(min=0.01, help="Most pixels of all images of one request, in megapixels.")
-    ] = 40.0,
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="Most pixels of all images of one request, in megapixels.",
+            show_default=f"{_DEFAULTS.max_request_pixels / 1e6:g}",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -60,13 +75,13 @@ def serve(
         Gallery.open(index_name, indexes_dir).close()  # a wrong name fails now, not per request
     loopback = ("127.0.0.1", "localhost", "::1")
     hosts = tuple(h.lower() for h in allowed_host or ()) or (loopback if host in loopback else ())
+    limits = {}  # only what was given: every other limit is ServeConfig's
+    if max_upload_mb is not None:
+        limits["max_upload_bytes"] = int(max_upload_mb * 2**20)
+    if max_request_mp is not None:
+        limits["max_request_pixels"] = int(max_request_mp * 1e6)
     config = ServeConfig(
-        indexes_dir=indexes_dir,
-        default_gallery=index_name,
-        token=token,
-        max_upload_bytes=int(max_upload_mb * 2**20),
-        max_request_pixels=int(max_request_mp * 1e6),
-        allowed_hosts=hosts,
+        indexes_dir=indexes_dir, default_gallery=index_name, token=token, allowed_hosts=hosts, **limits
     )
     if host not in loopback and not token:
         typer.echo(

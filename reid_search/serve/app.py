@@ -70,9 +70,7 @@ async def _read_uploads(files: list[UploadFile], budget: UploadBudget):
 
 def create_app(config: ServeConfig) -> FastAPI:
     pool = GalleryPool(config.indexes_dir, config.default_gallery, config.batch_images)
-    budget = UploadBudget(
-        config.max_upload_bytes, config.max_pixels, config.max_request_pixels, config.max_files
-    )
+    budget = config.upload_budget
     decode_slots = asyncio.Semaphore(config.decode_slots)
     frames = FrameServer()
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .uploads import UploadBudget
 
 CONFIG_ENV = "REID_SEARCH_SERVE_CONFIG"  # a ServeConfig as JSON, for worker processes
 
@@ -50,6 +54,13 @@ class ServeConfig:
         data["indexes_dir"] = Path(data["indexes_dir"]) if data.get("indexes_dir") else None
         data["allowed_hosts"] = tuple(data.get("allowed_hosts") or ())
         return cls(**data)
+
+    @property
+    def upload_budget(self) -> UploadBudget:
+        """The per-request upload limits, as the upload checks take them."""
+        from .uploads import UploadBudget
+
+        return UploadBudget(self.max_upload_bytes, self.max_pixels, self.max_request_pixels, self.max_files)
 
     @property
     def max_request_bytes(self) -> int:

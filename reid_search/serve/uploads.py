@@ -8,7 +8,7 @@ can promise 16x16 and hold a 11000x11000 picture is refused unread.
 
 Usage::
 
-    budget = UploadBudget(max_image_bytes=2**20, max_image_pixels=10**6, max_request_pixels=2 * 10**6)
+    budget = ServeConfig(max_upload_bytes=2**20, max_pixels=10**6, max_files=4).upload_budget
     checked = check_upload(b"not an image", "x.jpg", budget)
 """
 
@@ -40,10 +40,12 @@ class UploadRejected(ReidSearchError):
 
 @dataclass(frozen=True)
 class UploadBudget:
-    max_image_bytes: int = 8 * 2**20
-    max_image_pixels: int = 25_000_000
-    max_request_pixels: int = 40_000_000
-    max_files: int = 32
+    """What one request may upload (the limits are set once, in :class:`~.config.ServeConfig`)."""
+
+    max_image_bytes: int
+    max_image_pixels: int
+    max_request_pixels: int
+    max_files: int
 
 
 @dataclass(frozen=True)
