@@ -221,11 +221,21 @@ def run(cell: str, without: list[str], overrides: dict, tag: str = "") -> dict:
     return row
 
 
+def settings(row: dict) -> str:
+    """The settings a row was measured with that changed over time (rounds, ignored partners)."""
+    words = row.get("command", "").split()
+
+    def value(flag: str, default: str) -> str:
+        return words[words.index(flag) + 1] if flag in words else default
+
+    return f"{value('--rounds', '8')} rounds, partners {value('--ignore-partners', '0')}"
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| cell | left out | before R1 / mAP | after R1 / mAP | with labels R1 / mAP | minutes "
+        "| cell | left out | settings | before R1 / mAP | after R1 / mAP | with labels R1 / mAP | minutes "
         "| clusters (last round) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.get("tag"):
@@ -240,10 +250,30 @@ def markdown(rows: list[dict]) -> str:
                 f"{100 * r[k]['rank1']:.1f} / {100 * r[k]['mAP']:.1f}" for k in ("before", "after")
             )
         lines.append(
-            f"| {r['cell']} | {', '.join(r['without']) or '-'} | {before} | {after} | "
+            f"| {r['cell']} | {', '.join(r['without']) or '-'} | {settings(r)} | {before} | {after} | "
             + (f"{100 * ref['rank1']:.1f} / {100 * ref['mAP']:.1f}" if ref else "-")
             + f" | {r['minutes']:.1f} | {(r['clusters_per_round'] or ['-'])[-1]} |"
         )
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> str:
+    """Each labelled cell against its bar (half the distance from before to with-labels)."""
+    lines = []
+    for r in rows:
+        ref = r.get("with_labels")
+        if r.get("tag") or r["without"] or not ref or "rank1" not in r["before"]:
+            continue
+        parts = []
+        for metric, label in (("rank1", "rank-1"), ("mAP", "mAP")):
+            before, after, top = (100 * x[metric] for x in (r["before"], r["after"], ref))
+            bar = before + (top - before) / 2
+            closed = (after - before) / (top - before) if top > before else 0.0
+            verdict = "met" if after >= bar else "not met"
+            parts.append(
+                f"{label} {after:.1f} against {bar:.1f} ({verdict}; {100 * closed:.0f}% of the distance)"
+            )
+        lines.append(f"- {r['cell']}: " + "; ".join(parts))
     return "\n".join(lines)
 
 

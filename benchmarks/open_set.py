@@ -29,7 +29,7 @@ Without ``--peer`` the peers' bounds of the previous results file are kept.
 
 ``--variant NAME`` also records the model's top-1 and best DIR per test set (what the
 embedding allows, whatever its rule) as a row of ``benchmarks/results/open_set_variants.json``
-(README's open-set-variants table); with ``--from FILE.json`` that row is taken from an
+(the open-set-variants table of docs/querying.md); with ``--from FILE.json`` that row is taken from an
 earlier run's results file instead of measuring again::
 
     python benchmarks/open_set.py --model RUN/model.keras --out RUN/open_set.json --variant NAME

@@ -339,9 +339,16 @@ def adapt_table(result: dict) -> str:
     return markdown(result["rows"])
 
 
+def adapt_summary(result: dict) -> str:
+    from adapt import summary
+
+    return summary(result["rows"])
+
+
 TABLES = {
     "headline": ("cross_domain.json", headline_table),
     "adapt": ("adapt.json", adapt_table),
+    "adapt-summary": ("adapt.json", adapt_summary),
     "adapt-open-set": ("adapt_open_set.json", adapt_open_set_line),
     "serve-abuse": ("serve_abuse.json", serve_abuse_table),
     "levers": ("levers.json", levers_table),

@@ -174,7 +174,7 @@ def end_to_end(card: Path, detect_every: int, embedder: Embedder, figure: Path |
 
 
 def draw_figure(gallery, embedder: Embedder, out: Path) -> None:
-    """README picture: one frame of each tracklet with its box and id; a query crop cut from a
+    """docs/indexing.md picture: one frame of each tracklet with its box and id; a query crop cut from a
     frame the detector skipped (not in the gallery) and the tracklets it is answered by."""
     import json
 

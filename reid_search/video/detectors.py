@@ -41,9 +41,6 @@ class DetectorError(InputError):
     """A detector card or network file that cannot be used."""
 
 
-VIDEO_EXTRA_HINT = "pip install 'reid-search[video]'"
-
-
 @dataclass(frozen=True)
 class Boxes:
     """Detections of one frame: ``xyxy`` (N, 4) float pixels and ``scores`` (N,)."""
