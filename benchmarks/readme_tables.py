@@ -339,6 +339,12 @@ def adapt_table(result: dict) -> str:
     return markdown(result["rows"])
 
 
+def training_table(result: dict) -> str:
+    from training_table import markdown
+
+    return markdown(result["rows"])
+
+
 def adapt_summary(result: dict) -> str:
     from adapt import summary
 
@@ -349,6 +355,7 @@ TABLES = {
     "headline": ("cross_domain.json", headline_table),
     "adapt": ("adapt.json", adapt_table),
     "adapt-summary": ("adapt.json", adapt_summary),
+    "training-table": ("training_table.json", training_table),
     "adapt-open-set": ("adapt_open_set.json", adapt_open_set_line),
     "serve-abuse": ("serve_abuse.json", serve_abuse_table),
     "levers": ("levers.json", levers_table),
