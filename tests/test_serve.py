@@ -215,3 +215,22 @@ def test_queries_during_a_build_see_only_whole_committed_batches(served, embedde
     building.join()
     sizes.append(client.get("/api/galleries").json()[0]["size"])
     assert sizes == sorted(sizes) and sizes[-1] == 108 + 96  # grew, never shrank, ended whole
+
+
+def test_every_project_error_is_its_status_in_one_json_shape(tmp_path):
+    """Whatever project error a route meets (a video gone, a busy decoder, a missing extra),
+    the answer is {"detail": one line} with that error's status, never a 500."""
+    from reid_search.errors import MissingExtra
+    from reid_search.video.decode import VideoError
+    from reid_search.video.served_frames import Busy
+
+    app = create_app(ServeConfig(indexes_dir=tmp_path))
+    raised = {"video": VideoError("v.mp4: no longer readable"), "busy": Busy("frames: busy"),
+              "extra": MissingExtra("x needs y: pip install 'reid-search[z]'")}  # fmt: skip
+    for name, error in raised.items():
+        app.add_api_route(f"/api/raise-{name}", lambda error=error: (_ for _ in ()).throw(error))
+    client = TestClient(app, raise_server_exceptions=False)
+    answers = {name: client.get(f"/api/raise-{name}") for name in raised}
+    assert {n: r.status_code for n, r in answers.items()} == {"video": 400, "busy": 503, "extra": 501}
+    assert {n: r.json() for n, r in answers.items()} == {n: {"detail": str(e)} for n, e in raised.items()}
+    assert answers["busy"].headers["Retry-After"] == "2"
