@@ -82,9 +82,15 @@ def test_the_wheel_indexes_video_and_answers_outside_the_checkout(tmp_path):
     """Build the wheel, install it (its dependencies as installed here: no download) into a
     fresh venv outside the checkout, and there run the demo, install the detector the way a
     user without internet would, index the sample video copied beside it and query it."""
+    source = tmp_path / "source"  # built from a copy: the checkout gets no build/ folder
+    shutil.copytree(
+        REPO / "reid_search", source / "reid_search", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(REPO / name, source / name)
     wheels = tmp_path / "wheels"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-          str(REPO)], tmp_path, dict(os.environ))  # fmt: skip
+          str(source)], tmp_path, dict(os.environ))  # fmt: skip
     wheel = next(wheels.glob("reid_search-*.whl"))
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
