@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import (  # noqa: F401  (each module registers its commands)
     adapt_command,
     gallery_commands,
+    journey_command,
     model_commands,
     search_commands,
     serve_command,
@@ -19,7 +20,8 @@ from ._common import app, friendly_errors, main
 GUIDES = {  # command -> the docs page that explains it (shown at the end of its --help)
     "index": "docs/indexing.md", "reindex": "docs/indexing.md", "embed": "docs/indexing.md",
     "galleries": "docs/indexing.md", "query": "docs/querying.md", "compare": "docs/querying.md",
-    "cluster": "docs/querying.md", "clusters": "docs/querying.md", "export-clip": "docs/indexing.md",
+    "cluster": "docs/querying.md", "clusters": "docs/querying.md", "trace": "docs/querying.md",
+    "export-clip": "docs/indexing.md",
     "serve": "docs/serving.md", "evaluate": "docs/evaluation.md", "calibrate": "docs/evaluation.md",
     "train": "docs/training.md", "records": "docs/training.md", "adapt": "docs/training.md",
     "export": "docs/models.md", "models": "docs/models.md", "demo": "README.md",

@@ -1,0 +1,76 @@
+"""``reid-search trace``: the query person's visits across cameras, in time order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import IndexesOpt, ModelOpt, _fail, app, friendly_errors
+
+
+def _camera_pair(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.split(","))
+    except ValueError:
+        _fail(f"--overlapping-cameras {text!r}: expected two camera numbers, e.g. 1,2")
+    return a, b
+
+
+@app.command()
+@friendly_errors
+def trace(
+    images: Annotated[
+        list[Path], typer.Argument(help="Query image(s) of one person (several: one tracklet).")
+    ],
+    index_name: Annotated[str, typer.Option("--index", "-i", help="The gallery to trace the person in.")],
+    model: ModelOpt = None,
+    overlapping_cameras: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Two cameras that see one place, e.g. 1,2 (repeatable): a person may be in both at once."
+        ),
+    ] = None,
+    gap_seconds: Annotated[
+        float, typer.Option(min=0, help="Single crops of one camera this close in time are one visit.")
+    ] = 10.0,
+    min_score: Annotated[
+        float | None,
+        typer.Option(help="Accept sightings by this cosine instead of the card's open-set rule."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The journey as JSON (docs/querying.md).")] = False,
+    indexes_dir: IndexesOpt = None,
+) -> None:
+    """Where did this person go? Their visits across the gallery's cameras in time order, the
+    camera changes with travel times, and the look-alike visits the constraints set aside."""
+    from ..embedding.embedder import Embedder
+    from ..gallery import Gallery
+    from ..journeys import trace as run_trace
+
+    pairs = [_camera_pair(t) for t in overlapping_cameras or []]
+    with Gallery.open(index_name, indexes_dir) as gallery:
+        embedder = Embedder(model or gallery.manifest["model"].get("path"))
+        journey = run_trace(gallery, embedder, images, pairs, gap_seconds, min_score)
+    if as_json:
+        typer.echo(json.dumps(journey.to_dict(), indent=2))
+        return
+    if not journey.visits:
+        typer.echo(f"no visit: nobody in gallery {journey.gallery} is accepted as this person")
+        return
+    typer.echo(f"{len(journey.visits)} visit(s) in gallery {journey.gallery}:")
+    for n, visit in enumerate(journey.visits, start=1):
+        d = visit.to_dict()
+        where = (
+            f" {Path(d['video']).name} frames {d['frames'][0]}-{d['frames'][1]}"
+            if d["video"] and d["frames"]
+            else ""
+        )
+        span = f"{d['first']} .. {d['last']}"
+        typer.echo(f"  {n}. camera {visit.camera}  {span}  confidence {visit.confidence:.2f}"
+                   f"  {len(visit.entries)} crop(s){where}  best {visit.best.path}")  # fmt: skip
+    for t in journey.transitions:
+        typer.echo(f"  camera {t['from_camera']} -> {t['to_camera']}: {t['travel_seconds']:.0f} s")
+    for visit, why in journey.set_aside:
+        typer.echo(f"  set aside: camera {visit.camera} {visit.first.isoformat()} ({why})")

@@ -1,0 +1,13 @@
+"""Journeys: where a person went across the gallery's cameras, and when.
+
+Usage::
+
+    from reid_search.journeys import trace
+    journey = trace(gallery, embedder, ["crop.jpg"])
+    journey.to_dict()["visits"]
+"""
+
+from .trace import TRACE_SCHEMA, Journey, trace
+from .visits import Seen, Visit, resolve
+
+__all__ = ["TRACE_SCHEMA", "Journey", "Seen", "Visit", "resolve", "trace"]

@@ -1,0 +1,138 @@
+"""Where did this person go? ``trace`` turns a query into the person's visits across cameras,
+in time order, with the camera-to-camera transitions and their travel times.
+
+Every gallery entry near the query is scored per sighting (a tracklet, else a crop) with the
+model card's open-set rule, against the query's own background, exactly as ``query`` decides
+"in the gallery"; person labels are never read (a journey is what the cameras saw). Accepted
+sightings become visits; the physical constraints (:mod:`.visits`) set aside look-alikes.
+
+Usage::
+
+    from reid_search import Embedder, Gallery
+    from reid_search.journeys import trace
+    with Gallery.open("site") as gallery:
+        journey = trace(gallery, Embedder(), ["crop.jpg"], overlapping=[(1, 2)])
+    [(v.camera, v.first) for v in journey.visits]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..calibration.open_set import background_similarity
+from ..data.images import ImageError, list_images
+from ..embedding.embedder import pool_tracklet
+from ..gallery import Gallery, GalleryError
+from ..search.query import Background, GalleryMatch, open_set_rule_for, sighting
+from .visits import Seen, Visit, group_visits, resolve, transitions
+
+TRACE_SCHEMA = "reid-search/trace/v1"
+MAX_ENTRIES = 4096  # entries fetched at most around the query (its nearest sightings)
+
+
+@dataclass
+class Journey:
+    """A traced person: visits in time order, transitions, the visits set aside and why."""
+
+    gallery: str
+    images: list[str]
+    visits: list[Visit]
+    transitions: list[dict[str, Any]]
+    set_aside: list[tuple[Visit, str]]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": TRACE_SCHEMA,
+            "gallery": self.gallery,
+            "query": {"images": self.images},
+            "settings": self.settings,
+            "visits": [v.to_dict() for v in self.visits],
+            "transitions": self.transitions,
+            "set_aside": [{**v.to_dict(), "reason": why} for v, why in self.set_aside],
+        }
+
+
+def trace(
+    gallery: Gallery,
+    embedder,
+    images: Sequence[str | Path],
+    overlapping: Sequence[tuple[int, int]] = (),
+    gap_seconds: float = 10.0,
+    min_score: float | None = None,
+) -> Journey:
+    """The query person's journey through ``gallery`` (see the module docstring)."""
+    gallery.check_model(embedder.model_sha256, embedder.model.path)
+    unread: list = []
+    paths = list_images(list(images), unread)
+    if not paths:
+        raise GalleryError(f"{', '.join(map(str, images)) or 'no query'}: no query image there")
+    vectors, used, failures = embedder.embed_files(paths)
+    if not used:
+        raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
+    query = pool_tracklet(vectors)
+    cameras = set(gallery.cameras())
+    pairs = {frozenset(p) for p in overlapping}
+    unknown = sorted({c for p in overlapping for c in p} - cameras)
+    if unknown:
+        raise GalleryError(
+            f"--overlapping-cameras names camera {', '.join(map(str, unknown))}, which gallery "
+            f"{gallery.name} does not have (its cameras: {', '.join(map(str, sorted(cameras))) or 'none'})"
+        )
+    seen = accepted_sightings(gallery, query, embedder.card, min_score)
+    kept, set_aside = resolve(group_visits(seen, gap_seconds), pairs)
+    settings = {
+        "overlapping_cameras": sorted(sorted(p) for p in pairs), "gap_seconds": gap_seconds,
+        "min_score": min_score, "model_sha256": gallery.model_sha256,
+    }  # fmt: skip
+    return Journey(gallery.name, [str(paths[i]) for i in used], kept, transitions(kept), set_aside, settings)
+
+
+def accepted_sightings(gallery: Gallery, query: np.ndarray, card, min_score: float | None) -> list[Seen]:
+    """Entries of the sightings the open-set rule (or ``min_score``) accepts as the query's
+    person, each with its similarity and confidence; an entry without camera or time is an
+    error naming the commands that add them."""
+    fetch = min(gallery.size, MAX_ENTRIES)
+    if fetch == 0:
+        return []
+    sims, ids = gallery.search(query, fetch)
+    hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0]
+    rows = gallery.rows(i for i, _ in hits)
+    best: dict[tuple, float] = {}
+    for faiss_id, sim in hits:
+        key = sighting({**rows[faiss_id], "person": None})  # the cameras' view: labels not read
+        best[key] = max(sim, best.get(key, -math.inf))
+    in_tracklets = sum(rows[i]["tracklet"] is not None for i, _ in hits) * 2 > len(hits)
+    background = Background(
+        background_similarity(np.sort([s for _, s in hits])[::-1]),
+        background_similarity(np.sort(list(best.values()))[::-1]),
+        in_tracklets,
+    )
+    rule, base, _ = open_set_rule_for(card, background)
+    threshold = min_score if min_score is not None else getattr(card, "threshold", None)
+    if rule is None and threshold is None:
+        raise GalleryError("the model card has neither an open-set rule nor a threshold: give --min-score")
+    out = []
+    for faiss_id, sim in hits:
+        row = rows[faiss_id]
+        top = best[sighting({**row, "person": None})]
+        confidence = rule.confidence(top, top - base) if rule is not None else float(top >= threshold)
+        accepted = top >= threshold if (min_score is not None or rule is None) else confidence >= rule.accept
+        if not accepted:
+            continue
+        if row["camera"] is None or not row.get("time"):
+            raise GalleryError(
+                f"gallery {gallery.name}: entry {row['path']} has no camera or time; a journey needs both "
+                "(index with --name-pattern or --metadata, or index video)"
+            )
+        match = GalleryMatch.from_row(row, sim)
+        out.append(Seen(faiss_id, row["path"], row["camera"], row["tracklet"], row["frame"],
+                        datetime.fromisoformat(row["time"]), sim, confidence, match.extra))  # fmt: skip
+    return out

@@ -1,0 +1,94 @@
+"""``trace``: a person's visits across cameras in time order, and the constraints that set
+look-alikes aside (one person is in one place at a time; one crop of a frame is the person)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timedelta
+
+from typer.testing import CliRunner
+
+from reid_search.cli import app
+from reid_search.journeys import Seen, Visit, resolve
+from reid_search.journeys.visits import group_visits, transitions
+
+from .conftest import index_with_cli
+
+runner = CliRunner()
+T0 = datetime(2026, 11, 25, 10, 0, 0)
+
+
+def seen(camera: int, second: float, sim: float = 0.8, tracklet: int | None = None, frame=None, video=None):
+    moment = T0 + timedelta(seconds=second)
+    extra = {"video": video} if video else {}
+    return Seen(0, f"c{camera}-{second}.jpg", camera, tracklet, frame, moment, sim, sim, extra)
+
+
+def test_visits_group_a_tracklet_and_close_single_crops_of_one_camera():
+    crops = [seen(1, 0, tracklet=4), seen(1, 1, tracklet=4), seen(2, 100), seen(2, 105), seen(2, 300)]
+    visits = sorted(group_visits(crops, gap_seconds=10), key=lambda v: v.first)
+    assert [(v.camera, len(v.entries)) for v in visits] == [(1, 2), (2, 2), (2, 1)]
+
+
+def test_one_person_is_not_in_two_places_at_once_unless_the_cameras_overlap():
+    sure = Visit(1, [seen(1, 0), seen(1, 30)])
+    look_alike = Visit(2, [seen(2, 20, sim=0.6)])  # during the visit on camera 1
+    later = Visit(2, [seen(2, 90, sim=0.7)])
+    kept, set_aside = resolve([look_alike, later, sure], overlapping=set())
+    assert [(v.camera, v.first) for v in kept] == [(1, sure.first), (2, later.first)]
+    assert set_aside == [(look_alike, "at the same time as a more confident visit on camera 1")]
+    kept, set_aside = resolve([look_alike, later, sure], overlapping={frozenset((1, 2))})
+    assert len(kept) == 3 and set_aside == []
+    left, arrived = (T0 + timedelta(seconds=s) for s in (30, 20))
+    assert transitions(kept)[0] == {"from_camera": 1, "to_camera": 2, "left": left.isoformat(),
+                                    "arrived": arrived.isoformat(), "travel_seconds": -10.0}  # fmt: skip
+
+
+def test_two_crops_of_one_frame_are_not_both_the_person():
+    a = Visit(3, [seen(3, 5, sim=0.9, tracklet=1, frame=50, video="v.mp4")])
+    b = Visit(3, [seen(3, 5, sim=0.7, tracklet=2, frame=50, video="v.mp4")])
+    kept, set_aside = resolve([b, a], overlapping=set())
+    assert kept == [a] and set_aside[0][1].startswith("a crop of the same frame")
+
+
+def test_trace_follows_a_person_through_three_cameras_in_time_order(synth_root, tmp_path):
+    """A world from the synthetic people: person i walks camera 1 -> 2 -> 3, ten minutes apart,
+    people a minute apart; tracing a crop of one of them finds their three visits in order."""
+    data = synth_root / "bbox_test"
+    rows = []
+    for path in sorted(data.rglob("*.jpg")):
+        person, camera, frame = int(path.name[:4]), int(path.name[5]), int(path.name[12:15])
+        moment = T0 + timedelta(seconds=60 * person + 600 * (camera - 1) + frame)
+        rows.append((str(path.relative_to(data)), camera, moment.isoformat()))
+    with open(tmp_path / "times.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("path", "camera", "time"), *rows])
+    indexes = tmp_path / "indexes"
+    index_with_cli(
+        data, indexes, "world", "--layout", "unlabelled", "--metadata", str(tmp_path / "times.csv")
+    )
+    query = next(data.rglob("0004C1T0001F002.jpg"))
+    args = ["trace", str(query), "--index", "world", "--indexes-dir", str(indexes)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    journey = json.loads(result.stdout)
+    assert journey["schema"] == "reid-search/trace/v1"
+    visits = journey["visits"]
+    assert [v["camera"] for v in visits] == [1, 2, 3]
+    assert all(e["path"].split("/")[-1].startswith("0004") for v in visits for e in v["entries"])
+    assert [t["travel_seconds"] for t in journey["transitions"]] == [598.0, 598.0]  # frame 3 -> frame 1
+    text = runner.invoke(app, args)
+    assert text.exit_code == 0 and "3 visit(s)" in text.stdout and "camera 1 -> 2: 598 s" in text.stdout
+
+
+def test_trace_needs_times_and_known_cameras(synth_root, tmp_path):
+    indexes = tmp_path / "indexes"
+    index_with_cli(synth_root / "bbox_test", indexes, "plain")
+    query = next((synth_root / "bbox_test").rglob("0004C1T0001F002.jpg"))
+    args = ["trace", str(query), "--index", "plain", "--indexes-dir", str(indexes)]
+    result = runner.invoke(app, args)
+    assert (
+        result.exit_code == 2 and "has no camera or time" in result.stderr and "--metadata" in result.stderr
+    )
+    result = runner.invoke(app, [*args, "--overlapping-cameras", "1,9"])
+    assert result.exit_code == 2 and "camera 9, which gallery plain does not have" in result.stderr
