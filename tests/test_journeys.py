@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from reid_search.cli import app
@@ -52,21 +54,27 @@ def test_two_crops_of_one_frame_are_not_both_the_person():
     assert kept == [a] and set_aside[0][1].startswith("a crop of the same frame")
 
 
-def test_trace_follows_a_person_through_three_cameras_in_time_order(synth_root, tmp_path):
-    """A world from the synthetic people: person i walks camera 1 -> 2 -> 3, ten minutes apart,
-    people a minute apart; tracing a crop of one of them finds their three visits in order."""
-    data = synth_root / "bbox_test"
+@pytest.fixture(scope="module")
+def world(synth_root, tmp_path_factory) -> tuple[Path, Path]:
+    """A world from the synthetic people, indexed unlabelled with camera and time from a CSV:
+    person i walks camera 1 -> 2 -> 3, ten minutes apart, people a minute apart.
+    Returns (the crops' folder, the indexes folder holding gallery "world")."""
+    data, folder = synth_root / "bbox_test", tmp_path_factory.mktemp("world")
     rows = []
     for path in sorted(data.rglob("*.jpg")):
         person, camera, frame = int(path.name[:4]), int(path.name[5]), int(path.name[12:15])
         moment = T0 + timedelta(seconds=60 * person + 600 * (camera - 1) + frame)
         rows.append((str(path.relative_to(data)), camera, moment.isoformat()))
-    with open(tmp_path / "times.csv", "w", newline="") as handle:
+    with open(folder / "times.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([("path", "camera", "time"), *rows])
-    indexes = tmp_path / "indexes"
     index_with_cli(
-        data, indexes, "world", "--layout", "unlabelled", "--metadata", str(tmp_path / "times.csv")
+        data, folder / "indexes", "world", "--layout", "unlabelled", "--metadata", str(folder / "times.csv")
     )
+    return data, folder / "indexes"
+
+
+def test_trace_follows_a_person_through_three_cameras_in_time_order(world):
+    data, indexes = world
     query = next(data.rglob("0004C1T0001F002.jpg"))
     args = ["trace", str(query), "--index", "world", "--indexes-dir", str(indexes)]
     result = runner.invoke(app, [*args, "--json"])
@@ -92,3 +100,25 @@ def test_trace_needs_times_and_known_cameras(synth_root, tmp_path):
     )
     result = runner.invoke(app, [*args, "--overlapping-cameras", "1,9"])
     assert result.exit_code == 2 and "camera 9, which gallery plain does not have" in result.stderr
+
+
+def test_the_api_traces_an_upload_like_the_command(world):
+    """POST /api/trace answers the same journey as `reid-search trace` for the same image."""
+    from fastapi.testclient import TestClient
+
+    from reid_search.serve import ServeConfig, create_app
+
+    data, indexes = world
+    query = next(data.rglob("0007C2T0001F001.jpg"))
+    cli = runner.invoke(
+        app, ["trace", str(query), "--index", "world", "--indexes-dir", str(indexes), "--json"]
+    )
+    client = TestClient(create_app(ServeConfig(indexes_dir=indexes)))
+    upload = [("images", (query.name, query.read_bytes(), "image/jpeg"))]
+    answer = client.post("/api/trace", files=upload)
+    assert answer.status_code == 200, answer.text
+    api, command = answer.json(), json.loads(cli.stdout)
+    assert [v["camera"] for v in api["visits"]] == [v["camera"] for v in command["visits"]] == [1, 2, 3]
+    assert [v["first"] for v in api["visits"]] == [v["first"] for v in command["visits"]]
+    bad = client.post("/api/trace", files=upload, data={"overlapping_cameras": "1;2"})
+    assert bad.status_code == 400 and "overlapping_cameras" in bad.json()["detail"]

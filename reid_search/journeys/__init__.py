@@ -7,7 +7,7 @@ Usage::
     journey.to_dict()["visits"]
 """
 
-from .trace import TRACE_SCHEMA, Journey, trace
+from .trace import TRACE_SCHEMA, Journey, trace, trace_vector
 from .visits import Seen, Visit, resolve
 
-__all__ = ["TRACE_SCHEMA", "Journey", "Seen", "Visit", "resolve", "trace"]
+__all__ = ["TRACE_SCHEMA", "Journey", "Seen", "Visit", "resolve", "trace", "trace_vector"]

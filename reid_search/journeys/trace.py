@@ -77,7 +77,22 @@ def trace(
     vectors, used, failures = embedder.embed_files(paths)
     if not used:
         raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
-    query = pool_tracklet(vectors)
+    images_used = [str(paths[i]) for i in used]
+    return trace_vector(gallery, pool_tracklet(vectors), images_used, embedder.card, overlapping, gap_seconds,
+                        min_score)  # fmt: skip
+
+
+def trace_vector(
+    gallery: Gallery,
+    query: np.ndarray,
+    images: Sequence[str],
+    card,
+    overlapping: Sequence[tuple[int, int]] = (),
+    gap_seconds: float = 10.0,
+    min_score: float | None = None,
+) -> Journey:
+    """:func:`trace` for an already embedded (pooled, unit) query vector; ``card`` is the model
+    card of the model that embedded it (its open-set rule). The server answers through here."""
     cameras = set(gallery.cameras())
     pairs = {frozenset(p) for p in overlapping}
     unknown = sorted({c for p in overlapping for c in p} - cameras)
@@ -86,13 +101,13 @@ def trace(
             f"--overlapping-cameras names camera {', '.join(map(str, unknown))}, which gallery "
             f"{gallery.name} does not have (its cameras: {', '.join(map(str, sorted(cameras))) or 'none'})"
         )
-    seen = accepted_sightings(gallery, query, embedder.card, min_score)
+    seen = accepted_sightings(gallery, query, card, min_score)
     kept, set_aside = resolve(group_visits(seen, gap_seconds), pairs)
     settings = {
         "overlapping_cameras": sorted(sorted(p) for p in pairs), "gap_seconds": gap_seconds,
         "min_score": min_score, "model_sha256": gallery.model_sha256,
     }  # fmt: skip
-    return Journey(gallery.name, [str(paths[i]) for i in used], kept, transitions(kept), set_aside, settings)
+    return Journey(gallery.name, list(images), kept, transitions(kept), set_aside, settings)
 
 
 def accepted_sightings(gallery: Gallery, query: np.ndarray, card, min_score: float | None) -> list[Seen]:

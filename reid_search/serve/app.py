@@ -39,6 +39,7 @@ from ..embedding.embedder import pool_tracklet
 from ..errors import ReidSearchError
 from ..gallery import read_manifest
 from ..gallery.entry_files import EntryFile, EntryUnavailable, entry_image
+from ..journeys import trace_vector
 from ..search.compare import Comparison
 from ..search.query import QueryOptions, answer_vector
 from ..video.decode import VideoError
@@ -166,6 +167,31 @@ def create_app(config: ServeConfig) -> FastAPI:
 
         return (await run_in_threadpool(search)).to_dict()
 
+    @app.post("/api/trace")
+    async def trace(
+        images: Annotated[list[UploadFile], File(description="One image, or several of one person.")],
+        gallery: Annotated[str | None, Form(max_length=200)] = None,
+        overlapping_cameras: Annotated[
+            list[str] | None, Form(description="Pairs of cameras that see one place, e.g. 1,2")
+        ] = None,
+        gap_seconds: Annotated[float, Form(ge=0, le=86400)] = 10.0,
+        min_score: Annotated[float | None, Form(ge=-1, le=1)] = None,
+    ) -> dict[str, Any]:
+        """The person's visits across the gallery's cameras in time order (``reid-search trace``)."""
+        pairs = [_camera_pair(text) for text in overlapping_cameras or []]
+        uploads = await _read_uploads(images, budget)
+        handle = await run_in_threadpool(pool.handle, gallery)
+        vectors, used, _ = await embed(handle, uploads)
+        card = handle.embedder.card
+
+        def journey():
+            with handle.lock:
+                return trace_vector(
+                    handle.gallery, pool_tracklet(vectors), used, card, pairs, gap_seconds, min_score
+                )
+
+        return (await run_in_threadpool(journey)).to_dict()
+
     @app.post("/api/compare")
     async def compare(
         image_a: Annotated[UploadFile, File()],
@@ -233,6 +259,14 @@ def app_from_environment() -> FastAPI:
     from .config import CONFIG_ENV
 
     return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]))
+
+
+def _camera_pair(text: str) -> tuple[int, int]:
+    """``"1,2"`` -> (1, 2); anything else is a 400 naming the field."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() and len(p.strip()) <= 18 for p in parts):
+        raise UploadRejected(400, "overlapping_cameras: expected two camera numbers, e.g. 1,2")
+    return int(parts[0]), int(parts[1])
 
 
 async def _project_error(_: Request, exc: Exception):
