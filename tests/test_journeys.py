@@ -85,8 +85,15 @@ def test_trace_follows_a_person_through_three_cameras_in_time_order(world):
     assert [v["camera"] for v in visits] == [1, 2, 3]
     assert all(e["path"].split("/")[-1].startswith("0004") for v in visits for e in v["entries"])
     assert [t["travel_seconds"] for t in journey["transitions"]] == [598.0, 598.0]  # frame 3 -> frame 1
-    text = runner.invoke(app, args)
+    plot = indexes.parent / "journey.png"
+    text = runner.invoke(app, [*args, "--plot", str(plot)])
     assert text.exit_code == 0 and "3 visit(s)" in text.stdout and "camera 1 -> 2: 598 s" in text.stdout
+    from PIL import Image
+
+    with Image.open(plot) as drawn:  # a picture as wide as the journey: three visits across
+        assert drawn.format == "PNG" and drawn.width > drawn.height
+    refused = runner.invoke(app, [*args, "--plot", str(indexes.parent / "journey.txt")])
+    assert refused.exit_code == 2 and "a figure is written as" in refused.stderr
 
 
 def test_trace_needs_times_and_known_cameras(synth_root, tmp_path):

@@ -41,6 +41,10 @@ def trace(
         typer.Option(help="Accept sightings by this cosine instead of the card's open-set rule."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The journey as JSON (docs/querying.md).")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the journey: cameras as rows, time across, a crop per visit."),
+    ] = None,
     indexes_dir: IndexesOpt = None,
 ) -> None:
     """Where did this person go? Their visits across the gallery's cameras in time order, the
@@ -50,9 +54,17 @@ def trace(
     from ..journeys import trace as run_trace
 
     pairs = [_camera_pair(t) for t in overlapping_cameras or []]
+    if plot is not None:
+        from ..figures import check_figure_path
+
+        check_figure_path(plot)  # a type matplotlib cannot write: refused before any work
     with Gallery.open(index_name, indexes_dir) as gallery:
         embedder = Embedder(model or gallery.manifest["model"].get("path"))
         journey = run_trace(gallery, embedder, images, pairs, gap_seconds, min_score)
+    if plot is not None and journey.visits:
+        from ..journeys.timeline import plot_journey
+
+        plot_journey(journey, plot)
     if as_json:
         typer.echo(json.dumps(journey.to_dict(), indent=2))
         return
@@ -74,3 +86,5 @@ def trace(
         typer.echo(f"  camera {t['from_camera']} -> {t['to_camera']}: {t['travel_seconds']:.0f} s")
     for visit, why in journey.set_aside:
         typer.echo(f"  set aside: camera {visit.camera} {visit.first.isoformat()} ({why})")
+    if plot is not None:
+        typer.echo(f"journey drawn: {plot}")
