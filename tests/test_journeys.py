@@ -64,9 +64,9 @@ def world(synth_root, tmp_path_factory) -> tuple[Path, Path]:
     for path in sorted(data.rglob("*.jpg")):
         person, camera, frame = int(path.name[:4]), int(path.name[5]), int(path.name[12:15])
         moment = T0 + timedelta(seconds=60 * person + 600 * (camera - 1) + frame)
-        rows.append((str(path.relative_to(data)), camera, moment.isoformat()))
-    with open(folder / "times.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows([("path", "camera", "time"), *rows])
+        rows.append((str(path.relative_to(data)), camera, moment.isoformat(), 100 * person + camera))
+    with open(folder / "times.csv", "w", newline="") as handle:  # + the tracker's tracklet of each crop
+        csv.writer(handle).writerows([("path", "camera", "time", "tracklet"), *rows])
     index_with_cli(
         data, folder / "indexes", "world", "--layout", "unlabelled", "--metadata", str(folder / "times.csv")
     )
@@ -84,6 +84,7 @@ def test_trace_follows_a_person_through_three_cameras_in_time_order(world):
     visits = journey["visits"]
     assert [v["camera"] for v in visits] == [1, 2, 3]
     assert all(e["path"].split("/")[-1].startswith("0004") for v in visits for e in v["entries"])
+    assert [v["tracklets"] for v in visits] == [[401], [402], [403]]  # the CSV's tracklets, one visit each
     assert [t["travel_seconds"] for t in journey["transitions"]] == [598.0, 598.0]  # frame 3 -> frame 1
     plot = indexes.parent / "journey.png"
     text = runner.invoke(app, [*args, "--plot", str(plot)])

@@ -6,8 +6,9 @@ Two sources, applied to a dataset scan's records (:func:`apply_metadata`):
   name; a ``(?P<cam>...)`` group gives the camera, ``(?P<time>...)`` the time, any other
   named group is kept as extra metadata (``(?P<site>...)``);
 * a CSV sidecar (``--metadata FILE.csv``): a ``path`` column (relative to the dataset
-  folder, or absolute) plus any columns; ``camera`` and ``time`` (or ``timestamp``) are
-  read as such, the rest is kept as extra metadata. The CSV wins over the file name.
+  folder, or absolute) plus any columns; ``camera``, ``time`` (or ``timestamp``) and
+  ``tracklet`` (a whole number: the crops a tracker linked, one passage) are read as such,
+  the rest is kept as extra metadata. The CSV wins over the file name.
 
 Times are stored as ISO 8601 text (``2026-11-25T10:15:02``), so SQLite compares them in
 order; :func:`parse_time` reads the usual spellings.
@@ -18,7 +19,7 @@ Usage::
     ('2026-11-25T10:15:02', '2026-11-25T10:15:00')
     >>> pattern = compile_name_pattern(r"cam(?P<cam>\\d+)_(?P<time>\\d{8}T\\d{6})")
     >>> name_metadata("cam3_20261125T101502_0007.jpg", pattern)
-    Metadata(camera=3, time='2026-11-25T10:15:02', extra={})
+    Metadata(camera=3, time='2026-11-25T10:15:02', extra={}, tracklet=None)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..errors import InputError
 
 TIME_COLUMNS = ("time", "timestamp", "datetime")
 CAMERA_COLUMNS = ("camera", "cam")
+TRACKLET_COLUMNS = ("tracklet", "track")
 PATH_COLUMNS = ("path", "file")
 _LOOSE_TIME = re.compile(  # 20261125_101502, 2026-11-25_10-15-02.5, 2026.11.25 10.15
     r"^(\d{4})[-_.]?(\d{2})[-_.]?(\d{2})"
@@ -51,6 +53,7 @@ class Metadata:
     camera: int | None = None
     time: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    tracklet: int | None = None
 
 
 def parse_time(text: str) -> str:
@@ -109,11 +112,11 @@ def compile_name_pattern(pattern: str | None) -> re.Pattern[str] | None:
     return compiled
 
 
-def _camera(value: str, where: str) -> int:
+def _camera(value: str, where: str, what: str = "camera") -> int:
     try:
         return int(str(value).strip())
     except ValueError:
-        raise MetadataError(f"{where}: camera {value!r} is not a whole number") from None
+        raise MetadataError(f"{where}: {what} {value!r} is not a whole number") from None
 
 
 def name_metadata(name: str, pattern: re.Pattern[str]) -> Metadata | None:
@@ -147,6 +150,8 @@ def read_metadata_csv(csv_file: str | Path, root: str | Path) -> dict[str, Metad
             if path_col is None:
                 raise MetadataError(f"{csv_file}: no 'path' column (columns: {', '.join(header) or 'none'})")
             camera_col, time_col = _pick(header, CAMERA_COLUMNS), _pick(header, TIME_COLUMNS)
+            tracklet_col = _pick(header, TRACKLET_COLUMNS)
+            read = (path_col, camera_col, time_col, tracklet_col)
             table: dict[str, Metadata] = {}
             for line, row in enumerate(reader, start=2):
                 where = f"{csv_file} line {line}"
@@ -159,10 +164,12 @@ def read_metadata_csv(csv_file: str | Path, root: str | Path) -> dict[str, Metad
                     parsed_time = parse_time(time) if time.strip() else None
                 except MetadataError as exc:
                     raise MetadataError(f"{where}: {exc}") from None
+                tracklet = (row.get(tracklet_col or "", "") or "").strip()
                 table[str(path)] = Metadata(
                     camera=_camera(camera, where) if camera.strip() else None,
                     time=parsed_time,
-                    extra={k: v for k, v in row.items() if k not in (path_col, camera_col, time_col) and v},
+                    extra={k: v for k, v in row.items() if k not in read and v},
+                    tracklet=_camera(tracklet, where, "tracklet") if tracklet else None,
                 )
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise MetadataError(f"{csv_file}: cannot read ({exc})") from None
@@ -174,6 +181,7 @@ def _merge(record, found: Metadata):
     return replace(
         record,
         camera=found.camera if found.camera is not None else record.camera,
+        tracklet=found.tracklet if found.tracklet is not None else record.tracklet,
         time=found.time or record.time,
         extra=json.dumps(extra, sort_keys=True) if extra else None,
     )
