@@ -345,6 +345,12 @@ def training_table(result: dict) -> str:
     return markdown(result["rows"])
 
 
+def journeys_table(result: dict) -> str:
+    from journeys import markdown
+
+    return markdown(result["rows"])
+
+
 def adapt_summary(result: dict) -> str:
     from adapt import summary
 
@@ -356,6 +362,7 @@ TABLES = {
     "adapt": ("adapt.json", adapt_table),
     "adapt-summary": ("adapt.json", adapt_summary),
     "training-table": ("training_table.json", training_table),
+    "journeys": ("journeys.json", journeys_table),
     "adapt-open-set": ("adapt_open_set.json", adapt_open_set_line),
     "serve-abuse": ("serve_abuse.json", serve_abuse_table),
     "levers": ("levers.json", levers_table),

@@ -90,9 +90,14 @@ def trace_vector(
     overlapping: Sequence[tuple[int, int]] = (),
     gap_seconds: float = 10.0,
     min_score: float | None = None,
+    constraints: bool = True,
+    expand: int = 1,
 ) -> Journey:
     """:func:`trace` for an already embedded (pooled, unit) query vector; ``card`` is the model
-    card of the model that embedded it (its open-set rule). The server answers through here."""
+    card of the model that embedded it (its open-set rule). The server answers through here.
+    ``constraints=False`` keeps every accepted visit (to measure what the constraints add).
+    ``expand`` rounds of query expansion: the query joined by the mean vector of each visit
+    kept so far (a person seen from one more angle finds the visits that angle resembles)."""
     cameras = set(gallery.cameras())
     pairs = {frozenset(p) for p in overlapping}
     unknown = sorted({c for p in overlapping for c in p} - cameras)
@@ -101,13 +106,27 @@ def trace_vector(
             f"--overlapping-cameras names camera {', '.join(map(str, unknown))}, which gallery "
             f"{gallery.name} does not have (its cameras: {', '.join(map(str, sorted(cameras))) or 'none'})"
         )
-    seen = accepted_sightings(gallery, query, card, min_score)
-    kept, set_aside = resolve(group_visits(seen, gap_seconds), pairs)
+    kept, set_aside = _visits(gallery, query, card, min_score, gap_seconds, pairs, constraints)
+    for _ in range(expand):
+        if not kept:
+            break
+        found = gallery.vectors_for([e.faiss_id for v in kept for e in v.entries])
+        expanded = query + found.mean(axis=0)
+        expanded /= max(float(np.linalg.norm(expanded)), 1e-12)
+        kept, set_aside = _visits(gallery, expanded, card, min_score, gap_seconds, pairs, constraints)
     settings = {
         "overlapping_cameras": sorted(sorted(p) for p in pairs), "gap_seconds": gap_seconds,
-        "min_score": min_score, "model_sha256": gallery.model_sha256,
+        "min_score": min_score, "constraints": constraints, "expand": expand,
+        "model_sha256": gallery.model_sha256,
     }  # fmt: skip
     return Journey(gallery.name, list(images), kept, transitions(kept), set_aside, settings)
+
+
+def _visits(gallery, query, card, min_score, gap_seconds, pairs, constraints):
+    visits = group_visits(accepted_sightings(gallery, query, card, min_score), gap_seconds)
+    if constraints:
+        return resolve(visits, pairs)
+    return sorted(visits, key=lambda v: (v.first, v.camera)), []
 
 
 def accepted_sightings(gallery: Gallery, query: np.ndarray, card, min_score: float | None) -> list[Seen]:

@@ -1,0 +1,196 @@
+"""Benchmark: ``reid-search trace`` on multi-camera worlds built from real labelled crops.
+
+There is no multi-camera video with ground truth here, so each world is made of the real
+crops of a held-out test split, walked through its own cameras (the generator, seeded):
+
+* every person's crops are grouped per camera; each group is one **visit** (one tracklet of
+  at most ``MAX_CROPS`` crops, a crop every ``DWELL`` seconds);
+* a person visits their cameras in a random order, starting at a random time within
+  ``WINDOW`` seconds, travelling ``TRAVEL`` seconds (uniform) between cameras: about a hundred
+  people in one hour, several in view of one camera at once;
+* a fifth of the people (``DISTRACTORS``) keep one random camera only: they appear once;
+* the gallery is what a user's cameras and tracker give: the crops under hashed names with a
+  CSV of camera, time and tracklet (``index --layout unlabelled --metadata``), never the person.
+
+Every person seen on two or more cameras is a query: a crop of their first visit traces them.
+A visit found counts as right when most of its crops are that person's; visit recall is the
+share of the person's visits found right, precision the share of found visits that are right,
+each averaged over the queries, with and without the physical constraints.
+
+Worlds: ``market`` (the market1501-train split's 100 test people, 6 cameras; NOT the published
+Market-1501 protocol), ``conreid`` (131 people, 6 cameras; test only, inference only),
+``cuhk03`` (cuhk03-mars ``bbox_test``, 100 people, 2 cameras).
+
+    python benchmarks/journeys.py [--world market ...]
+
+Writes ``benchmarks/results/journeys.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from _common import DATA, DEFAULT_MODEL, read_result, write_result
+
+from reid_search.embedding.embedder import Embedder
+from reid_search.gallery import build_gallery
+from reid_search.journeys import trace_vector
+
+WORLDS = {
+    "market": DATA / "market1501-train" / "bounding_box_test",
+    "conreid": DATA / "conreid" / "bounding_box_test",
+    "cuhk03": DATA / "cuhk03-mars" / "bbox_test",
+}
+MARKET_NAME = re.compile(r"^(\d+)_c(\d+)s\d+_\d+_\d+\.jpg$")
+MARS_NAME = re.compile(r"^(\d{4})C(\d)T\d{4}F\d{3}\.jpg$")
+MAX_CROPS, DWELL, WINDOW, TRAVEL, DISTRACTORS = 12, 2.0, 3600.0, (60.0, 600.0), 0.2
+START = datetime(2026, 11, 25, 9, 0, 0)
+WORK = Path(tempfile.gettempdir()) / "reid-search-journeys-bench"
+VARIANTS = {  # trace's settings measured; the first is the default
+    "with constraints": {},
+    "without constraints": {"constraints": False},
+    "no expansion": {"expand": 0},
+}
+
+
+def person_camera(name: str) -> tuple[str, int] | None:
+    m = MARKET_NAME.match(name) or MARS_NAME.match(name)
+    if not m or m.group(1) in ("0000", "-1"):
+        return None
+    return m.group(1), int(m.group(2))
+
+
+def make_world(crops: Path, out: Path, seed: int = 0) -> dict:
+    """Write the world (hashed symlinks + ``world.csv``); returns its truth: person of every
+    file, the true visits (person, camera, tracklet) and the queries."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, dict[int, list[Path]]] = defaultdict(lambda: defaultdict(list))
+    for path in sorted(crops.rglob("*.jpg")):
+        found = person_camera(path.name)
+        if found:
+            groups[found[0]][found[1]].append(path)
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "crops").mkdir(parents=True)
+    rows, person_of, visits, queries = [], {}, [], []
+    tracklet = 0
+    for person in sorted(groups):
+        cameras = sorted(groups[person])
+        if rng.random() < DISTRACTORS:
+            cameras = [cameras[rng.integers(len(cameras))]]
+        cameras = [cameras[i] for i in rng.permutation(len(cameras))]
+        moment = START + timedelta(seconds=float(rng.uniform(0, WINDOW)))
+        first_crops = []
+        for n, camera in enumerate(cameras):
+            tracklet += 1
+            picked = groups[person][camera]
+            picked = [
+                picked[i] for i in sorted(rng.choice(len(picked), min(MAX_CROPS, len(picked)), replace=False))
+            ]
+            for k, path in enumerate(picked):
+                name = hashlib.sha256(f"journeys|{path.name}".encode()).hexdigest()[:16] + ".jpg"
+                os.symlink(path, out / "crops" / name)
+                seen = moment + timedelta(seconds=DWELL * k)
+                rows.append((name, camera, seen.isoformat(), tracklet))
+                person_of[name] = person
+                if n == 0:
+                    first_crops.append(name)
+            visits.append((person, camera, tracklet))
+            moment += timedelta(seconds=DWELL * len(picked) + float(rng.uniform(*TRAVEL)))
+        if len(cameras) >= 2:
+            queries.append((person, first_crops[len(first_crops) // 2]))
+    with open(out / "world.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("path", "camera", "time", "tracklet"), *rows])
+    return {"person_of": person_of, "visits": visits, "queries": queries}
+
+
+def score(journey, person: str, truth: dict) -> tuple[float, float]:
+    """(visit precision, visit recall) of one traced journey against the person's true visits."""
+    true_visits = {(p, c, t) for p, c, t in truth["visits"] if p == person}
+    right = set()
+    correct = 0
+    for visit in journey.visits:
+        names = [Path(e.path).name for e in visit.entries]
+        owner, votes = Counter(truth["person_of"][n] for n in names).most_common(1)[0]
+        if owner == person and votes * 2 > len(names):
+            correct += 1
+            right |= {
+                v for v in true_visits if v[1] == visit.camera and v[2] in {e.tracklet for e in visit.entries}
+            }
+    precision = correct / len(journey.visits) if journey.visits else 1.0
+    return precision, len(right) / len(true_visits)
+
+
+def run_world(world: str, embedder: Embedder) -> dict:
+    folder = WORK / world
+    truth = make_world(WORLDS[world], folder)
+    started = time.perf_counter()
+    gallery, _ = build_gallery(folder / "crops", "world", embedder, layout="unlabelled",
+                               metadata=folder / "world.csv", indexes_dir=folder / "indexes", progress=False,
+                               rebuild=True)  # fmt: skip
+    index_seconds = time.perf_counter() - started
+    by_name = {Path(r["path"]).name: r["faiss_id"] for r in gallery.rows().values()}
+    results = {}
+    started = time.perf_counter()
+    for label, settings in VARIANTS.items():
+        scores = []
+        for person, crop in truth["queries"]:
+            query = gallery.vectors_for([by_name[crop]])[0]
+            journey = trace_vector(gallery, query, [crop], embedder.card, **settings)
+            scores.append(score(journey, person, truth))
+        precision, recall = np.mean(scores, axis=0)
+        results[label] = {
+            "visit_precision": round(float(precision), 4),
+            "visit_recall": round(float(recall), 4),
+        }
+    gallery.close()
+    row = {
+        "world": world, "crops": len(truth["person_of"]), "people": len({p for p, _, _ in truth["visits"]}),
+        "visits": len(truth["visits"]), "queries": len(truth["queries"]), "model": str(DEFAULT_MODEL.name),
+        "index_seconds": round(index_seconds, 1), "trace_seconds": round(time.perf_counter() - started, 1),
+        **results,
+    }  # fmt: skip
+    print(row, flush=True)
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| world | people | visits | queries | "
+        + " | ".join(f"{v}: precision / recall" for v in VARIANTS)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(VARIANTS),
+    ]
+    for r in rows:
+        cells = [f"{r[v]['visit_precision']:.3f} / {r[v]['visit_recall']:.3f}" for v in VARIANTS]
+        lines.append(
+            f"| {r['world']} | {r['people']} | {r['visits']} | {r['queries']} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--world", action="append", choices=list(WORLDS), help="default: all")
+    args = parser.parse_args()
+    embedder = Embedder(DEFAULT_MODEL)
+    rows = {r["world"]: r for r in read_result("journeys", {"rows": []})["rows"]}
+    for world in args.world or list(WORLDS):
+        rows[world] = run_world(world, embedder)
+        write_result("journeys", {"rows": [rows[w] for w in WORLDS if w in rows]})
+    print(markdown([rows[w] for w in WORLDS if w in rows]))
+
+
+if __name__ == "__main__":
+    main()
