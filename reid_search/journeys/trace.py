@@ -91,13 +91,14 @@ def trace_vector(
     gap_seconds: float = 10.0,
     min_score: float | None = None,
     constraints: bool = True,
-    expand: int = 1,
+    expand: int = 2,
 ) -> Journey:
     """:func:`trace` for an already embedded (pooled, unit) query vector; ``card`` is the model
     card of the model that embedded it (its open-set rule). The server answers through here.
     ``constraints=False`` keeps every accepted visit (to measure what the constraints add).
-    ``expand`` rounds of query expansion: the query joined by the mean vector of each visit
-    kept so far (a person seen from one more angle finds the visits that angle resembles)."""
+    ``expand`` rounds of query expansion: the query plus the (unit) mean vector of each visit
+    kept so far (a person seen from more angles finds the visits those angles resemble; the
+    setting was chosen on the market world, see benchmarks/journeys.py)."""
     cameras = set(gallery.cameras())
     pairs = {frozenset(p) for p in overlapping}
     unknown = sorted({c for p in overlapping for c in p} - cameras)
@@ -110,9 +111,10 @@ def trace_vector(
     for _ in range(expand):
         if not kept:
             break
-        found = gallery.vectors_for([e.faiss_id for v in kept for e in v.entries])
-        expanded = query + found.mean(axis=0)
-        expanded /= max(float(np.linalg.norm(expanded)), 1e-12)
+        expanded = query + sum(
+            _unit(gallery.vectors_for([e.faiss_id for e in v.entries]).mean(axis=0)) for v in kept
+        )
+        expanded = _unit(expanded)
         kept, set_aside = _visits(gallery, expanded, card, min_score, gap_seconds, pairs, constraints)
     settings = {
         "overlapping_cameras": sorted(sorted(p) for p in pairs), "gap_seconds": gap_seconds,
@@ -120,6 +122,10 @@ def trace_vector(
         "model_sha256": gallery.model_sha256,
     }  # fmt: skip
     return Journey(gallery.name, list(images), kept, transitions(kept), set_aside, settings)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
 def _visits(gallery, query, card, min_score, gap_seconds, pairs, constraints):
