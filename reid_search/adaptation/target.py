@@ -139,7 +139,7 @@ def from_folders(folders: Sequence[str | Path], metadata: str | Path | None = No
         scan = scan_dataset(folder, layout="unlabelled", metadata=metadata)
         for r in scan.records:
             extra = json.loads(r.extra) if r.extra else {}
-            tracklet = extra.get("tracklet")
+            tracklet = r.tracklet if r.tracklet is not None else extra.get("tracklet")  # the CSV's column
             frame = extra.get("frame")
             frame_key = (
                 (r.camera, r.time) if r.time else ((r.camera, frame) if frame not in (None, "") else None)

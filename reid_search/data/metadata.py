@@ -7,7 +7,7 @@ Two sources, applied to a dataset scan's records (:func:`apply_metadata`):
   named group is kept as extra metadata (``(?P<site>...)``);
 * a CSV sidecar (``--metadata FILE.csv``): a ``path`` column (relative to the dataset
   folder, or absolute) plus any columns; ``camera``, ``time`` (or ``timestamp``) and
-  ``tracklet`` (a whole number: the crops a tracker linked, one passage) are read as such,
+  ``tracklet`` (the crops a tracker linked, one passage; an opaque id) are read as such,
   the rest is kept as extra metadata. The CSV wins over the file name.
 
 Times are stored as ISO 8601 text (``2026-11-25T10:15:02``), so SQLite compares them in
@@ -119,6 +119,21 @@ def _camera(value: str, where: str, what: str = "camera") -> int:
         raise MetadataError(f"{where}: {what} {value!r} is not a whole number") from None
 
 
+def tracklet_id(text: str) -> int:
+    """A tracker's tracklet id as a whole number: itself when it is one, else a stable 60-bit
+    hash of the text (ids are opaque; the same text is always the same tracklet).
+
+    >>> tracklet_id("17"), tracklet_id("t-8c") == tracklet_id("t-8c"), tracklet_id("a") != tracklet_id("b")
+    (17, True, True)
+    """
+    import hashlib
+
+    text = str(text).strip()
+    if text.isdigit() and len(text) <= 18:
+        return int(text)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
+
+
 def name_metadata(name: str, pattern: re.Pattern[str]) -> Metadata | None:
     """What ``pattern`` reads from a file name, or None when it does not match."""
     m = pattern.search(Path(name).name)
@@ -169,7 +184,7 @@ def read_metadata_csv(csv_file: str | Path, root: str | Path) -> dict[str, Metad
                     camera=_camera(camera, where) if camera.strip() else None,
                     time=parsed_time,
                     extra={k: v for k, v in row.items() if k not in read and v},
-                    tracklet=_camera(tracklet, where, "tracklet") if tracklet else None,
+                    tracklet=tracklet_id(tracklet) if tracklet else None,
                 )
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise MetadataError(f"{csv_file}: cannot read ({exc})") from None
