@@ -297,7 +297,7 @@ def test_evaluating_a_gallery_with_nothing_readable_is_one_error_line(tmp_path):
 
 # ---------------------------------------------------------------- errors
 def test_a_bug_keeps_its_traceback_and_a_project_error_is_one_line(monkeypatch, tmp_path):
-    from reid_search import training
+    import reid_search.training.loop as training
     from reid_search.training.config import TrainingError
 
     def broken(*args, **kwargs):
