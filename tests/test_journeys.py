@@ -130,3 +130,15 @@ def test_the_api_traces_an_upload_like_the_command(world):
     assert [v["first"] for v in api["visits"]] == [v["first"] for v in command["visits"]]
     bad = client.post("/api/trace", files=upload, data={"overlapping_cameras": "1;2"})
     assert bad.status_code == 400 and "overlapping_cameras" in bad.json()["detail"]
+
+
+def test_a_query_nobody_matches_is_an_empty_journey_said_plainly(world, mars_samples):
+    """A real street crop against the synthetic world: nobody there is this person."""
+    _, indexes = world
+    query = sorted(mars_samples.glob("*.jpg"))[0]
+    args = ["trace", str(query), "--index", "world", "--indexes-dir", str(indexes), "--min-score", "0.99"]
+    said = runner.invoke(app, args)
+    assert said.exit_code == 0
+    assert said.stdout.strip() == "no visit: nobody in gallery world is accepted as this person"
+    answer = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert answer["visits"] == answer["transitions"] == [] and answer["settings"]["min_score"] == 0.99
