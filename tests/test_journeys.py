@@ -142,3 +142,50 @@ def test_a_query_nobody_matches_is_an_empty_journey_said_plainly(world, mars_sam
     assert said.stdout.strip() == "no visit: nobody in gallery world is accepted as this person"
     answer = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
     assert answer["visits"] == answer["transitions"] == [] and answer["settings"]["min_score"] == 0.99
+
+
+def _rewrite_member(bundle, name: str, change) -> None:
+    """Rewrite one member of a zip with ``change(bytes) -> bytes`` (the rest as it was)."""
+    import zipfile
+
+    members = {}
+    with zipfile.ZipFile(bundle) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members[name] = change(members[name])
+    with zipfile.ZipFile(bundle, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+
+
+def test_an_evidence_bundle_verifies_and_any_changed_byte_is_reported(world, tmp_path):
+    import shutil
+    import zipfile
+
+    data, indexes = world
+    query = tmp_path / "query.jpg"
+    shutil.copyfile(next(data.rglob("0004C1T0001F002.jpg")), query)
+    bundle = tmp_path / "case.zip"
+    args = ["trace", str(query), "--index", "world", "--indexes-dir", str(indexes), "--bundle", str(bundle)]
+    assert runner.invoke(app, args).exit_code == 0
+    with zipfile.ZipFile(bundle) as z:
+        names = set(z.namelist())
+        manifest = json.loads(z.read("manifest.json"))
+        report = z.read("report.html").decode()
+    crops = sorted(n for n in names if "/crop-" in n)
+    assert {"manifest.json", "manifest.sha256", "journey.json", "report.html", "query/01-query.jpg"} <= names
+    assert len(crops) == 9 and set(manifest["files"]) == names - {"manifest.json", "manifest.sha256"}
+    assert report.count("data:image/jpeg;base64,") == 3  # self-contained: the three visits' crops inline
+    ok = runner.invoke(app, ["verify-bundle", str(bundle)])
+    assert ok.exit_code == 0 and "unchanged" in ok.stdout
+
+    _rewrite_member(bundle, crops[4], lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:])  # one byte
+    changed = runner.invoke(app, ["verify-bundle", str(bundle)])
+    assert changed.exit_code == 1 and f"changed: {crops[4]}: changed" in changed.stdout
+    _rewrite_member(
+        bundle, "manifest.json", lambda b: b.replace(b'"gallery": "world"', b'"gallery": "worle"')
+    )
+    assert "manifest.json: changed" in runner.invoke(app, ["verify-bundle", str(bundle)]).stdout
+    query.write_bytes(query.read_bytes() + b"0")  # the source changed since
+    assert f"source {query}: changed" in runner.invoke(app, ["verify-bundle", str(bundle)]).stdout
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "already exists" in again.stderr

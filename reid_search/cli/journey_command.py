@@ -41,6 +41,10 @@ def trace(
         typer.Option(help="Accept sightings by this cosine instead of the card's open-set rule."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The journey as JSON (docs/querying.md).")] = False,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="Also write an evidence bundle (.zip: crops, frames, manifest of hashes, report)."),
+    ] = None,
     plot: Annotated[
         Path | None,
         typer.Option(help="Also draw the journey: cameras as rows, time across, a crop per visit."),
@@ -54,6 +58,8 @@ def trace(
     from ..journeys import trace as run_trace
 
     pairs = [_camera_pair(t) for t in overlapping_cameras or []]
+    if bundle is not None and bundle.exists():
+        _fail(f"{bundle}: already exists; a bundle is never overwritten (choose another path)")
     if plot is not None:
         from ..figures import check_figure_path
 
@@ -65,6 +71,11 @@ def trace(
         from ..journeys.timeline import plot_journey
 
         plot_journey(journey, plot)
+    if bundle is not None:
+        from ..journeys.bundle import write_bundle
+
+        write_bundle(journey, bundle)
+        typer.echo(f"evidence bundle: {bundle} (reid-search verify-bundle {bundle})", err=as_json)
     if as_json:
         typer.echo(json.dumps(journey.to_dict(), indent=2))
         return
@@ -88,3 +99,23 @@ def trace(
         typer.echo(f"  set aside: camera {visit.camera} {visit.first.isoformat()} ({why})")
     if plot is not None:
         typer.echo(f"journey drawn: {plot}")
+
+
+@app.command("verify-bundle")
+@friendly_errors
+def verify_bundle_command(
+    bundle: Annotated[Path, typer.Argument(help="An evidence bundle written by trace --bundle.")],
+) -> None:
+    """Re-check every hash in an evidence bundle (and its sources where they still are); say
+    what changed. Exit 0 when nothing did, 1 when something did."""
+    from ..journeys.bundle import verify_bundle
+
+    check = verify_bundle(bundle)
+    for problem in check.problems:
+        typer.echo(f"changed: {problem}")
+    for source in check.sources_gone:
+        typer.echo(f"not checked: source {source} is no longer there")
+    verdict = "unchanged" if not check.problems else f"{len(check.problems)} change(s)"
+    typer.echo(f"{bundle}: {check.files} files, {check.sources_checked} sources checked: {verdict}")
+    if check.problems:
+        raise typer.Exit(1)
