@@ -97,6 +97,35 @@ def test_a_crop_of_a_visit_finds_that_visit_first_with_camera_time_and_frame(int
     )
 
 
+def test_a_journey_in_video_is_one_visit_per_passage_and_its_bundle_holds_the_frames(intel, tmp_path):
+    """Tracing a crop of the sample video (one camera, six people one after another) finds its
+    own passage; the bundle holds that passage's frame with the box drawn, at full size."""
+    import zipfile
+
+    from PIL import Image
+
+    indexes, _ = intel
+    tracklets = tracklets_of(indexes, "intel")
+    target = next(t for t, frames in tracklets.items() if visit_of(frames) == 3)
+    with Gallery.open(indexes / "intel") as gallery:
+        row = next(r for r in gallery.rows().values() if r["tracklet"] == target)
+    bundle = tmp_path / "case.zip"
+    args = ["trace", row["path"], "--index", "intel", "--indexes-dir", str(indexes), "--bundle", str(bundle)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    journey = json.loads(result.stdout[result.stdout.index("{") :])
+    mine = [v for v in journey["visits"] if target in v["tracklets"]]
+    assert len(mine) == 1 and mine[0]["video"].endswith("one-by-one-person-detection.mp4")
+    assert all(visit_of([e["frame"] for e in v["entries"]]) is not None for v in journey["visits"])
+    with zipfile.ZipFile(bundle) as z:
+        frames = [n for n in z.namelist() if n.endswith("/frame.jpg")]
+        assert len(frames) == len(journey["visits"])
+        with Image.open(z.open(frames[0])) as picture:
+            assert picture.size == (768, 432)
+    verified = runner.invoke(app, ["verify-bundle", str(bundle)])
+    assert verified.exit_code == 0 and "unchanged" in verified.stdout
+
+
 def test_export_clip_draws_the_match_in_its_frame(intel, tmp_path):
     from PIL import Image
 
