@@ -49,6 +49,7 @@ from _common import DATA, DEFAULT_MODEL, read_result, write_result
 from reid_search.embedding.embedder import Embedder
 from reid_search.gallery import build_gallery
 from reid_search.journeys import trace_vector
+from reid_search.journeys.identities import link_identities, stored_identities
 
 WORLDS = {
     "market": DATA / "market1501-train" / "bounding_box_test",
@@ -158,15 +159,43 @@ def run_world(world: str, embedder: Embedder) -> dict:
             "visit_precision": round(float(precision), 4),
             "visit_recall": round(float(recall), 4),
         }
+    identities = {}
+    for label, constraints in (
+        ("identities with constraints", True),
+        ("identities without constraints", False),
+    ):
+        with gallery.writing():
+            report = link_identities(gallery, constraints=constraints)
+        identities[label] = {
+            "idf1": idf1(gallery, truth), "found": report.identities, "seconds": round(report.seconds, 1),
+            "refused_merges": report.constraint_refusals,
+        }  # fmt: skip
     gallery.close()
     row = {
         "world": world, "crops": len(truth["person_of"]), "people": len({p for p, _, _ in truth["visits"]}),
         "visits": len(truth["visits"]), "queries": len(truth["queries"]), "model": str(DEFAULT_MODEL.name),
         "index_seconds": round(index_seconds, 1), "trace_seconds": round(time.perf_counter() - started, 1),
-        **results,
+        **results, **identities,
     }  # fmt: skip
     print(row, flush=True)
     return row
+
+
+def idf1(gallery, truth: dict) -> float:
+    """IDF1 of the stored identities against the true people, over crops: the best one-to-one
+    matching of identities to people (Hungarian), 2 IDTP / (predicted + true crops)."""
+    from scipy.optimize import linear_sum_assignment
+
+    identity_of = stored_identities(gallery)
+    rows = gallery.rows(identity_of)
+    pairs = [(identity_of[i], truth["person_of"][Path(r["path"]).name]) for i, r in rows.items()]
+    found = {v: k for k, v in enumerate(sorted({p for p, _ in pairs}))}
+    people = {v: k for k, v in enumerate(sorted({t for _, t in pairs}))}
+    table = np.zeros((len(found), len(people)))
+    for p, t in pairs:
+        table[found[p], people[t]] += 1
+    r, c = linear_sum_assignment(-table)
+    return round(float(2 * table[r, c].sum() / (2 * len(pairs))), 4)
 
 
 def markdown(rows: list[dict]) -> str:
@@ -181,6 +210,13 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {r['world']} | {r['people']} | {r['visits']} | {r['queries']} | " + " | ".join(cells) + " |"
         )
+    lines += ["", "| world | people | identities: IDF1 (found) | without constraints (found) | seconds |"]
+    lines.append("|---|---|---|---|---|")
+    for r in rows:
+        w, wo = r.get("identities with constraints"), r.get("identities without constraints")
+        if w and wo:
+            lines.append(f"| {r['world']} | {r['people']} | {w['idf1']:.3f} ({w['found']}) | "
+                         f"{wo['idf1']:.3f} ({wo['found']}) | {w['seconds']:.1f} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -189,3 +189,38 @@ def test_an_evidence_bundle_verifies_and_any_changed_byte_is_reported(world, tmp
     assert f"source {query}: changed" in runner.invoke(app, ["verify-bundle", str(bundle)]).stdout
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "already exists" in again.stderr
+
+
+def test_identities_link_each_persons_cameras_and_count_them_per_camera(world):
+    """The synthetic world's 12 people, each seen once on each of 3 cameras: linked into one
+    identity a person, stored in the gallery; --summary counts them per camera and hour."""
+    import sqlite3
+
+    from reid_search.gallery import Gallery
+
+    data, indexes = world
+    base = ["--indexes-dir", str(indexes)]
+    done = runner.invoke(app, ["identities", "world", *base, "--threshold", "0.65", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["units"] == 36 and report["identities"] == 12
+    with Gallery.open(indexes / "world") as gallery:
+        rows = gallery.rows()
+    with sqlite3.connect(indexes / "world" / "meta.sqlite") as con:
+        identity_of = dict(con.execute("select faiss_id, identity from identities"))
+        runs = con.execute("select model_sha256, settings from identity_runs").fetchall()
+    people = {}
+    for faiss_id, row in rows.items():
+        people.setdefault(identity_of[faiss_id], set()).add(Path(row["path"]).name[:4])
+    assert all(len(p) == 1 for p in people.values())  # no identity holds two people
+    assert len(runs) == 1 and json.loads(runs[0][1])["constraints"] is True
+    counts = json.loads(runner.invoke(app, ["identities", "world", *base, "--summary", "--json"]).stdout)
+    assert counts["identities"] == 12 and counts["per_camera"] == {"1": 12, "2": 12, "3": 12}
+    assert sum(counts["per_hour"].values()) >= 12
+
+
+def test_identities_summary_before_any_run_says_how_to_make_them(synth_root, tmp_path):
+    indexes = tmp_path / "indexes"
+    index_with_cli(synth_root / "bbox_test", indexes, "fresh")
+    said = runner.invoke(app, ["identities", "fresh", "--indexes-dir", str(indexes), "--summary"])
+    assert said.exit_code == 2 and "no identities yet: run reid-search identities fresh" in said.stderr

@@ -21,7 +21,7 @@ GUIDES = {  # command -> the docs page that explains it (shown at the end of its
     "index": "docs/indexing.md", "reindex": "docs/indexing.md", "embed": "docs/indexing.md",
     "galleries": "docs/indexing.md", "query": "docs/querying.md", "compare": "docs/querying.md",
     "cluster": "docs/querying.md", "clusters": "docs/querying.md", "trace": "docs/querying.md",
-    "verify-bundle": "docs/querying.md",
+    "verify-bundle": "docs/querying.md", "identities": "docs/querying.md",
     "export-clip": "docs/indexing.md",
     "serve": "docs/serving.md", "evaluate": "docs/evaluation.md", "calibrate": "docs/evaluation.md",
     "train": "docs/training.md", "records": "docs/training.md", "adapt": "docs/training.md",

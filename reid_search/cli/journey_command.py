@@ -119,3 +119,48 @@ def verify_bundle_command(
     typer.echo(f"{bundle}: {check.files} files, {check.sources_checked} sources checked: {verdict}")
     if check.problems:
         raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def identities(
+    index_name: Annotated[str, typer.Argument(help="The gallery whose sightings to link into people.")],
+    threshold: Annotated[
+        float | None, typer.Option(help="Average cosine two groups need to merge [default: the card's].")
+    ] = None,
+    overlapping_cameras: Annotated[
+        list[str] | None, typer.Option(help="Two cameras that see one place, e.g. 1,2 (repeatable).")
+    ] = None,
+    show_summary: Annotated[
+        bool, typer.Option("--summary", help="Only count the stored identities per camera and hour.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The report (or summary) as JSON.")] = False,
+    indexes_dir: IndexesOpt = None,
+) -> None:
+    """Link a whole gallery's tracklets and crops into global identities across cameras (stored
+    in the gallery; running it again replaces them), or --summary: people per camera and hour."""
+    from ..gallery import Gallery
+    from ..journeys.identities import link_identities, summary
+
+    if show_summary:
+        with Gallery.open(index_name, indexes_dir) as gallery:
+            counts = summary(gallery)
+        if as_json:
+            typer.echo(json.dumps(counts, indent=2))
+            return
+        typer.echo(f"{counts['identities']} identities in gallery {index_name}")
+        for camera, n in counts["per_camera"].items():
+            typer.echo(f"  camera {camera}: {n}")
+        for hour, n in counts["per_hour"].items():
+            typer.echo(f"  {hour}:00  {n}")
+        return
+    pairs = [_camera_pair(t) for t in overlapping_cameras or []]
+    with Gallery.open(index_name, indexes_dir) as gallery, gallery.writing():
+        report = link_identities(gallery, threshold, overlapping=pairs)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    typer.echo(
+        f"{report.identities} identities from {report.units} sightings (threshold {report.threshold:.4f}; "
+        f"{report.constraint_refusals} merges refused by the constraints) in {report.seconds:.1f} s"
+    )

@@ -1,0 +1,217 @@
+"""Who is who across a whole gallery: its tracklets and crops linked into global identities.
+
+Units are the gallery's sightings (a tracklet's mean vector, else a crop). Units whose
+vectors are each among the other's nearest are candidate links; groups merge by **average
+linkage** (the mean cosine over all their members, highest first) while it reaches the
+threshold (the model card's same-person threshold unless given) — and only when the merged
+group stays physically possible: never two crops of one frame, never on two cameras at once
+(unless ``overlapping`` says those cameras see one place). The result is stored in the
+gallery's SQLite (``identities``: entry -> identity; ``identity_runs``: the model, settings
+and time that made them) and replaces the previous run.
+
+Usage::
+
+    from reid_search.gallery import Gallery
+    from reid_search.journeys.identities import link_identities
+    with Gallery.open("site") as gallery:
+        report = link_identities(gallery)
+    report.identities, report.units
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from ..gallery import Gallery, GalleryError
+
+DEFAULT_K = 10
+
+
+@dataclass
+class IdentitiesReport:
+    units: int  # sightings linked (tracklets, single crops)
+    identities: int
+    threshold: float
+    k: int
+    constraint_refusals: int  # merges the constraints refused
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Unit:
+    camera: int | None
+    first: str | None
+    last: str | None
+    frames: set
+
+
+def _units(gallery: Gallery) -> tuple[list[list[int]], list[_Unit], np.ndarray]:
+    """(entry ids of each unit, its facts, its unit mean vector)."""
+    rows = gallery.rows()
+    members: dict[tuple, list[int]] = defaultdict(list)
+    for faiss_id, row in rows.items():
+        key = ("t", row["camera"], row["tracklet"]) if row["tracklet"] is not None else ("e", faiss_id)
+        members[key].append(faiss_id)
+    ids = [sorted(m) for m in members.values()]
+    facts = []
+    for group in ids:
+        times = sorted(rows[i]["time"] for i in group if rows[i].get("time"))
+        frames = {(rows[i]["camera"], rows[i]["time"] or rows[i]["frame"]) for i in group}
+        facts.append(
+            _Unit(rows[group[0]]["camera"], times[0] if times else None, times[-1] if times else None, frames)
+        )
+    vectors = np.stack([gallery.vectors_for(group).mean(axis=0) for group in ids]).astype(np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return ids, facts, vectors
+
+
+def _compatible(a: list[_Unit], b: list[_Unit], overlapping: set[frozenset[int]]) -> bool:
+    for x in a:
+        for y in b:
+            if x.frames & y.frames:
+                return False
+            apart = x.camera != y.camera and frozenset((x.camera, y.camera)) not in overlapping
+            if apart and x.first and y.first and x.first <= y.last and y.first <= x.last:
+                return False
+    return True
+
+
+def link_identities(
+    gallery: Gallery,
+    threshold: float | None = None,
+    k: int = DEFAULT_K,
+    overlapping: list[tuple[int, int]] | tuple = (),
+    constraints: bool = True,
+) -> IdentitiesReport:
+    """Link every sighting of ``gallery`` into identities and store them (see the module)."""
+    import faiss
+
+    started = time.perf_counter()
+    if gallery.size == 0:
+        raise GalleryError(f"gallery {gallery.name} is empty: nothing to link")
+    card_threshold = getattr(gallery_card(gallery), "threshold", None)
+    threshold = threshold if threshold is not None else card_threshold
+    if threshold is None:
+        raise GalleryError("the model card has no same-person threshold: give --threshold")
+    ids, facts, vectors = _units(gallery)
+    n = len(ids)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    sims, nbrs = index.search(vectors, min(n, k + 1))
+    pairs = {}
+    for i in range(n):
+        for s, j in zip(sims[i], nbrs[i], strict=True):
+            if j >= 0 and j != i and s >= threshold:
+                pairs[(min(i, int(j)), max(i, int(j)))] = float(s)
+    parent = list(range(n))
+    sums = {i: vectors[i].astype(np.float64) for i in range(n)}
+    sizes = {i: 1 for i in range(n)}
+    units = {i: [facts[i]] for i in range(n)}
+    pairs_overlap = {frozenset(p) for p in overlapping}
+    heap = [(-s, a, b, 1, 1) for (a, b), s in pairs.items()]
+    heapq.heapify(heap)
+    refusals = 0
+
+    def root(u: int) -> int:
+        while parent[u] != u:
+            parent[u] = parent[parent[u]]
+            u = parent[u]
+        return u
+
+    while heap:
+        neg, a, b, size_a, size_b = heapq.heappop(heap)
+        ra, rb = root(a), root(b)
+        if ra == rb:
+            continue
+        if (sizes[ra], sizes[rb]) != (size_a, size_b):  # stale: re-score with today's groups
+            mean = float(sums[ra] @ sums[rb]) / (sizes[ra] * sizes[rb])
+            if mean >= threshold:
+                heapq.heappush(heap, (-mean, ra, rb, sizes[ra], sizes[rb]))
+            continue
+        if constraints and not _compatible(units[ra], units[rb], pairs_overlap):
+            refusals += 1
+            continue
+        parent[rb] = ra
+        sums[ra] += sums.pop(rb)
+        sizes[ra] += sizes.pop(rb)
+        units[ra] += units.pop(rb)
+    labels = np.array([root(i) for i in range(n)])
+    _, labels = np.unique(labels, return_inverse=True)
+    overlapping_list = sorted(sorted(p) for p in pairs_overlap)
+    settings = {
+        "threshold": threshold,
+        "k": k,
+        "overlapping_cameras": overlapping_list,
+        "constraints": constraints,
+    }
+    _store(gallery, {entry: int(labels[u]) for u, group in enumerate(ids) for entry in group}, settings)
+    return IdentitiesReport(n, int(labels.max()) + 1, threshold, k, refusals, time.perf_counter() - started)
+
+
+def gallery_card(gallery: Gallery):
+    """The model card the gallery was built with (its threshold), or None."""
+    from ..embedding.model_store import read_card
+
+    path = (gallery.manifest.get("model") or {}).get("path")
+    try:
+        return read_card(path) if path else None
+    except Exception:  # noqa: BLE001 - a gallery whose model moved still links with --threshold
+        return None
+
+
+def _store(gallery: Gallery, identity_of: dict[int, int], settings: dict[str, Any]) -> None:
+    """Replace the stored identities in one transaction, with the run that made them."""
+    from ..gallery.folder import transaction
+
+    with transaction(gallery.con) as con:
+        con.execute("create table if not exists identities (faiss_id integer primary key, identity integer)")
+        con.execute(
+            "create table if not exists identity_runs (run integer primary key autoincrement, created text, "
+            "model_sha256 text, settings text, identities integer)"
+        )
+        con.execute("delete from identities")
+        con.executemany("insert into identities values (?, ?)", sorted(identity_of.items()))
+        con.execute(
+            "insert into identity_runs (created, model_sha256, settings, identities) values (?, ?, ?, ?)",
+            (datetime.now(timezone.utc).isoformat(timespec="seconds"), gallery.model_sha256,
+             json.dumps(settings), len(set(identity_of.values()))),
+        )  # fmt: skip
+
+
+def stored_identities(gallery: Gallery) -> dict[int, int]:
+    """Entry -> identity of the last run ({} before any)."""
+    try:
+        return dict(gallery.con.execute("select faiss_id, identity from identities").fetchall())
+    except Exception:  # noqa: BLE001 - no table yet
+        return {}
+
+
+def summary(gallery: Gallery) -> dict[str, Any]:
+    """Unique identities per camera and per hour (of the entries' times)."""
+    identity_of = stored_identities(gallery)
+    if not identity_of:
+        raise GalleryError(
+            f"gallery {gallery.name} has no identities yet: run reid-search identities {gallery.name}"
+        )
+    per_camera: dict[Any, set] = defaultdict(set)
+    per_hour: dict[str, set] = defaultdict(set)
+    for faiss_id, row in gallery.rows(identity_of).items():
+        per_camera[row["camera"]].add(identity_of[faiss_id])
+        if row.get("time"):
+            per_hour[row["time"][:13]].add(identity_of[faiss_id])
+    return {
+        "identities": len(set(identity_of.values())),
+        "per_camera": {str(c): len(s) for c, s in sorted(per_camera.items(), key=lambda kv: str(kv[0]))},
+        "per_hour": {h: len(s) for h, s in sorted(per_hour.items())},
+    }
