@@ -161,6 +161,7 @@ def identities(
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
     typer.echo(
-        f"{report.identities} identities from {report.units} sightings (threshold {report.threshold:.4f}; "
+        f"{report.identities} identities from {report.units} sightings (threshold {report.threshold:.4f}, "
+        f"{report.threshold_source}; "
         f"{report.constraint_refusals} merges refused by the constraints) in {report.seconds:.1f} s"
     )

@@ -20,6 +20,7 @@ Usage::
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
 import time
@@ -33,6 +34,8 @@ import numpy as np
 from ..gallery import Gallery, GalleryError
 
 DEFAULT_K = 10
+MIN_PROVEN = 100  # proven-different pairs a gallery needs before its own threshold is used
+PROVEN_FAR = 0.001  # share of proven-different pairs the gallery's threshold may still link
 
 
 @dataclass
@@ -40,6 +43,7 @@ class IdentitiesReport:
     units: int  # sightings linked (tracklets, single crops)
     identities: int
     threshold: float
+    threshold_source: str
     k: int
     constraint_refusals: int  # merges the constraints refused
     seconds: float
@@ -100,12 +104,9 @@ def link_identities(
     started = time.perf_counter()
     if gallery.size == 0:
         raise GalleryError(f"gallery {gallery.name} is empty: nothing to link")
-    card_threshold = getattr(gallery_card(gallery), "threshold", None)
-    threshold = threshold if threshold is not None else card_threshold
-    if threshold is None:
-        raise GalleryError("the model card has no same-person threshold: give --threshold")
     ids, facts, vectors = _units(gallery)
     n = len(ids)
+    threshold, source = _threshold(threshold, gallery, facts, vectors, overlapping)
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     sims, nbrs = index.search(vectors, min(n, k + 1))
@@ -156,7 +157,45 @@ def link_identities(
         "constraints": constraints,
     }
     _store(gallery, {entry: int(labels[u]) for u, group in enumerate(ids) for entry in group}, settings)
-    return IdentitiesReport(n, int(labels.max()) + 1, threshold, k, refusals, time.perf_counter() - started)
+    return IdentitiesReport(
+        n, int(labels.max()) + 1, threshold, source, k, refusals, time.perf_counter() - started
+    )
+
+
+def _threshold(given, gallery, facts, vectors, overlapping) -> tuple[float, str]:
+    """The linking threshold and where it came from: as given; else the model card's, raised
+    to what the gallery itself proves when it can: sightings on two cameras at the same time
+    (cameras that do not overlap) are different people, and at most ``PROVEN_FAR`` of those
+    pairs may reach the threshold (when the gallery holds ``MIN_PROVEN`` such pairs)."""
+    if given is not None:
+        return float(given), "--threshold"
+    card = getattr(gallery_card(gallery), "threshold", None)
+    if card is None:
+        raise GalleryError("the model card has no same-person threshold: give --threshold")
+    sims = _proven_different(facts, vectors, {frozenset(p) for p in overlapping})
+    if len(sims) < MIN_PROVEN:
+        return float(card), f"model card ({len(sims)} proven-different pairs here: too few to fit)"
+    fitted = float(np.quantile(sims, 1 - PROVEN_FAR))
+    if fitted <= card:
+        return float(card), f"model card (the gallery's {len(sims)} proven-different pairs allow it)"
+    return fitted, f"fitted on the gallery: {len(sims)} pairs of sightings on two cameras at once"
+
+
+def _proven_different(facts, vectors, overlapping, limit: int = 200_000) -> np.ndarray:
+    """Cosines of sighting pairs that cannot be one person: on two cameras (not overlapping)
+    at overlapping times (a sweep over the sightings in time order)."""
+    timed = sorted((f.first, f.last, i) for i, f in enumerate(facts) if f.first)
+    starts = [t[0] for t in timed]
+    sims = []
+    for a, (_, last, i) in enumerate(timed):
+        for b in range(a + 1, bisect.bisect_right(starts, last)):
+            j = timed[b][2]
+            ci, cj = facts[i].camera, facts[j].camera
+            if ci != cj and frozenset((ci, cj)) not in overlapping:
+                sims.append(float(vectors[i] @ vectors[j]))
+        if len(sims) >= limit:
+            break
+    return np.array(sims, np.float32)
 
 
 def gallery_card(gallery: Gallery):
