@@ -217,6 +217,12 @@ def test_identities_link_each_persons_cameras_and_count_them_per_camera(world):
     counts = json.loads(runner.invoke(app, ["identities", "world", *base, "--summary", "--json"]).stdout)
     assert counts["identities"] == 12 and counts["per_camera"] == {"1": 12, "2": 12, "3": 12}
     assert sum(counts["per_hour"].values()) >= 12
+    assert report["threshold_source"] == "--threshold"
+    default = json.loads(runner.invoke(app, ["identities", "world", *base, "--json"]).stdout)
+    assert (
+        default["threshold_source"].startswith("model card")
+        and "too few to fit" in default["threshold_source"]
+    )
 
 
 def test_identities_summary_before_any_run_says_how_to_make_them(synth_root, tmp_path):
