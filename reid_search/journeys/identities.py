@@ -75,7 +75,10 @@ def _units(gallery: Gallery) -> tuple[list[list[int]], list[_Unit], np.ndarray]:
         facts.append(
             _Unit(rows[group[0]]["camera"], times[0] if times else None, times[-1] if times else None, frames)
         )
-    vectors = np.stack([gallery.vectors_for(group).mean(axis=0) for group in ids]).astype(np.float32)
+    all_ids, all_vectors = gallery.vectors()  # one pass over SQLite, not a query per sighting
+    position = {int(i): n for n, i in enumerate(all_ids)}
+    vectors = np.stack([all_vectors[[position[i] for i in group]].mean(axis=0) for group in ids])
+    vectors = vectors.astype(np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return ids, facts, vectors
 
