@@ -181,6 +181,52 @@ def run_world(world: str, embedder: Embedder) -> dict:
     return row
 
 
+def scale_run(crops: int, seed: int = 0) -> dict:
+    """``identities`` on a gallery of ``crops`` entries (timing; the gallery built from a vectors
+    file through build_gallery's precomputed path): one person a 40 crops, 8-crop tracklets
+    over 6 cameras and 10 hours; each person's vectors a unit centre plus a camera offset and
+    noise (so linking has real work: links, merges and constraint checks)."""
+    from reid_search.embedding.vectors import VectorsFile
+
+    rng = np.random.default_rng(seed)
+    folder = WORK / f"scale-{crops}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    (folder / "crops").mkdir(parents=True)
+    people, dim = crops // 40, 256
+    centres = rng.normal(size=(people, dim))
+    offsets = rng.normal(size=(6, dim)) * 0.4
+    rows, names, vectors = [], [], []
+    for t in range(crops // 8):
+        person, camera = int(rng.integers(people)), int(rng.integers(1, 7))
+        start = START + timedelta(seconds=float(rng.uniform(0, 36000)))
+        for k in range(8):
+            name = f"{t:06d}-{k}.jpg"
+            (folder / "crops" / name).write_bytes(b"\xff\xd8")  # never decoded: the vectors stand in
+            names.append(name)
+            vectors.append(centres[person] + offsets[camera - 1] + rng.normal(size=dim) * 0.5)
+            rows.append((name, camera, (start + timedelta(seconds=k)).isoformat(), t + 1))
+    with open(folder / "world.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("path", "camera", "time", "tracklet"), *rows])
+    embeddings = np.array(vectors, np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    card = Embedder(DEFAULT_MODEL)
+    table = VectorsFile(names, embeddings, card.card.name, card.model_sha256)
+    started = time.perf_counter()
+    gallery, _ = build_gallery(
+        folder / "crops", "scale", None, layout="unlabelled", metadata=folder / "world.csv",
+        indexes_dir=folder / "indexes", progress=False, rebuild=True, vectors=table,
+    )  # fmt: skip
+    built = time.perf_counter() - started
+    with gallery.writing():
+        report = link_identities(gallery, threshold=0.5)
+    gallery.close()
+    row = {"crops": crops, "sightings": report.units, "identities": report.identities, "true_people": people,
+           "index_seconds": round(built, 1), "identities_seconds": round(report.seconds, 1)}  # fmt: skip
+    print(row, flush=True)
+    return row
+
+
 def idf1(gallery, truth: dict) -> float:
     """IDF1 of the stored identities against the true people, over crops: the best one-to-one
     matching of identities to people (Hungarian), 2 IDTP / (predicted + true crops)."""
@@ -223,12 +269,19 @@ def markdown(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", action="append", choices=list(WORLDS), help="default: all")
+    parser.add_argument("--scale", type=int, help="only time identities on a gallery of this many crops")
     args = parser.parse_args()
+    if args.scale:
+        result = read_result("journeys", {"rows": []})
+        result["scale"] = scale_run(args.scale)
+        write_result("journeys", result)
+        return
     embedder = Embedder(DEFAULT_MODEL)
     rows = {r["world"]: r for r in read_result("journeys", {"rows": []})["rows"]}
     for world in args.world or list(WORLDS):
         rows[world] = run_world(world, embedder)
-        write_result("journeys", {"rows": [rows[w] for w in WORLDS if w in rows]})
+        previous = read_result("journeys", {"rows": []})
+        write_result("journeys", {**previous, "rows": [rows[w] for w in WORLDS if w in rows]})
     print(markdown([rows[w] for w in WORLDS if w in rows]))
 
 
