@@ -351,6 +351,20 @@ def journeys_table(result: dict) -> str:
     return markdown(result["rows"])
 
 
+def journeys_scale(result: dict) -> str:
+    r = result.get("scale")
+    if not r:
+        return "(not measured yet: `python benchmarks/journeys.py --scale 100000`)"
+    return (
+        f"`identities` on a {r['crops']:,}-crop gallery ({r['sightings']:,} tracklets; "
+        f"`python benchmarks/journeys.py --scale {r['crops']}`: synthetic vectors through the real "
+        f"precomputed-vector path, so the time, not the accuracy): {r['identities_seconds']:.1f} s "
+        "on 2 cores "
+        f"({r['identities']:,} identities for {r['true_people']:,} people; the gallery built in "
+        f"{r['index_seconds']:.1f} s)."
+    )
+
+
 def adapt_summary(result: dict) -> str:
     from adapt import summary
 
@@ -363,6 +377,7 @@ TABLES = {
     "adapt-summary": ("adapt.json", adapt_summary),
     "training-table": ("training_table.json", training_table),
     "journeys": ("journeys.json", journeys_table),
+    "journeys-scale": ("journeys.json", journeys_scale),
     "adapt-open-set": ("adapt_open_set.json", adapt_open_set_line),
     "serve-abuse": ("serve_abuse.json", serve_abuse_table),
     "levers": ("levers.json", levers_table),
