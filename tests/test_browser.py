@@ -30,12 +30,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def server(cuhk_test, tmp_path):
-    indexes = tmp_path / "indexes"
+def serve(indexes: Path, *index_args: str):
+    """Index with ``index_args`` (if any) into ``indexes``, serve it; yields the URL."""
     env = {**os.environ, "REID_SEARCH_INDEXES": str(indexes)}
     cli = [sys.executable, str(REPO / "cli.py")]
-    subprocess.run([*cli, "index", str(cuhk_test), "--name", "cuhk03-test", "-q"], env=env, check=True)
+    if index_args:
+        subprocess.run([*cli, "index", *index_args, "-q"], env=env, check=True)
     port = free_port()
     proc = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
@@ -51,6 +51,22 @@ def server(cuhk_test, tmp_path):
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def server(cuhk_test, tmp_path):
+    yield from serve(tmp_path / "indexes", str(cuhk_test), "--name", "cuhk03-test")
+
+
+@pytest.fixture()
+def world_server(synth_root, tmp_path):
+    from tests.test_journeys import write_world_csv
+
+    data = synth_root / "bbox_test"
+    times = write_world_csv(data, tmp_path / "times.csv")
+    yield from serve(
+        tmp_path / "indexes", str(data), "--name", "world", "--layout", "unlabelled", "--metadata", str(times)
+    )
 
 
 def wait_until(page, expression: str, seconds: float = 30.0) -> None:
@@ -94,3 +110,33 @@ def test_page_uploads_a_crop_and_shows_ranked_thumbnails(server, cuhk_test, mars
         wait_until(page, "document.getElementById('compare-result').textContent.includes('similarity')")
         browser.close()
     assert SCREENSHOT.stat().st_size > 10_000 and Path(SCREENSHOT).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_journey_view_lists_the_visits_in_time_order_by_keyboard(world_server, synth_root):
+    """The "Where did they go?" tab, reached with the keyboard, traces an uploaded crop: the
+    person's three visits in time order, each with its thumbnail, and the camera changes."""
+    from playwright.sync_api import sync_playwright
+
+    probe = next((synth_root / "bbox_test").rglob("0004C1T0001F002.jpg"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(world_server)
+        page.wait_for_selector("#gallery option", state="attached")
+        page.focus("#tab-trace")
+        page.keyboard.press("Enter")
+        assert page.is_visible("#trace") and not page.is_visible("#search")
+        page.set_input_files("#trace-files", str(probe))
+        page.wait_for_selector("#visits li")
+        wait_until(
+            page, "[...document.querySelectorAll('#visits img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
+        visits = page.locator("#visits li")
+        assert visits.count() == 3
+        assert [visits.nth(i).inner_text().split(" · ")[0].strip() for i in range(3)] == [
+            "camera 1",
+            "camera 2",
+            "camera 3",
+        ]
+        assert "camera 1 → 2" in page.locator("#transitions").inner_text()
+        browser.close()

@@ -54,22 +54,26 @@ def test_two_crops_of_one_frame_are_not_both_the_person():
     assert kept == [a] and set_aside[0][1].startswith("a crop of the same frame")
 
 
-@pytest.fixture(scope="module")
-def world(synth_root, tmp_path_factory) -> tuple[Path, Path]:
-    """A world from the synthetic people, indexed unlabelled with camera and time from a CSV:
-    person i walks camera 1 -> 2 -> 3, ten minutes apart, people a minute apart.
-    Returns (the crops' folder, the indexes folder holding gallery "world")."""
-    data, folder = synth_root / "bbox_test", tmp_path_factory.mktemp("world")
+def write_world_csv(data: Path, out: Path) -> Path:
+    """The world's CSV for the synthetic people below ``data``: person i walks camera 1 -> 2 -> 3,
+    ten minutes apart, people a minute apart; each camera visit its own tracklet."""
     rows = []
     for path in sorted(data.rglob("*.jpg")):
         person, camera, frame = int(path.name[:4]), int(path.name[5]), int(path.name[12:15])
         moment = T0 + timedelta(seconds=60 * person + 600 * (camera - 1) + frame)
         rows.append((str(path.relative_to(data)), camera, moment.isoformat(), 100 * person + camera))
-    with open(folder / "times.csv", "w", newline="") as handle:  # + the tracker's tracklet of each crop
+    with open(out, "w", newline="") as handle:  # + the tracker's tracklet of each crop
         csv.writer(handle).writerows([("path", "camera", "time", "tracklet"), *rows])
-    index_with_cli(
-        data, folder / "indexes", "world", "--layout", "unlabelled", "--metadata", str(folder / "times.csv")
-    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(synth_root, tmp_path_factory) -> tuple[Path, Path]:
+    """A world from the synthetic people, indexed unlabelled with camera, time and tracklet
+    from a CSV. Returns (the crops' folder, the indexes folder holding gallery "world")."""
+    data, folder = synth_root / "bbox_test", tmp_path_factory.mktemp("world")
+    times = str(write_world_csv(data, folder / "times.csv"))
+    index_with_cli(data, folder / "indexes", "world", "--layout", "unlabelled", "--metadata", times)
     return data, folder / "indexes"
 
 
