@@ -165,7 +165,7 @@ def run_world(world: str, embedder: Embedder) -> dict:
         ("identities without constraints", False),
     ):
         with gallery.writing():
-            report = link_identities(gallery, constraints=constraints)
+            report = link_identities(gallery, constraints=constraints, rebuild=True)
         identities[label] = {
             "idf1": idf1(gallery, truth), "found": report.identities, "seconds": round(report.seconds, 1),
             "refused_merges": report.constraint_refusals,

@@ -222,7 +222,7 @@ def test_identities_link_each_persons_cameras_and_count_them_per_camera(world):
     assert counts["identities"] == 12 and counts["per_camera"] == {"1": 12, "2": 12, "3": 12}
     assert sum(counts["per_hour"].values()) >= 12
     assert report["threshold_source"] == "--threshold"
-    default = json.loads(runner.invoke(app, ["identities", "world", *base, "--json"]).stdout)
+    default = json.loads(runner.invoke(app, ["identities", "world", *base, "--rebuild", "--json"]).stdout)
     assert (
         default["threshold_source"].startswith("model card")
         and "too few to fit" in default["threshold_source"]
@@ -234,3 +234,37 @@ def test_identities_summary_before_any_run_says_how_to_make_them(synth_root, tmp
     index_with_cli(synth_root / "bbox_test", indexes, "fresh")
     said = runner.invoke(app, ["identities", "fresh", "--indexes-dir", str(indexes), "--summary"])
     assert said.exit_code == 2 and "no identities yet: run reid-search identities fresh" in said.stderr
+
+
+def test_identities_grow_with_new_sightings_and_keep_the_old_ones(synth_root, tmp_path):
+    """Index six people, link them; index six more into the same gallery and link again: only
+    the new sightings are linked, the first six keep their identities and numbers."""
+    import os
+    import sqlite3
+
+    data, crops = synth_root / "bbox_test", tmp_path / "crops"
+    times = write_world_csv(data, tmp_path / "times.csv")
+    people = sorted(p for p in data.iterdir() if p.is_dir())
+    indexes, base = tmp_path / "indexes", ["--indexes-dir", str(tmp_path / "indexes")]
+
+    def grow(folders) -> None:
+        for folder in folders:
+            os.symlink(folder, crops / folder.name)
+        index_with_cli(crops, indexes, "grown", "--layout", "unlabelled", "--metadata", str(times))
+
+    def stored() -> dict[int, int]:
+        with sqlite3.connect(indexes / "grown" / "meta.sqlite") as con:
+            return dict(con.execute("select faiss_id, identity from identities"))
+
+    crops.mkdir()
+    grow(people[:6])
+    link = ["identities", "grown", *base, "--json"]
+    first = json.loads(runner.invoke(app, [*link, "--threshold", "0.65"]).stdout)
+    assert first["identities"] == 6 and first["linked"] == 18
+    before = stored()
+    grow(people[6:])
+    second = json.loads(runner.invoke(app, link).stdout)
+    assert second["linked"] == 18 and second["identities"] == 12
+    assert second["threshold_source"] == "the last run's (incremental)" and second["threshold"] == 0.65
+    after = stored()
+    assert {i: after[i] for i in before} == before  # the first six: same identities, same numbers

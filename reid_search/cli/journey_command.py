@@ -131,6 +131,10 @@ def identities(
     overlapping_cameras: Annotated[
         list[str] | None, typer.Option(help="Two cameras that see one place, e.g. 1,2 (repeatable).")
     ] = None,
+    rebuild: Annotated[
+        bool,
+        typer.Option(help="Link everything again (default: keep the stored identities, link new sightings)."),
+    ] = False,
     show_summary: Annotated[
         bool, typer.Option("--summary", help="Only count the stored identities per camera and hour.")
     ] = False,
@@ -138,7 +142,8 @@ def identities(
     indexes_dir: IndexesOpt = None,
 ) -> None:
     """Link a whole gallery's tracklets and crops into global identities across cameras (stored
-    in the gallery; running it again replaces them), or --summary: people per camera and hour."""
+    in the gallery; run again, it links only what was indexed since, unless --rebuild), or
+    --summary: people per camera and hour."""
     from ..gallery import Gallery
     from ..journeys.identities import link_identities, summary
 
@@ -156,12 +161,13 @@ def identities(
         return
     pairs = [_camera_pair(t) for t in overlapping_cameras or []]
     with Gallery.open(index_name, indexes_dir) as gallery, gallery.writing():
-        report = link_identities(gallery, threshold, overlapping=pairs)
+        report = link_identities(gallery, threshold, overlapping=pairs, rebuild=rebuild)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
     typer.echo(
-        f"{report.identities} identities from {report.units} sightings (threshold {report.threshold:.4f}, "
+        f"{report.identities} identities from {report.units} sightings ({report.linked} linked now; "
+        f"threshold {report.threshold:.4f}, "
         f"{report.threshold_source}; "
         f"{report.constraint_refusals} merges refused by the constraints) in {report.seconds:.1f} s"
     )

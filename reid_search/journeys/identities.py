@@ -47,6 +47,7 @@ class IdentitiesReport:
     k: int
     constraint_refusals: int  # merges the constraints refused
     seconds: float
+    linked: int = 0  # sightings linked by this run (the new ones, when incremental)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,8 +101,13 @@ def link_identities(
     k: int = DEFAULT_K,
     overlapping: list[tuple[int, int]] | tuple = (),
     constraints: bool = True,
+    rebuild: bool = False,
 ) -> IdentitiesReport:
-    """Link every sighting of ``gallery`` into identities and store them (see the module)."""
+    """Link the sightings of ``gallery`` into identities and store them (see the module).
+
+    Incremental unless ``rebuild``: when the gallery already holds identities made by the
+    same model, they are kept as they are (never split, their numbers kept) and only the new
+    sightings are linked, to them or among themselves, at the last run's threshold."""
     import faiss
 
     started = time.perf_counter()
@@ -109,13 +115,24 @@ def link_identities(
         raise GalleryError(f"gallery {gallery.name} is empty: nothing to link")
     ids, facts, vectors = _units(gallery)
     n = len(ids)
-    threshold, source = _threshold(threshold, gallery, facts, vectors, overlapping)
+    stored, last = ({}, None) if rebuild else (stored_identities(gallery), _last_run(gallery))
+    if last is None or last[0] != gallery.model_sha256 or threshold not in (None, last[1]["threshold"]):
+        stored = {}  # a first run, another model or another threshold: everything again
+    old = {u for u, group in enumerate(ids) if all(e in stored for e in group)}
+    if stored:
+        threshold, source = float(last[1]["threshold"]), "the last run's (incremental)"
+    else:
+        threshold, source = _threshold(threshold, gallery, facts, vectors, overlapping)
+    new_units = [u for u in range(n) if u not in old]
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
-    sims, nbrs = index.search(vectors, min(n, k + 1))
+    queries = new_units if stored else list(range(n))
+    sims, nbrs = (
+        index.search(vectors[queries], min(n, k + 1)) if queries else (np.zeros((0, 1)), np.zeros((0, 1)))
+    )
     pairs = {}
-    for i in range(n):
-        for s, j in zip(sims[i], nbrs[i], strict=True):
+    for row, i in enumerate(queries):
+        for s, j in zip(sims[row], nbrs[row], strict=True):
             if j >= 0 and j != i and s >= threshold:
                 pairs[(min(i, int(j)), max(i, int(j)))] = float(s)
     parent = list(range(n))
@@ -123,8 +140,6 @@ def link_identities(
     sizes = {i: 1 for i in range(n)}
     units = {i: [facts[i]] for i in range(n)}
     pairs_overlap = {frozenset(p) for p in overlapping}
-    heap = [(-s, a, b, 1, 1) for (a, b), s in pairs.items()]
-    heapq.heapify(heap)
     refusals = 0
 
     def root(u: int) -> int:
@@ -132,6 +147,20 @@ def link_identities(
             parent[u] = parent[parent[u]]
             u = parent[u]
         return u
+
+    first_of: dict[int, int] = {}
+    for u in sorted(old):  # the stored identities, as they were
+        identity = stored[ids[u][0]]
+        if identity in first_of:
+            ra, rb = first_of[identity], u
+            parent[rb] = ra
+            sums[ra] += sums.pop(rb)
+            sizes[ra] += sizes.pop(rb)
+            units[ra] += units.pop(rb)
+        else:
+            first_of[identity] = u
+    heap = [(-s, root(a), root(b), sizes[root(a)], sizes[root(b)]) for (a, b), s in pairs.items()]
+    heapq.heapify(heap)
 
     while heap:
         neg, a, b, size_a, size_b = heapq.heappop(heap)
@@ -150,8 +179,7 @@ def link_identities(
         sums[ra] += sums.pop(rb)
         sizes[ra] += sizes.pop(rb)
         units[ra] += units.pop(rb)
-    labels = np.array([root(i) for i in range(n)])
-    _, labels = np.unique(labels, return_inverse=True)
+    labels = _numbered([root(i) for i in range(n)], ids, stored)
     overlapping_list = sorted(sorted(p) for p in pairs_overlap)
     settings = {
         "threshold": threshold,
@@ -161,7 +189,14 @@ def link_identities(
     }
     _store(gallery, {entry: int(labels[u]) for u, group in enumerate(ids) for entry in group}, settings)
     return IdentitiesReport(
-        n, int(labels.max()) + 1, threshold, source, k, refusals, time.perf_counter() - started
+        n,
+        len(set(labels.tolist())),
+        threshold,
+        source,
+        k,
+        refusals,
+        time.perf_counter() - started,
+        len(new_units) if stored else n,
     )
 
 
@@ -199,6 +234,33 @@ def _proven_different(facts, vectors, overlapping, limit: int = 200_000) -> np.n
         if len(sims) >= limit:
             break
     return np.array(sims, np.float32)
+
+
+def _numbered(roots: list[int], ids: list[list[int]], stored: dict[int, int]) -> np.ndarray:
+    """Identity numbers per unit: a group holding stored identities keeps the smallest of their
+    numbers; other groups get new numbers after the largest stored one."""
+    kept: dict[int, int] = {}
+    for u, r in enumerate(roots):
+        if ids[u][0] in stored:
+            kept[r] = min(kept.get(r, stored[ids[u][0]]), stored[ids[u][0]])
+    next_number = max(stored.values(), default=-1) + 1
+    out = []
+    for r in roots:
+        if r not in kept:
+            kept[r], next_number = next_number, next_number + 1
+        out.append(kept[r])
+    return np.array(out)
+
+
+def _last_run(gallery: Gallery) -> tuple[str, dict] | None:
+    """(model_sha256, settings) of the gallery's last identities run, or None."""
+    try:
+        row = gallery.con.execute(
+            "select model_sha256, settings from identity_runs order by run desc limit 1"
+        ).fetchone()
+    except Exception:  # noqa: BLE001 - no table yet
+        return None
+    return (row[0], json.loads(row[1])) if row else None
 
 
 def gallery_card(gallery: Gallery):
