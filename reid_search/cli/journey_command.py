@@ -11,14 +11,6 @@ import typer
 from ._common import IndexesOpt, ModelOpt, _fail, app, friendly_errors
 
 
-def _camera_pair(text: str) -> tuple[int, int]:
-    try:
-        a, b = (int(v) for v in text.split(","))
-    except ValueError:
-        _fail(f"--overlapping-cameras {text!r}: expected two camera numbers, e.g. 1,2")
-    return a, b
-
-
 @app.command()
 @friendly_errors
 def trace(
@@ -53,11 +45,12 @@ def trace(
 ) -> None:
     """Where did this person go? Their visits across the gallery's cameras in time order, the
     camera changes with travel times, and the look-alike visits the constraints set aside."""
-    from ..embedding.embedder import Embedder
     from ..gallery import Gallery
     from ..journeys import trace as run_trace
+    from ..journeys.trace import camera_pair
+    from ..search.service import embedder_for_gallery
 
-    pairs = [_camera_pair(t) for t in overlapping_cameras or []]
+    pairs = [camera_pair(t) for t in overlapping_cameras or []]
     if bundle is not None and bundle.exists():
         _fail(f"{bundle}: already exists; a bundle is never overwritten (choose another path)")
     if plot is not None:
@@ -65,7 +58,7 @@ def trace(
 
         check_figure_path(plot)  # a type matplotlib cannot write: refused before any work
     with Gallery.open(index_name, indexes_dir) as gallery:
-        embedder = Embedder(model or gallery.manifest["model"].get("path"))
+        embedder = embedder_for_gallery(gallery, model)
         journey = run_trace(gallery, embedder, images, pairs, gap_seconds, min_score)
     if plot is not None and journey.visits:
         from ..journeys.timeline import plot_journey
@@ -146,6 +139,7 @@ def identities(
     --summary: people per camera and hour."""
     from ..gallery import Gallery
     from ..journeys.identities import link_identities, summary
+    from ..journeys.trace import camera_pair
 
     if show_summary:
         with Gallery.open(index_name, indexes_dir) as gallery:
@@ -159,7 +153,7 @@ def identities(
         for hour, n in counts["per_hour"].items():
             typer.echo(f"  {hour}:00  {n}")
         return
-    pairs = [_camera_pair(t) for t in overlapping_cameras or []]
+    pairs = [camera_pair(t) for t in overlapping_cameras or []]
     with Gallery.open(index_name, indexes_dir) as gallery, gallery.writing():
         report = link_identities(gallery, threshold, overlapping=pairs, rebuild=rebuild)
     if as_json:

@@ -160,7 +160,7 @@ def cluster_gallery(
     settings changed); ``threshold`` None: the model card's same-person threshold."""
     started = time.perf_counter()
     if threshold is None:
-        threshold = _card_threshold(gallery)
+        threshold = card_threshold(gallery)
     if k < 1:
         raise GalleryError(f"k must be at least 1, got {k}")
     old_threshold, old_k = gallery.cluster_settings()
@@ -210,7 +210,8 @@ def cluster_gallery(
     )
 
 
-def _card_threshold(gallery: Gallery) -> float:
+def card_threshold(gallery: Gallery) -> float:
+    """The same-person threshold of the card of the model that built ``gallery`` (else an error)."""
     from ..embedding.model_store import card_path, read_card_file
 
     path = gallery.manifest["model"].get("path")

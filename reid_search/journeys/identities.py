@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from ..gallery import Gallery, GalleryError
+from ..gallery.clusters import card_threshold
+from .visits import conflict
 
 DEFAULT_K = 10
 MIN_PROVEN = 100  # proven-different pairs a gallery needs before its own threshold is used
@@ -85,14 +87,8 @@ def _units(gallery: Gallery) -> tuple[list[list[int]], list[_Unit], np.ndarray]:
 
 
 def _compatible(a: list[_Unit], b: list[_Unit], overlapping: set[frozenset[int]]) -> bool:
-    for x in a:
-        for y in b:
-            if x.frames & y.frames:
-                return False
-            apart = x.camera != y.camera and frozenset((x.camera, y.camera)) not in overlapping
-            if apart and x.first and y.first and x.first <= y.last and y.first <= x.last:
-                return False
-    return True
+    """Could the sightings of two groups all be one person (the constraints of :func:`.visits.conflict`)?"""
+    return not any(conflict(x, y, overlapping) for x in a for y in b)
 
 
 def link_identities(
@@ -207,9 +203,7 @@ def _threshold(given, gallery, facts, vectors, overlapping) -> tuple[float, str]
     pairs may reach the threshold (when the gallery holds ``MIN_PROVEN`` such pairs)."""
     if given is not None:
         return float(given), "--threshold"
-    card = getattr(gallery_card(gallery), "threshold", None)
-    if card is None:
-        raise GalleryError("the model card has no same-person threshold: give --threshold")
+    card = card_threshold(gallery)
     sims = _proven_different(facts, vectors, {frozenset(p) for p in overlapping})
     if len(sims) < MIN_PROVEN:
         return float(card), f"model card ({len(sims)} proven-different pairs here: too few to fit)"
@@ -261,17 +255,6 @@ def _last_run(gallery: Gallery) -> tuple[str, dict] | None:
     except Exception:  # noqa: BLE001 - no table yet
         return None
     return (row[0], json.loads(row[1])) if row else None
-
-
-def gallery_card(gallery: Gallery):
-    """The model card the gallery was built with (its threshold), or None."""
-    from ..embedding.model_store import read_card
-
-    path = (gallery.manifest.get("model") or {}).get("path")
-    try:
-        return read_card(path) if path else None
-    except Exception:  # noqa: BLE001 - a gallery whose model moved still links with --threshold
-        return None
 
 
 def _store(gallery: Gallery, identity_of: dict[int, int], settings: dict[str, Any]) -> None:

@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 
 from ..calibration.open_set import background_similarity
-from ..data.images import ImageError, list_images
-from ..embedding.embedder import pool_tracklet
+from ..errors import InputError
 from ..gallery import Gallery, GalleryError
-from ..search.query import Background, GalleryMatch, open_set_rule_for, sighting
+from ..search.query import Background, GalleryMatch, embed_query, open_set_rule_for, sighting
 from .visits import Seen, Visit, group_visits, resolve, transitions
 
 TRACE_SCHEMA = "reid-search/trace/v1"
@@ -70,15 +69,8 @@ def trace(
 ) -> Journey:
     """The query person's journey through ``gallery`` (see the module docstring)."""
     gallery.check_model(embedder.model_sha256, embedder.model.path)
-    unread: list = []
-    paths = list_images(list(images), unread)
-    if not paths:
-        raise GalleryError(f"{', '.join(map(str, images)) or 'no query'}: no query image there")
-    vectors, used, failures = embedder.embed_files(paths)
-    if not used:
-        raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
-    images_used = [str(paths[i]) for i in used]
-    return trace_vector(gallery, pool_tracklet(vectors), images_used, embedder.card, overlapping, gap_seconds,
+    query, used, _ = embed_query(embedder, images)
+    return trace_vector(gallery, query, [str(p) for p in used], embedder.card, overlapping, gap_seconds,
                         min_score)  # fmt: skip
 
 
@@ -122,6 +114,21 @@ def trace_vector(
         "model_sha256": gallery.model_sha256,
     }  # fmt: skip
     return Journey(gallery.name, list(images), kept, transitions(kept), set_aside, settings)
+
+
+def camera_pair(text: str) -> tuple[int, int]:
+    """``"1,2"`` -> (1, 2): two cameras that see one place; anything else is one InputError.
+
+    >>> camera_pair("1, 2")
+    (1, 2)
+    """
+    parts = str(text).split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() and len(p.strip()) <= 18 for p in parts):
+        raise InputError(
+            f"--overlapping-cameras (overlapping_cameras) {str(text)[:40]!r}: "
+            "expected two camera numbers, e.g. 1,2"
+        )
+    return int(parts[0]), int(parts[1])
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -115,12 +115,15 @@ def group_visits(seen: list[Seen], gap_seconds: float) -> list[Visit]:
     return visits
 
 
-def conflict(a: Visit, b: Visit, overlapping: set[frozenset[int]]) -> str | None:
-    """Why ``a`` and ``b`` cannot both be one person (None: they can)."""
+def conflict(a, b, overlapping: set[frozenset[int]]) -> str | None:
+    """Why ``a`` and ``b`` cannot both be one person (None: they can). Anything with a
+    ``camera``, ``first`` / ``last`` times (None: unknown) and a set of ``frames`` (camera,
+    moment) is checked: visits here, sightings in :mod:`.identities`."""
     if a.frames & b.frames:
         return f"a crop of the same frame as a more confident visit on camera {b.camera}"
     apart = a.camera != b.camera and frozenset((a.camera, b.camera)) not in overlapping
-    if apart and a.first <= b.last and b.first <= a.last:
+    timed = a.first is not None and b.first is not None
+    if apart and timed and a.first <= b.last and b.first <= a.last:
         return f"at the same time as a more confident visit on camera {b.camera}"
     return None
 

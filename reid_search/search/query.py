@@ -346,6 +346,16 @@ def search_gallery(
     threshold (``min_score``, else the model card's); ``in_gallery`` is False when none does.
     """
     gallery.check_model(embedder.model_sha256, embedder.model.path)
+    vector, used, failures = embed_query(embedder, images)
+    options = QueryOptions.from_search(
+        top_k, matches_per_identity, where, same_camera_rule, rerank, min_score
+    )
+    return answer_vector(gallery, vector, used, [str(f) for f in failures], embedder.card, options)
+
+
+def embed_query(embedder: Embedder, images: Sequence[str | Path]) -> tuple[np.ndarray, list[Path], list]:
+    """A query's image(s) (folders expand) as one pooled unit vector: (vector, the images
+    used, the failures); no readable image is one clear error."""
     unread: list = []
     paths = list_images(list(images), unread)
     if not paths:
@@ -360,17 +370,7 @@ def search_gallery(
     failures = [*(ImageError(s.path, s.reason) for s in unread), *failures]
     if not used:
         raise ImageError(paths[0], "no readable query image: " + "; ".join(f.reason for f in failures))
-    options = QueryOptions.from_search(
-        top_k, matches_per_identity, where, same_camera_rule, rerank, min_score
-    )
-    return answer_vector(
-        gallery,
-        pool_tracklet(vectors),
-        [paths[i] for i in used],
-        [str(f) for f in failures],
-        embedder.card,
-        options,
-    )
+    return pool_tracklet(vectors), [paths[i] for i in used], failures
 
 
 def answer_vector(

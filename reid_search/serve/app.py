@@ -39,7 +39,7 @@ from ..embedding.embedder import pool_tracklet
 from ..errors import ReidSearchError
 from ..gallery import read_manifest
 from ..gallery.entry_files import EntryFile, EntryUnavailable, entry_image
-from ..journeys import trace_vector
+from ..journeys.trace import camera_pair, trace_vector
 from ..search.compare import Comparison
 from ..search.query import QueryOptions, answer_vector
 from ..video.decode import VideoError
@@ -178,7 +178,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         min_score: Annotated[float | None, Form(ge=-1, le=1)] = None,
     ) -> dict[str, Any]:
         """The person's visits across the gallery's cameras in time order (``reid-search trace``)."""
-        pairs = [_camera_pair(text) for text in overlapping_cameras or []]
+        pairs = [camera_pair(text) for text in overlapping_cameras or []]
         uploads = await _read_uploads(images, budget)
         handle = await run_in_threadpool(pool.handle, gallery)
         vectors, used, _ = await embed(handle, uploads)
@@ -259,14 +259,6 @@ def app_from_environment() -> FastAPI:
     from .config import CONFIG_ENV
 
     return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]))
-
-
-def _camera_pair(text: str) -> tuple[int, int]:
-    """``"1,2"`` -> (1, 2); anything else is a 400 naming the field."""
-    parts = text.split(",")
-    if len(parts) != 2 or not all(p.strip().isdigit() and len(p.strip()) <= 18 for p in parts):
-        raise UploadRejected(400, "overlapping_cameras: expected two camera numbers, e.g. 1,2")
-    return int(parts[0]), int(parts[1])
 
 
 async def _project_error(_: Request, exc: Exception):

@@ -89,10 +89,6 @@ class DetectorCard:
         return (Path(self.path).parent / self.model_file).resolve()
 
 
-def _require(module: str, extra: str):
-    return require_extra(module, extra, "this detector")
-
-
 class Detector:
     """A loaded person detector: ``detect(frames)`` -> one :class:`Boxes` per frame."""
 
@@ -194,7 +190,7 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np
 
 
 def _openvino_runner(path: Path, threads: int | None):
-    ov = _require("openvino", "openvino")
+    ov = require_extra("openvino", "openvino", "this detector")
     core = ov.Core()
     config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
     compiled = core.compile_model(str(path), "CPU", config)
@@ -204,7 +200,7 @@ def _openvino_runner(path: Path, threads: int | None):
 
 
 def _onnx_runner(path: Path, threads: int | None):
-    ort = _require("onnxruntime", "onnx")
+    ort = require_extra("onnxruntime", "onnx", "this detector")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
