@@ -169,10 +169,16 @@ def video_cell(overrides: dict) -> dict:
         "with_labels": None,
         "minutes": round(result.seconds / 60, 1),
         "clusters_per_round": [r.get("clusters") for r in result.rounds],
-        "command": config.command or "",
+        "command": adapt_command_of(result.model_path),
         "model_file": str(result.model_path),
         "rules": result.extra,
     }
+
+
+def adapt_command_of(model_path: Path) -> str:
+    """The ``reid-search adapt`` command an adapted model's card records (also when resumed)."""
+    card = json.loads(Path(model_path).with_suffix(".card.json").read_text())
+    return card["training"]["adaptation"]["command"]
 
 
 def run(cell: str, without: list[str], overrides: dict, tag: str = "") -> dict:
@@ -209,7 +215,7 @@ def run(cell: str, without: list[str], overrides: dict, tag: str = "") -> dict:
         "minutes_this_run": round(minutes, 1),
         "clusters_per_round": [r.get("clusters") for r in result.rounds],
         "cross_camera_share_per_round": [r.get("cross_camera_clusters") for r in result.rounds],
-        "command": config.command or "",
+        "command": adapt_command_of(result.model_path),
         "model_file": str(result.model_path),
         "rules": result.extra,
     }
