@@ -371,6 +371,23 @@ def adapt_summary(result: dict) -> str:
     return summary(result["rows"])
 
 
+def _attribute_renderers():
+    from attributes_tables import (
+        HEAD_CARD,
+        attribute_set_table,
+        attributes_headline,
+        attributes_table,
+        vocabulary_table,
+    )
+
+    return {
+        "vocabulary": (HEAD_CARD, vocabulary_table),
+        "attribute-set": (HEAD_CARD, attribute_set_table),
+        "attributes": ("attributes.json", attributes_table),
+        "attributes-headline": ("attributes.json", attributes_headline),
+    }
+
+
 TABLES = {
     "headline": ("cross_domain.json", headline_table),
     "adapt": ("adapt.json", adapt_table),
@@ -392,6 +409,7 @@ TABLES = {
     "video": ("video.json", video_table),
     "open-set": ("open_set.json", open_set_table),
     "open-set-variants": ("open_set_variants.json", open_set_variants_table),
+    **_attribute_renderers(),
 }
 
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -80,15 +82,25 @@ def wait_until(page, expression: str, seconds: float = 30.0) -> None:
         time.sleep(0.1)
 
 
-def test_page_uploads_a_crop_and_shows_ranked_thumbnails(server, cuhk_test, mars_samples):
+@contextmanager
+def page_of(url: str, **page_options):
+    """Headless Chromium on the page at ``url``, its gallery list loaded."""
     from playwright.sync_api import sync_playwright
 
-    probe = sorted((cuhk_test / "0750").glob("0750C1*.jpg"))[0]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(server)
+        page = browser.new_page(**page_options)
+        page.goto(url)
         page.wait_for_selector("#gallery option", state="attached")
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_page_uploads_a_crop_and_shows_ranked_thumbnails(server, cuhk_test, mars_samples):
+    probe = sorted((cuhk_test / "0750").glob("0750C1*.jpg"))[0]
+    with page_of(server, viewport={"width": 1280, "height": 900}) as page:
         page.fill("#top-k", "5")
         page.fill("#exclude", "1")  # the query's own camera: answers come from camera 2
         page.set_input_files("#files", str(probe))
@@ -108,21 +120,14 @@ def test_page_uploads_a_crop_and_shows_ranked_thumbnails(server, cuhk_test, mars
         page.set_input_files("#image-a", str(mars_samples / "1.jpg"))
         page.set_input_files("#image-b", str(mars_samples / "2.jpg"))
         wait_until(page, "document.getElementById('compare-result').textContent.includes('similarity')")
-        browser.close()
     assert SCREENSHOT.stat().st_size > 10_000 and Path(SCREENSHOT).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_the_journey_view_lists_the_visits_in_time_order_by_keyboard(world_server, synth_root):
+def test_the_journey_view_lists_the_visits_in_time_order_by_keyboard(world_server, synth_root, tmp_path):
     """The "Where did they go?" tab, reached with the keyboard, traces an uploaded crop: the
     person's three visits in time order, each with its thumbnail, and the camera changes."""
-    from playwright.sync_api import sync_playwright
-
     probe = next((synth_root / "bbox_test").rglob("0004C1T0001F002.jpg"))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page()
-        page.goto(world_server)
-        page.wait_for_selector("#gallery option", state="attached")
+    with page_of(world_server) as page:
         page.focus("#tab-trace")
         page.keyboard.press("Enter")
         assert page.is_visible("#trace") and not page.is_visible("#search")
@@ -139,4 +144,28 @@ def test_the_journey_view_lists_the_visits_in_time_order_by_keyboard(world_serve
             "camera 3",
         ]
         assert "camera 1 → 2" in page.locator("#transitions").inner_text()
-        browser.close()
+        page.focus("#trace-bundle")  # the evidence bundle, by keyboard too
+        with page.expect_download() as download:
+            page.keyboard.press("Enter")
+        bundle = tmp_path / "journey.zip"
+        download.value.save_as(bundle)
+    checked = subprocess.run([sys.executable, str(REPO / "cli.py"), "verify-bundle", str(bundle)],
+                             capture_output=True, text=True)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "3 visit" in zipfile.ZipFile(bundle).read("report.html").decode()
+
+
+def test_the_search_box_finds_people_by_description_by_keyboard(world_server):
+    """Typing a description and pressing Enter lists answers, each with the terms it fits and
+    their probabilities (the world was indexed with the package's attribute head)."""
+    with page_of(world_server) as page:
+        page.focus("#description")
+        page.keyboard.type("man, no hat")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#results .result")
+        fits = page.locator("#results .fits").first.inner_text()
+        assert fits.startswith("fits: man ") and "no hat" in fits and "%" in fits
+        assert "answers fitting: man = male; no hat = not hat" in page.locator("#status").inner_text()
+        page.fill("#description", "purpel top")
+        page.keyboard.press("Enter")
+        wait_until(page, "document.querySelector('#status').textContent.includes('closest known: purple')")

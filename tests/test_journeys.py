@@ -229,6 +229,33 @@ def test_identities_link_each_persons_cameras_and_count_them_per_camera(world):
     )
 
 
+def test_query_and_trace_answer_by_identity(world):
+    """After `identities`, a query's answers are identities (each a person across cameras, not
+    one crop) and a stored identity's journey is traced with no query image."""
+    data, indexes = world
+    base = ["--indexes-dir", str(indexes)]
+    assert (
+        runner.invoke(app, ["identities", "world", *base, "--threshold", "0.65", "--rebuild"]).exit_code == 0
+    )
+    query = next(data.rglob("0004C1T0001F002.jpg"))
+    out = runner.invoke(app, ["query", str(query), "--index", "world", *base, "--by", "identity", "--json",
+                              "--matches", "9"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    top = json.loads(out.stdout)["results"][0]
+    assert top["key"].startswith("identity:")
+    assert {Path(m["path"]).name[:4] for m in top["matches"]} == {"0004"}
+    assert {m["camera"] for m in top["matches"]} == {1, 2, 3}  # one answer holds all three cameras
+    number = top["key"].split(":")[1]
+    journey = runner.invoke(app, ["trace", "--identity", number, "--index", "world", *base, "--json"])
+    assert journey.exit_code == 0, journey.output
+    visits = json.loads(journey.stdout)["visits"]
+    assert [v["camera"] for v in visits] == [1, 2, 3]
+    unknown = runner.invoke(app, ["trace", "--identity", "999", "--index", "world", *base])
+    assert unknown.exit_code == 2 and "has no identity 999" in unknown.output
+    both = runner.invoke(app, ["trace", str(query), "--identity", number, "--index", "world", *base])
+    assert both.exit_code == 2 and "not both" in both.output
+
+
 def test_identities_summary_before_any_run_says_how_to_make_them(synth_root, tmp_path):
     indexes = tmp_path / "indexes"
     index_with_cli(synth_root / "bbox_test", indexes, "fresh")

@@ -123,6 +123,8 @@ def test_the_wheel_indexes_video_and_answers_outside_the_checkout(tmp_path):
     best = result["results"][0]["matches"][0]
     assert (work / best["path"]).resolve() == query.resolve() and best["similarity"] > 0.99
     assert best["extra"]["video"].endswith("lobby_cam3.mp4") and best["camera"] == 3
+    found = json.loads(_run([cli, "find", "man, no hat", "--index", "lobby", "--json"], work, env).stdout)
+    assert found["results"] and found["results"][0]["attributes"][0]["means"] == "male"  # the wheel's head
 
 
 def test_every_command_help_names_its_guide_page():

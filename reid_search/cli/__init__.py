@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import (  # noqa: F401  (each module registers its commands)
     adapt_command,
+    attribute_commands,
     gallery_commands,
     journey_command,
     model_commands,
@@ -25,6 +26,7 @@ GUIDES = {  # command -> the docs page that explains it (shown at the end of its
     "export-clip": "docs/indexing.md",
     "serve": "docs/serving.md", "evaluate": "docs/evaluation.md", "calibrate": "docs/evaluation.md",
     "train": "docs/training.md", "records": "docs/training.md", "adapt": "docs/training.md",
+    "find": "docs/querying.md", "attributes": "docs/querying.md", "train-attributes": "docs/training.md",
     "export": "docs/models.md", "models": "docs/models.md", "demo": "README.md",
 }  # fmt: skip
 

@@ -75,6 +75,13 @@ def index(
         typer.Option(help="Precomputed vectors (.npz from 'embed' of DATA) instead of embedding."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the build report as JSON.")] = False,
+    attributes: Annotated[
+        bool | None,
+        typer.Option(
+            "--attributes/--no-attributes",
+            help="Give entries attribute probabilities for `find` [default: when the model has a head].",
+        ),
+    ] = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     ray_actors: RayActorsOpt = None,
@@ -127,7 +134,7 @@ def index(
             str(card), detect_every, min_box_height, min_confidence, min_track_length, camera, start_time, fps
         )
         _index_video(data, name, model, batch_size, options, layout == "frames", level, frames_per_tracklet,
-                     rebuild, index_type, indexes_dir, quiet, as_json)  # fmt: skip
+                     rebuild, index_type, indexes_dir, quiet, as_json, attributes)  # fmt: skip
         return
     if len(data) != 1:
         _fail("give one dataset folder (several paths are for video files)")
@@ -152,6 +159,7 @@ def index(
         progress=not quiet,
         index_type=index_type,
         vectors=precomputed,
+        attributes=attributes,
     )
     counts = gallery.manifest["counts"]
     if as_json:
@@ -208,7 +216,7 @@ def _refuse_options_that_do_not_apply(given: set[str], video: bool) -> None:
 
 
 def _index_video(videos, name, model, batch_size, options, frame_folders, level, frames_per_tracklet,
-                 rebuild, index_type, indexes_dir, quiet, as_json) -> None:  # fmt: skip
+                 rebuild, index_type, indexes_dir, quiet, as_json, attributes=None) -> None:  # fmt: skip
     """``index`` for video files or frame folders: cut tracklets, then index their crops."""
     from ..embedding.embedder import Embedder
     from ..gallery.from_video import build_video_gallery
@@ -218,7 +226,7 @@ def _index_video(videos, name, model, batch_size, options, frame_folders, level,
         videos, name or gallery_name_from_folder(Path(videos[0]).stem),
         Embedder(model, batch_size=batch_size), options, level=level, indexes_dir=indexes_dir,
         frames_per_tracklet=frames_per_tracklet, progress=not quiet, index_type=index_type,
-        rebuild=rebuild, frame_folders=frame_folders,
+        rebuild=rebuild, frame_folders=frame_folders, attributes=attributes,
         log=(lambda line: None) if as_json else typer.echo,
     )  # fmt: skip
     counts = gallery.manifest["counts"]

@@ -15,9 +15,15 @@ from ._common import IndexesOpt, ModelOpt, _fail, app, friendly_errors
 @friendly_errors
 def trace(
     images: Annotated[
-        list[Path], typer.Argument(help="Query image(s) of one person (several: one tracklet).")
-    ],
-    index_name: Annotated[str, typer.Option("--index", "-i", help="The gallery to trace the person in.")],
+        list[Path] | None, typer.Argument(help="Query image(s) of one person (several: one tracklet).")
+    ] = None,
+    index_name: Annotated[
+        str, typer.Option("--index", "-i", help="The gallery to trace the person in.")
+    ] = "",
+    identity: Annotated[
+        int | None,
+        typer.Option(help="Trace a stored identity (`reid-search identities`) instead of query images."),
+    ] = None,
     model: ModelOpt = None,
     overlapping_cameras: Annotated[
         list[str] | None,
@@ -47,7 +53,7 @@ def trace(
     camera changes with travel times, and the look-alike visits the constraints set aside."""
     from ..gallery import Gallery
     from ..journeys import trace as run_trace
-    from ..journeys.trace import camera_pair
+    from ..journeys.trace import camera_pair, trace_identity
     from ..search.service import embedder_for_gallery
 
     pairs = [camera_pair(t) for t in overlapping_cameras or []]
@@ -57,9 +63,16 @@ def trace(
         from ..figures import check_figure_path
 
         check_figure_path(plot)  # a type matplotlib cannot write: refused before any work
+    if bool(images) == (identity is not None):
+        _fail("give query image(s) or --identity N, not both and not neither")
+    if not index_name:
+        _fail("--index NAME: the gallery to trace the person in")
     with Gallery.open(index_name, indexes_dir) as gallery:
-        embedder = embedder_for_gallery(gallery, model)
-        journey = run_trace(gallery, embedder, images, pairs, gap_seconds, min_score)
+        if identity is not None:
+            journey = trace_identity(gallery, identity, gap_seconds)
+        else:
+            embedder = embedder_for_gallery(gallery, model)
+            journey = run_trace(gallery, embedder, images, pairs, gap_seconds, min_score)
     if plot is not None and journey.visits:
         from ..journeys.timeline import plot_journey
 

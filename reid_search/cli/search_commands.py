@@ -58,6 +58,15 @@ def query(
         float | None,
         typer.Option(help="Same-person threshold on cosine similarity [default: the model card's]."),
     ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(help="Only entries that fit this description ('backpack'; see `find --help`)."),
+    ] = None,
+    where_min: Annotated[float, typer.Option(help="... with at least this probability of fitting it.")] = 0.5,
+    by: Annotated[
+        str,
+        typer.Option(help="auto (a person, cluster, tracklet or entry), or identity (after `identities`)."),
+    ] = "auto",
     plot: Annotated[
         Path | None,
         typer.Option(help="Draw the query beside its top-k answers to this PNG (green/red when labelled)."),
@@ -78,7 +87,7 @@ def query(
 
     options = QueryOptions(
         top_k, matches, tuple(camera or ()), tuple(exclude_camera or ()), after, before,
-        same_camera_rule, rerank, min_score,
+        same_camera_rule, rerank, min_score, where, where_min, by,
     )  # fmt: skip
     if plot:
         from ..figures import check_figure_path
@@ -122,6 +131,9 @@ def query(
                 box = ",".join(str(v) for v in m.extra.get("box", []))
                 where = f"{Path(m.extra['video']).name} frame {m.extra.get('frame')} box {box}"
             typer.echo(f"{head}  {m.similarity:.3f}  {camera}  {when}  {where}")
+        if hit.attributes:
+            fits = ", ".join(f"{a['words']} {100 * a['probability']:.0f}%" for a in hit.attributes)
+            typer.echo(f"{'':36}  fits: {fits}")
         if hit.cluster:
             cams = ",".join(map(str, hit.cluster["cameras"])) or "-"
             typer.echo(f"{'':36}  cluster of {hit.cluster['size']} entries, cameras {cams}")

@@ -168,6 +168,7 @@ def build_gallery(
     progress: bool = True,
     index_type: str | None = None,
     vectors=None,
+    attributes: bool | None = None,
 ) -> tuple[Gallery, BuildReport]:
     """Embed every image of ``data`` into the gallery ``name`` (created, resumed or grown).
 
@@ -178,7 +179,8 @@ def build_gallery(
     instead of the embedder. ``index_type``: a FAISS factory string or ``auto``.
     ``name_pattern`` / ``metadata`` (CSV) give camera, time and extra metadata
     (:mod:`reid_search.data.metadata`); run again with new metadata, entries already
-    embedded get it without being embedded again.
+    embedded get it without being embedded again. ``attributes``: give new entries attribute
+    probabilities (None: when the model has an attribute head; True: it must have one).
     """
     if isinstance(data, DatasetScan):
         scan = data
@@ -201,7 +203,7 @@ def build_gallery(
     def build_at(target: Path, wanted_index_type: str | None) -> tuple[Gallery, BuildReport]:
         return _build_into(
             target, scan, embedder, vectors, info, level, frames_per_tracklet, checkpoint_seconds,
-            progress, wanted_index_type,
+            progress, wanted_index_type, attributes,
         )  # fmt: skip
 
     if not (rebuild and (path / MANIFEST_FILE).is_file()):
@@ -217,6 +219,21 @@ def build_gallery(
     gallery.checkpoint()
     report.gallery = str(path)
     return gallery, report
+
+
+def _attach_attributes(gallery: Gallery, wanted: bool | None) -> None:
+    """Attach the model's attribute head for new entries (see :func:`build_gallery`)."""
+    from ..attributes.head import AttributeHeadError, head_for_model
+
+    if wanted is False:
+        return
+    try:
+        gallery.attach_attribute_head(head_for_model(gallery.model_sha256))
+    except AttributeHeadError:
+        if wanted:
+            gallery.unlock()
+            gallery.close()
+            raise
 
 
 def _recover_interrupted_swap(path: Path) -> None:
@@ -246,6 +263,7 @@ def _build_into(
     checkpoint_seconds: float,
     progress: bool,
     index_type: str | None,
+    attributes: bool | None = None,
 ) -> tuple[Gallery, BuildReport]:
     if (path / MANIFEST_FILE).is_file():
         gallery = Gallery.open(path)
@@ -266,6 +284,7 @@ def _build_into(
         gallery.close()
         raise
     report = BuildReport(gallery=str(path))
+    _attach_attributes(gallery, attributes)
     _record_source(gallery, scan)
     gallery.checkpoint()  # the folder is on record before any of its entries (servers check it)
 

@@ -31,33 +31,48 @@ class EntryFilter:
     exclude_cameras: tuple[int, ...] = ()
     after: str | None = None
     before: str | None = None
+    description: Any = None  # a parsed description entries must fit (query --where)
+    min_probability: float = 0.5  # ... with at least this probability
 
     @property
     def active(self) -> bool:
-        return bool(self.cameras or self.exclude_cameras or self.after or self.before)
+        return bool(self.cameras or self.exclude_cameras or self.after or self.before or self.description)
 
-    def sql(self) -> tuple[str, list[Any]]:
-        """(where clause, parameters); ``1`` when nothing is filtered."""
+    def sql(self, table: str = "") -> tuple[str, list[Any]]:
+        """(where clause, parameters); ``1`` when nothing is filtered. ``table``: the rows' alias
+        when the clause reads a join (``"v"``)."""
+        col = f"{table}." if table else ""
         terms: list[str] = []
         params: list[Any] = []
         if self.cameras:
-            terms.append(f"camera in ({','.join('?' * len(self.cameras))})")
+            terms.append(f"{col}camera in ({','.join('?' * len(self.cameras))})")
             params += [int(c) for c in self.cameras]
         if self.exclude_cameras:
             marks = ",".join("?" * len(self.exclude_cameras))
-            terms.append(f"(camera is null or camera not in ({marks}))")
+            terms.append(f"({col}camera is null or {col}camera not in ({marks}))")
             params += [int(c) for c in self.exclude_cameras]
         if self.after:
-            terms.append("time >= ?")
+            terms.append(f"{col}time >= ?")
             params.append(self.after)
         if self.before:
-            terms.append("time <= ?")
+            terms.append(f"{col}time <= ?")
             params.append(self.before)
+        if self.description is not None:
+            from .attribute_rows import description_sql
+
+            fits = description_sql(self.description)
+            terms.append(f"{col}faiss_id in (select a.faiss_id from entry_attributes a where {fits} >= ?)")
+            params.append(float(self.min_probability))
         return (" and ".join(terms) or "1"), params
 
     def to_dict(self) -> dict[str, Any]:
         """The non-empty parts, for reports (``{"cameras": [1, 3]}``)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v}
+        out.pop("min_probability")
+        if self.description is not None:
+            out |= {"where": self.description.text, "where_min": self.min_probability}
+            out.pop("description")
+        return out
 
 
 def exact_top_k(

@@ -40,6 +40,7 @@ def build_video_gallery(
     rebuild: bool = False,
     frame_folders: bool = False,
     log=lambda line: None,
+    attributes: bool | None = None,
 ) -> tuple[Gallery, BuildReport, list[VideoCut]]:
     """Cut every video (or frame folder with ``frame_folders``) and index the crops into ``name``."""
     if options is None:
@@ -87,7 +88,7 @@ def build_video_gallery(
     scan = DatasetScan(str(crops_root), "video", records, skipped)
     gallery, report = build_gallery(
         scan, path.name, embedder, level=level, indexes_dir=base, frames_per_tracklet=frames_per_tracklet,
-        progress=progress, index_type=index_type,
+        progress=progress, index_type=index_type, attributes=attributes,
     )  # fmt: skip
     return gallery, report, cuts
 

@@ -120,6 +120,26 @@ class RowStore:
             "skipped": one("select count(*) from skipped"),
         }
 
+    def has_identities(self) -> bool:
+        """Whether ``reid-search identities`` has linked this gallery's entries."""
+        if not self.con.execute("select 1 from sqlite_master where name = 'identities'").fetchone():
+            return False
+        return self.con.execute("select 1 from identities limit 1").fetchone() is not None
+
+    def identity_of(self, ids: Sequence[int]) -> dict[int, int]:
+        """id -> stored identity (``reid-search identities``) of the given entries that have one."""
+        if not self.has_identities():
+            return {}
+        out: dict[int, int] = {}
+        wanted = [int(i) for i in ids]
+        for start in range(0, len(wanted), 900):  # SQLite's variable limit
+            chunk = wanted[start : start + 900]
+            sql = (
+                f"select faiss_id, identity from identities where faiss_id in ({','.join('?' * len(chunk))})"
+            )
+            out.update(self.con.execute(sql, chunk).fetchall())
+        return out
+
     def remove(self, ids: Sequence[int]) -> None:
         """Delete entries (rows, frames, vectors) in one transaction; the index is rebuilt on next use."""
         if not len(ids):
@@ -127,6 +147,7 @@ class RowStore:
         with self._transaction():
             self.con.executemany("delete from vectors where faiss_id = ?", [(int(i),) for i in ids])
             self.con.executemany("delete from frames where faiss_id = ?", [(int(i),) for i in ids])
+            self._forget_attributes(ids)
             self.con.execute(
                 "insert into state (key, value) values ('generation', 1) "
                 "on conflict(key) do update set value = value + 1"
@@ -162,6 +183,7 @@ class RowStore:
                     ],
                 )
                 self.con.executemany("delete from skipped where path = ?", [(r["path"],) for r in rows])
+                self._add_attributes_of(rows, vectors)
             if frames:
                 self.con.executemany("insert into frames (faiss_id, path) values (?, ?)", frames)
             if skipped:

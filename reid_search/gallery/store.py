@@ -39,6 +39,7 @@ from typing import Any
 from .. import __version__
 from .._files import write_json_atomic
 from . import index as idx
+from .attribute_rows import AttributeRows
 from .cluster_rows import ClusterRows
 from .faiss_cache import IndexCache
 from .folder import (  # noqa: F401  (re-exported: the gallery package's names)
@@ -68,7 +69,7 @@ from .folder import (  # noqa: F401  (re-exported: the gallery package's names)
 from .rows import RowStore
 
 
-class Gallery(RowStore, ClusterRows, IndexCache):
+class Gallery(RowStore, ClusterRows, AttributeRows, IndexCache):
     """An opened gallery folder. Use :meth:`open`; :func:`build_gallery` creates and grows one."""
 
     def __init__(self, path: Path, con: sqlite3.Connection, manifest: dict[str, Any]):

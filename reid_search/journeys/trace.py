@@ -116,6 +116,33 @@ def trace_vector(
     return Journey(gallery.name, list(images), kept, transitions(kept), set_aside, settings)
 
 
+def trace_identity(gallery: Gallery, identity: int, gap_seconds: float = 10.0) -> Journey:
+    """The visits of one stored identity (``reid-search identities``), in time order: no query
+    image, every sighting the identity links (its similarity: cosine to the identity's mean)."""
+    ids = [i for i, n in gallery.identity_of(gallery.ids().tolist()).items() if n == int(identity)]
+    if not ids:
+        known = (
+            "run `reid-search identities` first"
+            if not gallery.has_identities()
+            else "see `identities --json`"
+        )
+        raise GalleryError(f"gallery {gallery.name} has no identity {identity} ({known})")
+    vectors = gallery.vectors_for(ids)
+    sims = vectors @ _unit(vectors.mean(axis=0))
+    rows = gallery.rows(ids)
+    seen = []
+    for faiss_id, sim in zip(ids, sims.tolist(), strict=True):
+        row = rows[faiss_id]
+        if row["camera"] is None or not row.get("time"):
+            raise GalleryError(f"gallery {gallery.name}: entry {row['path']} has no camera or time")
+        extra = GalleryMatch.from_row(row, sim).extra
+        seen.append(Seen(faiss_id, row["path"], row["camera"], row["tracklet"], row["frame"],
+                         datetime.fromisoformat(row["time"]), sim, 1.0, extra))  # fmt: skip
+    visits = sorted(group_visits(seen, gap_seconds), key=lambda v: (v.first, v.camera))
+    settings = {"identity": int(identity), "gap_seconds": gap_seconds, "model_sha256": gallery.model_sha256}
+    return Journey(gallery.name, [], visits, transitions(visits), [], settings)
+
+
 def camera_pair(text: str) -> tuple[int, int]:
     """``"1,2"`` -> (1, 2): two cameras that see one place; anything else is one InputError.
 

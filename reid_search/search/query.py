@@ -16,10 +16,9 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,158 +31,20 @@ from ..embedding.embedder import Embedder, pool_tracklet
 from ..gallery import EntryFilter, Gallery, GalleryError
 from ..gallery.clusters import cluster_summary
 from .rerank import RerankConfig, rerank_similarities
+from .results import (  # noqa: F401  (re-exported: the shapes every search answers in)
+    QUERY_SCHEMA,
+    Background,
+    GalleryMatch,
+    IdentityHit,
+    QueryResult,
+    sighting,
+)
 
-QUERY_SCHEMA = "reid-search/query/v2"
 RERANK_SHORTLIST_MAX = 2000
 INT64_MAX = 2**63 - 1
 MAX_TOP_K = 1000
 MAX_MATCHES = 100  # entries re-ranked per query: memory about 12 x this^2 bytes
 BACKGROUND_FETCH_MAX = 4096  # entries fetched at most to find the sightings of the query's background
-
-
-@dataclass
-class GalleryMatch:
-    faiss_id: int
-    path: str
-    person: str | None
-    camera: int | None
-    tracklet: int | None
-    frame: int | None
-    similarity: float
-    time: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    cluster: int | None = None
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any], similarity: float) -> GalleryMatch:
-        extra = json.loads(row["extra"]) if row.get("extra") else {}
-        return cls(
-            row["faiss_id"], row["path"], row["person"], row["camera"], row["tracklet"], row["frame"],
-            similarity, row.get("time"), extra, row.get("cluster"),
-        )  # fmt: skip
-
-    @property
-    def group(self) -> tuple[str, Any]:
-        """What this match answers for: its person, else its cluster, else its tracklet (one
-        sighting, e.g. a visit cut from video), else itself."""
-        if self.person is not None:
-            return ("person", self.person)
-        if self.cluster is not None:
-            return ("cluster", self.cluster)
-        if self.tracklet is not None:
-            return ("tracklet", self.tracklet)
-        return ("entry", self.faiss_id)
-
-
-def sighting(row: dict[str, Any]) -> tuple:
-    """One sighting of someone: the tracklet (frames of one visit to one camera) an entry
-    belongs to, else the entry itself. In a gallery of tracklets the query's background counts
-    each sighting once (60 frames of the right person's visit are not 60 look-alikes), and the
-    card's tracklet rule, calibrated that way, decides.
-
-    >>> sighting({"faiss_id": 7, "person": None, "camera": 2, "tracklet": 3})
-    ('tracklet', None, 2, 3)
-    >>> sighting({"faiss_id": 7, "person": None, "camera": 2, "tracklet": None})
-    ('entry', 7)
-    """
-    if row["tracklet"] is not None:
-        return ("tracklet", row["person"], row["camera"], row["tracklet"])
-    return ("entry", row["faiss_id"])
-
-
-@dataclass(frozen=True)
-class Background:
-    """How alike the query is to the people it merely resembles (the open-set margin's base).
-
-    ``entries`` counts each fetched entry, ``sightings`` each :func:`sighting` once;
-    ``tracklets`` says whether most fetched entries belong to tracklets.
-    """
-
-    entries: float
-    sightings: float
-    tracklets: bool
-
-
-@dataclass
-class IdentityHit:
-    """One ranked answer: a labelled person, a cluster of unlabelled entries (``reid-search
-    cluster``), or one unlabelled entry (``person`` None)."""
-
-    rank: int
-    person: str | None
-    score: float  # what the ranking used: best cosine, or best re-ranked score with --rerank
-    matches: list[GalleryMatch]
-    match: bool | None = None  # accepted: confidence at the open-set rule's level, or cosine >= threshold
-    confidence: float | None = None  # open-set confidence 0..1 that this is the query's person
-    cluster: dict[str, Any] | None = None  # id, size, cameras, first/last time of the answer's cluster
-
-    @property
-    def key(self) -> str:
-        """``person:ID``, ``cluster:ID`` or ``entry:FAISS_ID``."""
-        kind, value = self.matches[0].group
-        return f"{kind}:{value}"
-
-    @property
-    def similarity(self) -> float:
-        """The identity's best cosine similarity to the query."""
-        return max(m.similarity for m in self.matches)
-
-
-@dataclass
-class QueryResult:
-    """Ranked identities for one query, and what went into it."""
-
-    gallery: str
-    model_sha256: str
-    images: list[str]
-    identities: list[IdentityHit]
-    skipped: list[str] = field(default_factory=list)
-    excluded: dict[str, Any] = field(default_factory=dict)
-    filter: dict[str, Any] = field(default_factory=dict)
-    rerank: dict[str, Any] | None = None
-    threshold: float | None = None  # same-person threshold the match flags use
-    threshold_source: str = ""
-    open_set: dict[str, Any] | None = None  # the accept rule when the model card has one
-
-    @property
-    def in_gallery(self) -> bool | None:
-        """Is any answer accepted (open-set rule or threshold)? None when there is neither."""
-        if self.threshold is None and self.open_set is None:
-            return None
-        return any(h.match for h in self.identities)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The documented JSON form (``docs/query-json.md``)."""
-        return {
-            "schema": QUERY_SCHEMA,
-            "gallery": self.gallery,
-            "model_sha256": self.model_sha256,
-            "query": {
-                "images": self.images,
-                "skipped": self.skipped,
-                "filter": self.filter,
-                "excluded": self.excluded,
-                "rerank": self.rerank,
-                "threshold": self.threshold,
-                "threshold_source": self.threshold_source,
-                "open_set": self.open_set,
-            },
-            "in_gallery": self.in_gallery,
-            "results": [
-                {
-                    "rank": h.rank,
-                    "key": h.key,
-                    "person": h.person,
-                    "cluster": h.cluster,
-                    "score": round(h.score, 6),
-                    "similarity": round(h.similarity, 6),
-                    "match": h.match,
-                    "confidence": None if h.confidence is None else round(h.confidence, 4),
-                    "matches": [{**asdict(m), "similarity": round(m.similarity, 6)} for m in h.matches],
-                }
-                for h in self.identities
-            ],
-        }
 
 
 @dataclass(frozen=True)
@@ -199,9 +60,20 @@ class QueryOptions:
     same_camera_rule: bool = False
     rerank: bool | RerankConfig = False
     min_score: float | None = None
+    where: Any = None  # a description the answers' entries must fit (text, parsed here)
+    where_min: float = 0.5
+    by: str = "auto"  # answers per person / cluster / tracklet / entry, or per stored "identity"
 
     def __post_init__(self) -> None:
+        from ..attributes.vocabulary import parse_description
         from ..data.metadata import parse_time
+
+        if isinstance(self.where, str):
+            object.__setattr__(self, "where", parse_description(self.where))
+        if self.by not in ("auto", "identity"):
+            raise GalleryError(f"by must be auto or identity, not {self.by!r}")
+        if not 0 <= self.where_min <= 1:
+            raise GalleryError(f"where_min must be a probability from 0 to 1, not {self.where_min}")
 
         if not 1 <= self.top_k <= MAX_TOP_K:
             raise GalleryError(f"top_k must be from 1 to {MAX_TOP_K}, not {self.top_k}")
@@ -217,7 +89,14 @@ class QueryOptions:
         object.__setattr__(self, "before", parse_time(self.before) if self.before else None)
 
     def entry_filter(self) -> EntryFilter:
-        return EntryFilter(tuple(self.camera), tuple(self.exclude_camera), self.after, self.before)
+        return EntryFilter(
+            tuple(self.camera),
+            tuple(self.exclude_camera),
+            self.after,
+            self.before,
+            self.where,
+            self.where_min,
+        )
 
     def rerank_config(self) -> RerankConfig | None:
         if not self.rerank:
@@ -230,7 +109,7 @@ class QueryOptions:
         where = where or EntryFilter()
         return cls(
             top_k, matches, tuple(where.cameras), tuple(where.exclude_cameras), where.after, where.before,
-            same_camera_rule, rerank or False, min_score,
+            same_camera_rule, rerank or False, min_score, where.description, where.min_probability,
         )  # fmt: skip
 
 
@@ -242,8 +121,10 @@ def rank_identities(
     where: EntryFilter | None = None,
     exclude_person_camera: tuple[str, int] | None = None,
     rerank: RerankConfig | None = None,
+    by_identity: bool = False,
 ) -> tuple[list[IdentityHit], Background]:
     """The ``top_k`` identities closest to ``query_vector`` among entries passing ``where``.
+    ``by_identity``: answers are the gallery's stored identities (``reid-search identities``).
 
     ``where`` (cameras, time window) is applied inside the index search; the search goes
     deeper until ``top_k`` identities are found or the passing entries are exhausted.
@@ -274,13 +155,15 @@ def rank_identities(
             order = dict(zip((i for i, _ in hits), scores.tolist(), strict=True))
             hits.sort(key=lambda h: -order[h[0]])
         rows = gallery.rows(i for i, _ in hits)
-        grouped: dict[str, list[GalleryMatch]] = {}
+        identity = gallery.identity_of([i for i, _ in hits]) if by_identity else {}
+        grouped: dict[Any, list[GalleryMatch]] = {}
         for faiss_id, sim in hits:
             row = rows[faiss_id]
             if exclude_person_camera and (row["person"], row["camera"]) == exclude_person_camera:
                 continue
             match = GalleryMatch.from_row(row, sim)
-            grouped.setdefault(match.group, []).append(match)
+            key = ("identity", identity[faiss_id]) if faiss_id in identity else match.group
+            grouped.setdefault(key, []).append(match)
         sightings: dict[tuple, float] = {}
         for faiss_id, sim in hits:
             key = sighting(rows[faiss_id])
@@ -289,17 +172,30 @@ def rank_identities(
         if (len(grouped) >= top_k and background_found) or fetch >= limit:
             break
         fetch = min(limit, fetch * 4)
-    ranked = sorted(grouped.values(), key=lambda matches: -order[matches[0].faiss_id])[:top_k]
+    ranked = sorted(grouped.items(), key=lambda item: -order[item[1][0].faiss_id])[:top_k]
     in_tracklets = sum(rows[i]["tracklet"] is not None for i, _ in hits)
     background = Background(
         background_similarity(np.sort([s for _, s in hits])[::-1]),
         background_similarity(np.sort(list(sightings.values()))[::-1]),
         in_tracklets * 2 > len(hits),
     )
-    return [
-        IdentityHit(r, matches[0].person, order[matches[0].faiss_id], matches[:matches_per_identity])
-        for r, matches in enumerate(ranked, start=1)
-    ], background
+    hits = []
+    for rank, (key, matches) in enumerate(ranked, start=1):
+        hit = IdentityHit(rank, matches[0].person, order[matches[0].faiss_id], matches[:matches_per_identity])
+        hit.grouped_as = f"identity:{key[1]}" if key[0] == "identity" else None
+        hits.append(hit)
+    return hits, background
+
+
+def describe_hits(gallery: Gallery, hits: list[IdentityHit], description) -> None:
+    """Each answer's terms of ``description`` with their probabilities (of its best entry)."""
+    found = gallery.term_probabilities([h.matches[0].faiss_id for h in hits], description)
+    for hit in hits:
+        values = found.get(hit.matches[0].faiss_id, [])
+        hit.attributes = [
+            {"words": t.words, "means": t.show(), "probability": round(v, 3)}
+            for t, v in zip(description.terms, values, strict=True)
+        ]
 
 
 def open_set_rule_for(card, background: Background) -> tuple[OpenSetRule | None, float, str]:
@@ -345,11 +241,18 @@ def search_gallery(
     Each identity is flagged ``match`` when its best cosine reaches the same-person
     threshold (``min_score``, else the model card's); ``in_gallery`` is False when none does.
     """
-    gallery.check_model(embedder.model_sha256, embedder.model.path)
-    vector, used, failures = embed_query(embedder, images)
     options = QueryOptions.from_search(
         top_k, matches_per_identity, where, same_camera_rule, rerank, min_score
     )
+    return answer_images(gallery, embedder, images, options)
+
+
+def answer_images(
+    gallery: Gallery, embedder: Embedder, images: Sequence[str | Path], options: QueryOptions
+) -> QueryResult:
+    """Embed ``images`` (one person: a tracklet) and answer ``options`` over ``gallery``."""
+    gallery.check_model(embedder.model_sha256, embedder.model.path)
+    vector, used, failures = embed_query(embedder, images)
     return answer_vector(gallery, vector, used, [str(f) for f in failures], embedder.card, options)
 
 
@@ -399,8 +302,14 @@ def answer_vector(
     )
     paths = [Path(p) for p in images]
     exclusion = _protocol_exclusion(paths) if same_camera_rule else None
+    if where.description is not None:
+        gallery.require_attributes()
+    if options.by == "identity" and not gallery.has_identities():
+        raise GalleryError(
+            f"gallery {gallery.name!r} has no identities: run `reid-search identities {gallery.name}` first"
+        )
     hits, background = rank_identities(
-        gallery, query_vector, top_k, matches_per_identity, where, exclusion, rerank
+        gallery, query_vector, top_k, matches_per_identity, where, exclusion, rerank, options.by == "identity"
     )
     open_set, base, counted = open_set_rule_for(card, background)
     for hit in hits:
@@ -418,6 +327,8 @@ def answer_vector(
                 hit.match = hit.confidence >= open_set.accept
     if open_set is not None and min_score is None:
         source = "model card open-set rule"
+    if where.description is not None:
+        describe_hits(gallery, hits, where.description)
     excluded = {"person_camera": {"person": exclusion[0], "camera": exclusion[1]}} if exclusion else {}
     return QueryResult(
         gallery.name,

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..gallery import Gallery, GalleryError
-from .query import QueryOptions, QueryResult, answer_vector, search_gallery  # noqa: F401  (QueryOptions re-exported)
+from .query import QueryOptions, QueryResult, answer_images, answer_vector, search_gallery  # noqa: F401
 
 
 def embedder_for_gallery(gallery: Gallery, model: str | Path | None = None, **embedder_options):
@@ -49,7 +49,4 @@ def answer_query(
     gallery: Gallery, embedder, images: Sequence[str | Path], options: QueryOptions
 ) -> QueryResult:
     """Embed ``images`` (one person: a tracklet) and rank ``gallery``'s identities."""
-    return search_gallery(
-        gallery, embedder, images, options.top_k, options.matches, options.entry_filter(),
-        options.same_camera_rule, options.rerank_config(), options.min_score,
-    )  # fmt: skip
+    return answer_images(gallery, embedder, images, options)

@@ -1,6 +1,8 @@
 """The FastAPI application: JSON API under ``/api``, the page at ``/``, OpenAPI docs at ``/docs``.
 
 * ``POST /api/query``    images (one or several = one tracklet) -> ``reid-search/query/v2``
+* ``POST /api/find``     a description -> ``reid-search/query/v2`` (answers by attributes)
+* ``POST /api/trace``    images -> the person's visits; ``POST /api/trace/bundle`` -> its evidence zip
 * ``POST /api/compare``  two images -> similarity and verdict
 * ``GET /api/galleries``, ``GET /api/health``
 * ``GET /api/thumb/{gallery}/{faiss_id}`` and ``GET /api/image/{gallery}/{faiss_id}``: a
@@ -21,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import tempfile
 import threading
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
@@ -35,12 +39,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
 from .. import __version__
+from ..attributes.vocabulary import parse_description
 from ..embedding.embedder import pool_tracklet
 from ..errors import ReidSearchError
 from ..gallery import read_manifest
 from ..gallery.entry_files import EntryFile, EntryUnavailable, entry_image
 from ..journeys.trace import camera_pair, trace_vector
 from ..search.compare import Comparison
+from ..search.find import FindOptions, find_by_description
 from ..search.query import QueryOptions, answer_vector
 from ..video.decode import VideoError
 from ..video.served_frames import Busy, FrameRequest, FrameServer
@@ -50,6 +56,17 @@ from .pool import GalleryPool, Handle
 from .uploads import UploadBudget, UploadRejected, check_request, check_upload, decode_uploads, safe_filename
 
 MAX_MESSAGE = 300  # characters of an error message sent back
+
+
+GalleryField = Annotated[str | None, Form(max_length=200)]
+TopK = Annotated[int, Form(ge=1, le=200)]
+MatchesField = Annotated[int, Form(ge=1, le=50)]
+Cameras = Annotated[list[int] | None, Form()]
+TimeBound = Annotated[str | None, Form(max_length=64)]
+TraceImages = Annotated[list[UploadFile], File(description="One image, or several of one person.")]
+Overlapping = Annotated[list[str] | None, Form(description="Pairs of cameras that see one place, e.g. 1,2")]
+GapSeconds = Annotated[float, Form(ge=0, le=86400)]
+MinScore = Annotated[float | None, Form(ge=-1, le=1)]
 
 
 def _short(message: str) -> str:
@@ -140,20 +157,23 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.post("/api/query")
     async def query(
         images: Annotated[list[UploadFile], File(description="One image, or several of one person.")],
-        gallery: Annotated[str | None, Form(max_length=200)] = None,
-        top_k: Annotated[int, Form(ge=1, le=200)] = 10,
-        matches: Annotated[int, Form(ge=1, le=50)] = 3,
-        camera: Annotated[list[int] | None, Form()] = None,
-        exclude_camera: Annotated[list[int] | None, Form()] = None,
-        after: Annotated[str | None, Form(max_length=64)] = None,
-        before: Annotated[str | None, Form(max_length=64)] = None,
+        gallery: GalleryField = None,
+        top_k: TopK = 10,
+        matches: MatchesField = 3,
+        camera: Cameras = None,
+        exclude_camera: Cameras = None,
+        after: TimeBound = None,
+        before: TimeBound = None,
         same_camera_rule: Annotated[bool, Form()] = False,
         rerank: Annotated[bool, Form()] = False,
         min_score: Annotated[float | None, Form()] = None,
+        where: Annotated[str | None, Form(max_length=500, description="Only entries fitting this")] = None,
+        where_min: Annotated[float, Form(ge=0, le=1)] = 0.5,
+        by: Annotated[str, Form(max_length=16, description="auto, or identity")] = "auto",
     ) -> dict[str, Any]:
         options = QueryOptions(
             top_k, matches, tuple(camera or ()), tuple(exclude_camera or ()), after, before,
-            same_camera_rule, rerank, min_score,
+            same_camera_rule, rerank, min_score, where or None, where_min, by,
         )  # fmt: skip
         uploads = await _read_uploads(images, budget)
         handle = await run_in_threadpool(pool.handle, gallery)
@@ -167,17 +187,8 @@ def create_app(config: ServeConfig) -> FastAPI:
 
         return (await run_in_threadpool(search)).to_dict()
 
-    @app.post("/api/trace")
-    async def trace(
-        images: Annotated[list[UploadFile], File(description="One image, or several of one person.")],
-        gallery: Annotated[str | None, Form(max_length=200)] = None,
-        overlapping_cameras: Annotated[
-            list[str] | None, Form(description="Pairs of cameras that see one place, e.g. 1,2")
-        ] = None,
-        gap_seconds: Annotated[float, Form(ge=0, le=86400)] = 10.0,
-        min_score: Annotated[float | None, Form(ge=-1, le=1)] = None,
-    ) -> dict[str, Any]:
-        """The person's visits across the gallery's cameras in time order (``reid-search trace``)."""
+    async def journey_of(images, gallery, overlapping_cameras, gap_seconds, min_score):
+        """The traced journey of uploaded crops (``reid-search trace``) and the uploads."""
         pairs = [camera_pair(text) for text in overlapping_cameras or []]
         uploads = await _read_uploads(images, budget)
         handle = await run_in_threadpool(pool.handle, gallery)
@@ -190,7 +201,57 @@ def create_app(config: ServeConfig) -> FastAPI:
                     handle.gallery, pool_tracklet(vectors), used, card, pairs, gap_seconds, min_score
                 )
 
-        return (await run_in_threadpool(journey)).to_dict()
+        return await run_in_threadpool(journey), uploads
+
+    @app.post("/api/trace")
+    async def trace(
+        images: TraceImages,
+        gallery: GalleryField = None,
+        overlapping_cameras: Overlapping = None,
+        gap_seconds: GapSeconds = 10.0,
+        min_score: MinScore = None,
+    ) -> dict[str, Any]:
+        """The person's visits across the gallery's cameras in time order (``reid-search trace``)."""
+        journey, _ = await journey_of(images, gallery, overlapping_cameras, gap_seconds, min_score)
+        return journey.to_dict()
+
+    @app.post("/api/trace/bundle", response_class=Response)
+    async def trace_bundle(
+        images: TraceImages,
+        gallery: GalleryField = None,
+        overlapping_cameras: Overlapping = None,
+        gap_seconds: GapSeconds = 10.0,
+        min_score: MinScore = None,
+    ) -> Response:
+        """The journey's evidence bundle (``trace --bundle``): a zip to verify with ``verify-bundle``."""
+        journey, uploads = await journey_of(images, gallery, overlapping_cameras, gap_seconds, min_score)
+        data = await run_in_threadpool(bundle_bytes, journey, uploads)
+        disposition = f'attachment; filename="journey-{journey.gallery}.zip"'
+        return Response(data, media_type="application/zip", headers={"Content-Disposition": disposition})
+
+    @app.post("/api/find")
+    async def find(
+        description: Annotated[str, Form(max_length=500, description="e.g. woman, red top, backpack")],
+        gallery: GalleryField = None,
+        top_k: TopK = 10,
+        matches: MatchesField = 3,
+        camera: Cameras = None,
+        exclude_camera: Cameras = None,
+        after: TimeBound = None,
+        before: TimeBound = None,
+        by: Annotated[str, Form(max_length=16)] = "auto",
+    ) -> dict[str, Any]:
+        """People fitting a description, no image (``reid-search find``; ``query``'s JSON shape)."""
+        where = QueryOptions(1, 1, tuple(camera or ()), tuple(exclude_camera or ()), after, before)
+        options = FindOptions(top_k, matches, where.entry_filter(), by)
+        parse_description(description)  # a bad description is refused before any gallery is opened
+        handle = await run_in_threadpool(pool.handle, gallery)
+
+        def search():
+            with handle.lock:
+                return find_by_description(handle.gallery, description, options)
+
+        return (await run_in_threadpool(search)).to_dict()
 
     @app.post("/api/compare")
     async def compare(
@@ -268,12 +329,28 @@ async def _project_error(_: Request, exc: Exception):
     return JSONResponse({"detail": _short(str(exc))}, status, headers=headers)
 
 
+def bundle_bytes(journey, uploads) -> bytes:
+    """The bytes of ``journey``'s evidence bundle, its query images the uploads themselves."""
+    from ..journeys.bundle import write_bundle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "query"
+        folder.mkdir()
+        for n, upload in enumerate(uploads):
+            (folder / f"{n:02d}-{upload.name}").write_bytes(upload.data)
+        journey.images = [str(folder / f"{n:02d}-{u.name}") for n, u in enumerate(uploads)]
+        out = Path(tmp) / "journey.zip"
+        write_bundle(journey, out)
+        return out.read_bytes()
+
+
 def _describe(pool: GalleryPool, name: str) -> dict[str, Any]:
     """A gallery as the page lists it; a broken one is listed as unavailable, with why."""
     try:
         manifest = read_manifest(pool.indexes_dir / name / "manifest.json")
         with pool.use(name) as handle:
             size, cameras = handle.gallery.size, handle.gallery.cameras()
+            attributes = handle.gallery.attribute_info() is not None
         return {
             "name": name,
             "available": True,
@@ -283,6 +360,7 @@ def _describe(pool: GalleryPool, name: str) -> dict[str, Any]:
             "model": manifest["model"].get("name"),
             "index": manifest.get("index", {}).get("factory"),
             "default": name == pool.default,
+            "attributes": attributes,
         }
     except Exception as exc:  # any broken gallery: listed, never a 500 for everyone
         return {"name": name, "available": False, "error": _short(f"{type(exc).__name__}: {exc}")}
