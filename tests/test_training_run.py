@@ -366,7 +366,7 @@ def test_a_recipe_trains_the_settings_its_model_was_made_with(recipe, card, monk
     import json
 
     import reid_search.training.loop as training
-    from reid_search.training import train_command
+    from reid_search.training import TrainConfig, train_command
 
     captured = {}
 
@@ -379,5 +379,67 @@ def test_a_recipe_trains_the_settings_its_model_was_made_with(recipe, card, monk
     runner.invoke(app, ["train", "--config", str(REPO / "recipes" / f"{recipe}.json"), "--out", str(out)])
     made = json.loads((REPO / card).read_text())["training"]
     got = captured["config"].to_dict()
-    assert {**got, "out": "", "command": ""} == {**made["config"], "out": "", "command": ""}
+    newer = {k for k in got if k not in made["config"]}  # settings added after the card: their defaults
+    fresh = TrainConfig(data=got["data"], out="").to_dict()
+    assert {k: got[k] for k in newer} == {k: fresh[k] for k in newer}
+    assert {**got, "out": "", "command": ""} == {
+        **made["config"],
+        **{k: got[k] for k in newer},
+        "out": "",
+        "command": "",
+    }
     assert train_command(captured["config"]) == made["command"].replace(made["config"]["out"], str(out))
+
+
+def write_attribute_labels(train_root: Path, folder: Path) -> Path:
+    """attributes.csv for every training image (paths relative to ``folder``): even people are
+    red-topped men."""
+    import os
+
+    folder.mkdir()
+    lines = ["path,person,attributes"]
+    for image in sorted(train_root.rglob("*.jpg")):
+        person = image.parent.name
+        names = "personalMale upperBodyRed" if int(person) % 2 == 0 else "personalFemale"
+        lines.append(f"{os.path.relpath(image, folder)},{person},{names}")
+    (folder / "attributes.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_the_attr_loss_teaches_attributes_and_never_gives_the_held_out_people(train_root, tmp_path):
+    from reid_search.attributes.labels import read_labels
+    from reid_search.training import TrainConfig
+    from reid_search.training.attribute_targets import load_attribute_targets
+    from reid_search.training.data import load_training_data
+
+    labels_dir = write_attribute_labels(train_root, tmp_path / "labels")
+    data = load_training_data(TrainConfig(data=str(train_root), out=str(tmp_path / "x"), val_fraction=0))
+    targets, prior = load_attribute_targets([str(labels_dir)], data)
+    held_out = read_labels(labels_dir).test_people(0.3, 0)
+    given = targets[:, 0] >= 0
+    persons = [f"labels/{Path(p).parent.name}" for p in data.train_paths]
+    assert held_out and not any(given[i] for i, p in enumerate(persons) if p in held_out)
+    assert given.sum() > 0 and 0 < prior[0] < 1
+    out = tmp_path / "run"
+    args = train_args(train_root, out, "--epochs", "1", "--steps-per-epoch", "3",
+                      "--loss", "triplet=1,attr=1", "--attribute-labels", str(labels_dir))  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    card = load_model(out / "model.keras").card
+    assert card.training["losses"]["attr"] == 1.0 and "--attribute-labels" in card.training["command"]
+    refused = runner.invoke(app, train_args(train_root, tmp_path / "run2", "--loss", "triplet=1,attr=1"))
+    assert refused.exit_code == 2 and "--attribute-labels" in refused.output
+
+
+def test_the_attribute_loss_ignores_unlabelled_rows_and_weighs_classes_equally():
+    import tensorflow as tf
+
+    from reid_search.training.losses import attribute_loss
+
+    logits = tf.constant([[2.0], [-1.0], [5.0]])
+    targets = tf.constant([[1.0], [0.0], [-1.0]])  # the third row has no labels
+    prior = tf.constant([0.5])
+    alone = attribute_loss(logits[:2], targets[:2], prior)
+    assert float(attribute_loss(logits, targets, prior)) == pytest.approx(float(alone) * 2 / 2)
+    rare = attribute_loss(tf.constant([[0.0], [0.0]]), tf.constant([[1.0], [0.0]]), tf.constant([0.1]))
+    assert float(rare) == pytest.approx(0.5 * (0.5 / 0.1 + 0.5 / 0.9) * np.log(2), rel=1e-5)

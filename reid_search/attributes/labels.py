@@ -23,6 +23,8 @@ from .head import AttributeHeadError
 from .vocabulary import ATTRIBUTES
 
 LABELS_FILE = "attributes.csv"
+TEST_FRACTION = 0.3  # the people split every attribute score is made on (train-attributes, train's attr loss)
+SPLIT_SEED = 0
 
 
 @dataclass

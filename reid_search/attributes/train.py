@@ -28,7 +28,7 @@ import numpy as np
 from .. import __version__
 from ..embedding.model_store import resolve_model_path
 from .head import AttributeHead, AttributeHeadError
-from .labels import AttributeLabels, join_labels, read_labels
+from .labels import SPLIT_SEED, TEST_FRACTION, AttributeLabels, join_labels, read_labels
 from .metrics import calibration_error, fit_platt, instance_f1, label_accuracy
 from .vocabulary import ATTRIBUTES
 
@@ -40,8 +40,8 @@ class AttributeTrainConfig:
     data: list[str]
     out: str
     model: str = ""  # the embedding model (default: the package's)
-    test_fraction: float = 0.3  # people held out for the card's scores
-    seed: int = 0
+    test_fraction: float = TEST_FRACTION  # people held out for the card's scores
+    seed: int = SPLIT_SEED
     epochs: int = 20
     lr: float = 1e-3
     l2: float = 1e-4

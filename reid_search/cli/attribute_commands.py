@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ..attributes.train import AttributeTrainConfig
 from ._common import IndexesOpt, ModelOpt, app, friendly_errors
+
+_DEFAULT = {f.name: f.default for f in fields(AttributeTrainConfig)}  # one home for the defaults
 
 
 @app.command()
@@ -119,16 +123,20 @@ def train_attributes(
         typer.Option(help="The head file [default: $REID_SEARCH_HOME/attributes/MODEL.attributes.npz]."),
     ] = None,
     model: ModelOpt = None,
-    test_fraction: Annotated[float, typer.Option(help="People held out for the card's scores.")] = 0.3,
-    seed: Annotated[int, typer.Option(help="Seed of the people split and the training.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Epochs of the linear layer.")] = 20,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    l2: Annotated[float, typer.Option(help="L2 weight penalty.")] = 1e-4,
-    calibration_folds: Annotated[int, typer.Option(help="Folds of the out-of-fold calibration.")] = 5,
+    test_fraction: Annotated[float, typer.Option(help="People held out for the card's scores.")] = _DEFAULT[
+        "test_fraction"
+    ],
+    seed: Annotated[int, typer.Option(help="Seed of the people split and the training.")] = _DEFAULT["seed"],
+    epochs: Annotated[int, typer.Option(help="Epochs of the linear layer.")] = _DEFAULT["epochs"],
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _DEFAULT["lr"],
+    l2: Annotated[float, typer.Option(help="L2 weight penalty.")] = _DEFAULT["l2"],
+    calibration_folds: Annotated[int, typer.Option(help="Folds of the out-of-fold calibration.")] = _DEFAULT[
+        "calibration_folds"
+    ],
 ) -> None:
     """Train an attribute head over a model's embeddings (people-disjoint split, calibrated)."""
     from ..attributes.head import home_folder
-    from ..attributes.train import AttributeTrainConfig, train_attribute_head
+    from ..attributes.train import train_attribute_head
     from ..embedding.model_store import resolve_model_path
 
     model_path = resolve_model_path(model)

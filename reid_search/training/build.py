@@ -114,6 +114,8 @@ class Heads:
     classifier: object
     pair_head: object
     teacher_head: object
+    attribute_head: object = None  # attribute logits from the unit embedding (attr loss)
+    attribute_prior: object = None  # each attribute's positive rate (the attr loss's balance)
 
     def for_losses(self, losses) -> list:
         """Trainable variables of the heads the chosen losses use (unused heads never train)."""
@@ -123,13 +125,14 @@ class Heads:
         return [v for name in names if name for v in getattr(self, name).trainable_variables]
 
 
-def build_heads(embedding_dim: int, n_classes: int, teacher_dim: int) -> Heads:
-    """The loss heads, built for ``embedding_dim``-wide BN-neck features."""
+def build_heads(embedding_dim: int, n_classes: int, teacher_dim: int, attribute_dim: int = 1) -> Heads:
+    """The loss heads, built for ``embedding_dim``-wide BN-neck features (and embeddings)."""
     import keras
 
     classifier = keras.layers.Dense(n_classes, use_bias=False, name="id_classifier")
     pair_head = keras.layers.Dense(1, name="pair_head")
     teacher_head = keras.layers.Dense(teacher_dim, use_bias=False, name="teacher_head")
-    for layer in (classifier, pair_head, teacher_head):
+    attribute_head = keras.layers.Dense(attribute_dim, name="attribute_head")
+    for layer in (classifier, pair_head, teacher_head, attribute_head):
         layer.build((None, embedding_dim))
-    return Heads(classifier, pair_head, teacher_head)
+    return Heads(classifier, pair_head, teacher_head, attribute_head)

@@ -58,6 +58,7 @@ class TrainConfig:
     unlabelled: list[str] = field(default_factory=list)  # crop folders trained by the teacher only
     named_crops: list[str] = field(default_factory=list)  # crop folders named PERSON_*.jpg (see data.py)
     unlabelled_per_batch: int = 16  # crops of ``unlabelled`` added to each P x K batch
+    attribute_labels: list[str] = field(default_factory=list)  # folders with attributes.csv (attr loss)
     p: int = 16
     k: int = 4
     epochs: int = 30
@@ -77,6 +78,7 @@ class TrainConfig:
         self.teacher_targets = _as_list(self.teacher_targets)
         self.unlabelled = _as_list(self.unlabelled)
         self.named_crops = _as_list(self.named_crops)
+        self.attribute_labels = _as_list(self.attribute_labels)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +104,8 @@ class TrainConfig:
         _check_ranges(self)
         if set(TEACHER_LOSSES) & set(self.losses) and not self.teacher_targets:
             raise TrainingError("the distill and regress losses need --teacher-targets FILE.npz")
+        if ("attr" in self.losses) != bool(self.attribute_labels):
+            raise TrainingError("the attr loss and --attribute-labels FOLDER go together")
         if self.unlabelled and not set(TEACHER_LOSSES) & set(self.losses):
             raise TrainingError(
                 "--unlabelled crops learn from the teacher only: add a distill or regress loss"

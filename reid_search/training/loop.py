@@ -80,7 +80,9 @@ class Trainer:
                 self.tower.input, [self.tower.get_layer("bnneck").output, self.tower.output]
             )
         teacher_dim = self.teacher.shape[1] if self.teacher is not None else 1
-        self.heads = build_heads(config.tower.embedding_dim, data.n_classes, teacher_dim)
+        self.attributes, prior = self._attribute_targets()
+        self.heads = build_heads(config.tower.embedding_dim, data.n_classes, teacher_dim, len(prior))
+        self.heads.attribute_prior = tf.constant(prior)
         self.optimizer = keras.optimizers.AdamW(config.lr, weight_decay=config.weight_decay)
         self.sampler = PKSampler(
             data.train_labels, config.p, config.k, config.seed, extra=config.unlabelled_per_batch
@@ -94,6 +96,7 @@ class Trainer:
             classifier=self.heads.classifier,
             pair_head=self.heads.pair_head,
             teacher_head=self.heads.teacher_head,
+            **({"attribute_head": self.heads.attribute_head} if "attr" in config.losses else {}),
             optimizer=self.optimizer,
             augmenter=self.augmenter.rng,
             epoch=self.epoch,
@@ -104,6 +107,17 @@ class Trainer:
         self._sampler_state = self.sampler.get_state()  # the sampler's state at ``self.step``
         self.step_log: list[tuple[int, float, int]] = []  # (step, learning rate, batch CRC) run here
         self._train_step = self._make_train_step()
+
+    def _attribute_targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-image attribute targets (-1: none) and positive rates for the attr loss."""
+        c = self.config
+        if not c.attribute_labels:
+            return np.full((len(self.data.train_labels), 1), -1.0, np.float32), np.full(1, 0.5, np.float32)
+        from .attribute_targets import load_attribute_targets
+
+        targets, prior = load_attribute_targets(c.attribute_labels, self.data)  # train-attributes' split
+        self.log(f"attribute targets: {int((targets[:, 0] >= 0).sum())} training images")
+        return targets, prior
 
     def _build_cache(self, frozen_part) -> np.ndarray:
         """Frozen-part outputs of ``cached_views`` augmented views of every training image (float16).
@@ -172,14 +186,14 @@ class Trainer:
         n = self.sampler.labelled_size  # rows with identities; the rest learn from the teacher only
 
         @tf.function(reduce_retracing=True, autograph=False)  # static Python branches only
-        def train_step(inputs, labels, teacher, lr, step):
+        def train_step(inputs, labels, teacher, attributes, lr, step):
             self.optimizer.learning_rate.assign(lr)
             x = tf.cast(inputs, tf.float32) if cached else self.augmenter(tf.cast(inputs, tf.float32))
             if c.mixstyle:
                 x = mix_styles(x, tf.stack([tf.constant(c.seed, tf.int64), step]), c.mixstyle)
             with tf.GradientTape() as tape:
                 bn_features, embedding = self.view(x, training=True)
-                batch = Batch(embedding, bn_features, labels, teacher, n, self.heads, c)
+                batch = Batch(embedding, bn_features, labels, teacher, n, self.heads, c, attributes)
                 terms = {name: LOSSES.get(name).term(batch) for name in weights}
                 total = tf.add_n([weights[k] * v for k, v in terms.items()])
             grads = tape.gradient(total, self.variables)
@@ -261,6 +275,7 @@ class Trainer:
                 self._inputs(batch, step),
                 self.data.train_labels[batch],
                 teacher,
+                self.attributes[batch],
                 np.float32(lr),
                 np.int64(step),
             )

@@ -6,8 +6,8 @@ A new loss is one ``LOSSES.register(...)`` here (and its function in ``losses``)
 
     >>> [name for name in LOSSES if LOSSES.get(name).pairs]
     ['pair', 'contrastive', 'triplet']
-    >>> LOSSES.names()[-2:]
-    ('distill', 'regress')
+    >>> LOSSES.names()[-3:]
+    ('distill', 'regress', 'attr')
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class Batch:
     n: int
     heads: Any
     config: Any
+    attributes: Any = None  # attribute targets of every row (-1: unknown), for the attr loss
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ for _kind in (
     LossKind("distill", lambda b: _losses().distillation_loss(b.embedding, b.teacher), teacher=True),
     LossKind("regress", lambda b: _losses().teacher_regression_loss(
         b.heads.teacher_head(b.bn_features), b.teacher), teacher=True, head="teacher_head"),
+    LossKind("attr", lambda b: _losses().attribute_loss(
+        b.heads.attribute_head(b.embedding), b.attributes, b.heads.attribute_prior), head="attribute_head"),
 ):  # fmt: skip
     LOSSES.register(_kind.name, _kind)
 

@@ -136,3 +136,14 @@ def teacher_regression_loss(projected: tf.Tensor, teacher: tf.Tensor) -> tf.Tens
 def _masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     mask = tf.cast(mask, values.dtype)
     return tf.reduce_sum(values * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def attribute_loss(logits: tf.Tensor, targets: tf.Tensor, prior: tf.Tensor) -> tf.Tensor:
+    """Class-balanced binary cross-entropy of attribute ``logits`` against 0/1 ``targets``; a
+    target below 0 (a crop without attribute labels) counts for nothing. ``prior``: each
+    attribute's positive rate, so positives and negatives weigh half each."""
+    known = tf.cast(targets >= 0, logits.dtype)
+    y = tf.clip_by_value(targets, 0.0, 1.0)
+    weight = known * (y * 0.5 / prior + (1.0 - y) * 0.5 / (1.0 - prior))
+    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits)
+    return tf.reduce_sum(weight * bce) / tf.maximum(tf.reduce_sum(known), 1.0)

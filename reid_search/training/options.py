@@ -126,6 +126,10 @@ TRAIN_OPTIONS: tuple[TrainOption, ...] = (
                 "its own scene: people with 2+ crops join the identity losses, single crops learn from the "
                 "teacher only (left out without a distill/regress loss); no validation (cameras unknown). "
                 "Repeatable.", str, repeat=True, to_field=_paths),
+    TrainOption("--attribute-labels", "attribute_labels", "Folder with attributes.csv (PETA names per "
+                "person) whose images are training images: the attr loss teaches the embedding what people "
+                "wear; the people train-attributes scores on (its default split) are left out. Repeatable.",
+                str, repeat=True, to_field=_paths),
     TrainOption("--unlabelled-per-batch", "unlabelled_per_batch", "Crops of --unlabelled folders added to "
                 "each P x K batch.", int, shown=lambda c: bool(c.unlabelled or c.named_crops)),
     TrainOption("--epochs", "epochs", "Epochs.", int),
