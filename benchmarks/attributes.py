@@ -18,6 +18,7 @@ trained on). Measured, all through the project's own code:
    latency on both galleries.
 
     python benchmarks/attributes.py [--tower]
+    python benchmarks/attributes.py --candidate attr-e30=runs/attr-e30/model.keras   # another model
 """
 
 from __future__ import annotations
@@ -158,57 +159,103 @@ def query_ms(gallery, vectors: np.ndarray, where: str | None = None) -> float:
     return round(1000 * statistics.median(times), 2)
 
 
+def link_test_crops(labels, test: np.ndarray, folder: Path) -> None:
+    """The test people's crops as one flat folder of links (an unlabelled gallery's input)."""
+    folder.mkdir()
+    for i in np.flatnonzero(test):
+        source = labels.paths[i].resolve()
+        os.symlink(source, folder / f"{source.parent.name}_{source.name}")
+
+
+def test_labels_of(labels, test: np.ndarray):
+    chosen = labels.subset(test)
+    chosen.paths = [p.resolve() for p in chosen.paths]
+    return chosen
+
+
+def cost_and_search(labels, test: np.ndarray, tmp: Path) -> tuple[dict, dict]:
+    """Description search with the shipped head, and what attributes cost at index and query time."""
+    folder, indexes = tmp / "crops", tmp / "indexes"
+    link_test_crops(labels, test, folder)
+    embedder = Embedder()
+    build_test_gallery(folder, "warm-up", indexes, False, embedder)[0].close()
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    kind = {False: "plain", True: "described"}
+    for repeat in range(3):  # alternating which goes first, so drift and warm caches hit both alike
+        for attributes in (False, True) if repeat % 2 == 0 else (True, False):
+            built, rate = build_test_gallery(
+                folder, f"{kind[attributes]}-{repeat}", indexes, attributes, embedder
+            )
+            rates[attributes].append(rate)
+            built.close()
+    plain_rate, rate = (statistics.median(rates[a]) for a in (False, True))
+    plain, gallery = (Gallery.open(indexes / f"{kind[a]}-0") for a in (False, True))
+    search = search_rows(gallery, test_labels_of(labels, test))
+    _, vectors = gallery.vectors()
+    sample = vectors[:: max(1, len(vectors) // 50)]
+    cost = {
+        "images": int(test.sum()),
+        "index_images_per_second": {"without": round(plain_rate, 1), "with": round(rate, 1)},
+        "index_runs": {kind[a]: [round(r, 1) for r in rates[a]] for a in (False, True)},
+        "query_ms_median": {"without": query_ms(plain, sample), "with": query_ms(gallery, sample),
+                            "with --where backpack": query_ms(gallery, sample, "backpack")},
+    }  # fmt: skip
+    plain.close()
+    gallery.close()
+    return search, cost
+
+
+def candidate_row(name: str, model: Path, labels, test: np.ndarray) -> dict:
+    """Another model's attributes: a head trained on its embeddings (same split), and the same
+    description search over a gallery it embedded."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = AttributeTrainConfig([str(LABELLED)], f"{tmp}/{name}.attributes.npz", str(model))
+        head = train_attribute_head(config, print)
+        link_test_crops(labels, test, Path(tmp) / "crops")
+        indexes = Path(tmp) / "indexes"
+        gallery, _ = build_gallery(Path(tmp) / "crops", name, Embedder(model), indexes_dir=indexes,
+                                   progress=False, attributes=False)  # fmt: skip
+        gallery.fill_attributes(head)
+        search = search_rows(gallery, test_labels_of(labels, test))
+        gallery.close()
+    return {
+        "route": "embedding",
+        "model": name,
+        "model_file": str(model),
+        **head.card["metrics"],
+        "search": search,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tower", action="store_true", help="also measure the fine-tuned tower route")
+    parser.add_argument("--candidate", action="append", default=[],
+                        help="NAME=MODEL: a head trained on it, the same search; only these run")  # fmt: skip
     args = parser.parse_args()
     head = AttributeHead.load(HEAD)
     labels = read_labels(LABELLED)
     test = labels.mask(set(head.card["training"]["test_people"]))
+    previous = read_result("attributes", {}) or {}
+    if args.candidate:
+        rows = {r["model"]: r for r in previous.get("candidates", [])}
+        for name, path in (c.split("=", 1) for c in args.candidate):
+            rows[name] = candidate_row(name, Path(path), labels, test)
+            print(name, rows[name]["mA"], {k: v["precision_at_10"] for k, v in rows[name]["search"].items()})
+        write_result("attributes", {**previous, "candidates": list(rows.values())})
+        return
     result = {"head": head.card["name"], "test_people": len(set(labels.persons[test].tolist())),
               "test_images": int(test.sum()), "accuracy": accuracy_rows(head, labels, test)}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "crops"
-        folder.mkdir()
-        for i in np.flatnonzero(test):
-            source = labels.paths[i].resolve()
-            os.symlink(source, folder / f"{source.parent.name}_{source.name}")
-        indexes = Path(tmp) / "indexes"
-        embedder = Embedder()
-        build_test_gallery(folder, "warm-up", indexes, False, embedder)[0].close()
-        rates: dict[bool, list[float]] = {False: [], True: []}
-        kind = {False: "plain", True: "described"}
-        for repeat in range(3):  # alternating which goes first, so drift and warm caches hit both alike
-            for attributes in (False, True) if repeat % 2 == 0 else (True, False):
-                built, rate = build_test_gallery(
-                    folder, f"{kind[attributes]}-{repeat}", indexes, attributes, embedder
-                )
-                rates[attributes].append(rate)
-                built.close()
-        plain_rate, rate = (statistics.median(rates[a]) for a in (False, True))
-        plain, gallery = (Gallery.open(indexes / f"{kind[a]}-0") for a in (False, True))
-        test_labels = labels.subset(test)
-        test_labels.paths = [p.resolve() for p in test_labels.paths]
-        result["search"] = search_rows(gallery, test_labels)
-        _, vectors = gallery.vectors()
-        sample = vectors[:: max(1, len(vectors) // 50)]
-        result["cost"] = {
-            "images": int(test.sum()),
-            "index_images_per_second": {"without": round(plain_rate, 1), "with": round(rate, 1)},
-            "index_runs": {kind[a]: [round(r, 1) for r in rates[a]] for a in (False, True)},
-            "query_ms_median": {"without": query_ms(plain, sample), "with": query_ms(gallery, sample),
-                                "with --where backpack": query_ms(gallery, sample, "backpack")},
-        }  # fmt: skip
-        print(result["cost"])
-        plain.close()
-        gallery.close()
+        result["search"], result["cost"] = cost_and_search(labels, test, Path(tmp))
+    print(result["cost"])
     if args.tower:
         from attributes_tower import tower_route
 
         result["accuracy"].append(tower_route(labels, test))
     else:
-        previous = read_result("attributes", {}) or {}
         result["accuracy"] += [r for r in previous.get("accuracy", []) if r["route"].startswith("tower")]
+    result["candidates"] = previous.get("candidates", [])
     write_result("attributes", result)
     print(json.dumps({k: v for k, v in result.items() if k != "accuracy"}, indent=1))
     for row in result["accuracy"]:

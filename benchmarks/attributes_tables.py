@@ -66,6 +66,12 @@ def attributes_table(result: dict) -> str:
             f"| {asked} | {s['queries']} | {s['precision_at_10']:.2f} | {100 * s['first_in_top_10']:.0f}% | "
             f"{s['median_first_rank']:.0f} | {s['find_ms_median']:.0f} ms |"
         )
+    if result.get("candidates"):
+        lines += ["", "| other model (`--candidate`) | mA | instance F1 | precision@10, 2 / 3 / 4 terms |"]
+        lines.append("|---|---|---|---|")
+        for r in result["candidates"]:
+            p10 = " / ".join(f"{r['search'][f'{n}_terms']['precision_at_10']:.2f}" for n in (2, 3, 4))
+            lines.append(f"| {r['model']} | {100 * r['mA']:.1f}% | {r['instance']['f1']:.3f} | {p10} |")
     c = result["cost"]
     rates, q = c["index_images_per_second"], c["query_ms_median"]
     change = 100 * (rates["with"] / rates["without"] - 1)
