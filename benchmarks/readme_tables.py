@@ -405,6 +405,17 @@ def _attribute_renderers():
     }
 
 
+def _model_renderers():
+    from model_tables import DEFAULT_CARD, default_speed, default_tests, default_threshold, default_validation
+
+    return {
+        "default-validation": (DEFAULT_CARD, default_validation),
+        "default-tests": ("cross_domain.json", default_tests),
+        "default-threshold": (DEFAULT_CARD, default_threshold),
+        "default-speed": ("embed_speed.json", default_speed),
+    }
+
+
 TABLES = {
     "headline": ("cross_domain.json", headline_table),
     "adapt": ("adapt.json", adapt_table),
@@ -428,6 +439,7 @@ TABLES = {
     "open-set": ("open_set.json", open_set_table),
     "open-set-variants": ("open_set_variants.json", open_set_variants_table),
     **_attribute_renderers(),
+    **_model_renderers(),
 }
 
 
