@@ -29,14 +29,48 @@ def intel_video() -> Path:
     return shared_data().parent / "video" / "intel-sample" / "one-by-one-person-detection.mp4"
 
 
-def test_video_without_an_installed_detector_says_how_to_install_it(tmp_path, monkeypatch):
+def offline(url, out):
+    from reid_search.errors import UnavailableError
+
+    raise UnavailableError(f"{url}: cannot download (no network here)")
+
+
+def test_video_without_an_installed_detector_offline_says_how_to_install_it(tmp_path, monkeypatch):
+    import reid_search.video.detector_store as store
+
     monkeypatch.setenv("REID_SEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(store, "_download", offline)
     result = runner.invoke(app, ["index", str(intel_video()), "--indexes-dir", str(tmp_path / "ix"), "-q"])
     assert result.exit_code == 2
     line = result.stderr.strip()
-    assert line.startswith("error: person detector person-detection-0202 is not installed")
+    assert line.startswith("error: person detector person-detection-0202 could not be downloaded")
     assert f"reid-search models fetch {DETECTOR}" in line and "--from DIR" in line
     assert not (tmp_path / "ix").exists() or not any((tmp_path / "ix").iterdir())  # nothing written
+
+
+def test_video_from_a_plain_install_fetches_the_default_detector_on_first_use(tmp_path, monkeypatch):
+    """No detector installed: `index VIDEO` downloads the default one from its card's addresses
+    (the network simulated by serving ../shared's copies of those files), checks their sha256,
+    installs it once and indexes; a second run needs no download."""
+    import reid_search.video.detector_store as store
+
+    fetched = []
+
+    def from_the_network(url, out):
+        fetched.append(url)
+        shutil.copyfile(detector_files() / url.rsplit("/", 1)[-1], out)
+
+    monkeypatch.setenv("REID_SEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(store, "_download", from_the_network)
+    video = tmp_path / "lobby_cam3.mp4"
+    shutil.copyfile(intel_video(), video)
+    args = ["index", str(video), "--indexes-dir", str(tmp_path / "ix"), "--detect-every", "2", "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "fetching it once" in result.output and len(fetched) == 2
+    assert all(u.startswith("https://storage.openvinotoolkit.org/") for u in fetched)
+    assert (tmp_path / "home" / "detectors" / DETECTOR / f"{DETECTOR}.card.json").is_file()
+    assert store.resolve_detector(None, download=True).is_file() and len(fetched) == 2  # no second download
 
 
 def test_fetch_checks_every_file_and_installs_nothing_half(tmp_path, monkeypatch):

@@ -129,7 +129,7 @@ def index(
         from ..video.detector_store import resolve_detector
         from ..video.ingest import VideoOptions
 
-        card = resolve_detector(detector)
+        card = resolve_detector(detector, download=True, log=(lambda line: None) if as_json else typer.echo)
         options = VideoOptions(
             str(card), detect_every, min_box_height, min_confidence, min_track_length, camera, start_time, fps
         )

@@ -60,9 +60,14 @@ def installed_card(name: str) -> Path | None:
     return card if card.is_file() else None
 
 
-def resolve_detector(spec: str | Path | None) -> Path:
+def resolve_detector(
+    spec: str | Path | None, download: bool = False, log: Callable[[str], None] = print
+) -> Path:
     """The card file of ``spec``: a card path as given, else a registered name (None: the
-    default) that must be installed (else one error saying how to install it)."""
+    default) that must be installed. With ``download``, a missing detector whose files all
+    have an address is downloaded and installed first (sha256-checked, as model zoos fetch
+    weights on first use); otherwise, or when that fails (no internet), one error saying how
+    to install it."""
     name = str(spec) if spec is not None else DEFAULT_DETECTOR
     if spec is not None and (name.endswith(".json") or os.sep in name or Path(name).is_file()):
         if not Path(name).is_file():
@@ -70,14 +75,25 @@ def resolve_detector(spec: str | Path | None) -> Path:
         return Path(name)
     card = shipped_card(name)
     installed = installed_card(name)
-    if installed is None:
-        size = sum(f["bytes"] for f in card["files"]) / 1e6
-        where = "downloads" if all(f.get("url") for f in card["files"]) else "copies"
-        raise DetectorNotInstalled(
-            f"person detector {name} is not installed: run `reid-search models fetch {name}` "
-            f"({where} {size:.1f} MB, sha256-checked; `--from DIR` copies the files from a folder)"
-        )
-    return installed
+    if installed is not None:
+        return installed
+    size = sum(f["bytes"] for f in card["files"]) / 1e6
+    downloadable = all(f.get("url") for f in card["files"])
+    how = (
+        f"run `reid-search models fetch {name}` ({'downloads' if downloadable else 'copies'} {size:.1f} MB, "
+        "sha256-checked; `--from DIR` copies the files from a folder)"
+    )
+    if download and downloadable:
+        from ..errors import UnavailableError
+
+        log(f"person detector {name} is not installed yet: fetching it once ({size:.1f} MB)")
+        try:
+            return fetch_detector(name, log=log)
+        except UnavailableError as exc:
+            raise DetectorNotInstalled(
+                f"person detector {name} could not be downloaded ({exc}); {how}"
+            ) from None
+    raise DetectorNotInstalled(f"person detector {name} is not installed: {how}")
 
 
 def fetch_detector(name: str, source: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
