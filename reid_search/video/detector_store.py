@@ -7,6 +7,8 @@ kept. ``index VIDEO`` then finds the detector by name (default :data:`DEFAULT_DE
 
 The home is ``$REID_SEARCH_HOME/detectors`` (default ``~/.cache/reid-search/detectors``);
 ``NAME/`` holds the files and the card, written last (a half-installed detector has no card).
+``$REID_SEARCH_MIRROR`` (a base URL) fetches ``MIRROR/NAME/FILE`` instead of the card's
+addresses: a company mirror or an offline site's own server; the sha256 checks are the same.
 
 Usage::
 
@@ -31,6 +33,7 @@ from .detectors import DetectorError
 
 DEFAULT_DETECTOR = "person-detection-0202"
 HOME_ENV = "REID_SEARCH_HOME"
+MIRROR_ENV = "REID_SEARCH_MIRROR"  # a base URL to fetch detector files from instead of the cards' addresses
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "detectors"
 
 DETECTOR_CARDS: Registry[Path] = Registry("detector", DetectorError)  # name -> the shipped card
@@ -78,7 +81,7 @@ def resolve_detector(
     if installed is not None:
         return installed
     size = sum(f["bytes"] for f in card["files"]) / 1e6
-    downloadable = all(f.get("url") for f in card["files"])
+    downloadable = bool(os.environ.get(MIRROR_ENV)) or all(f.get("url") for f in card["files"])
     how = (
         f"run `reid-search models fetch {name}` ({'downloads' if downloadable else 'copies'} {size:.1f} MB, "
         "sha256-checked; `--from DIR` copies the files from a folder)"
@@ -114,9 +117,10 @@ def fetch_detector(name: str, source: str | Path | None = None, log: Callable[[s
             if not origin.is_file():
                 raise DetectorError(f"{source}: no {entry['name']} there (the files of {name})")
             shutil.copyfile(origin, tmp)
-        elif entry.get("url"):
-            log(f"{entry['name']}: downloading {entry['bytes'] / 1e6:.1f} MB from {entry['url']}")
-            _download(entry["url"], tmp)
+        elif entry.get("url") or os.environ.get(MIRROR_ENV):
+            url = file_url(name, entry)
+            log(f"{entry['name']}: downloading {entry['bytes'] / 1e6:.1f} MB from {url}")
+            _download(url, tmp)
         else:
             raise DetectorError(f"{name}: {entry['name']} has no download address; give --from DIR")
         got = file_sha256(tmp)
@@ -131,6 +135,17 @@ def fetch_detector(name: str, source: str | Path | None = None, log: Callable[[s
     installed = folder / f"{name}.card.json"
     write_json_atomic(installed, card)  # last: a half-installed detector has no card
     return installed
+
+
+def file_url(name: str, entry: dict) -> str:
+    """Where a detector file is fetched from: ``$REID_SEARCH_MIRROR/NAME/FILE`` when set, else
+    the card's address.
+
+    >>> file_url("d", {"name": "d.bin", "url": "https://example.org/d.bin"})
+    'https://example.org/d.bin'
+    """
+    mirror = os.environ.get(MIRROR_ENV, "").rstrip("/")
+    return f"{mirror}/{name}/{entry['name']}" if mirror else entry["url"]
 
 
 def _download(url: str, out: Path) -> None:
