@@ -382,6 +382,22 @@ def journeys_scale(result: dict) -> str:
     )
 
 
+def adapt_speed_line(result: dict) -> str:
+    """The adapted model's embedding speed against the default's, measured in the same runs."""
+    rows = {r["model"]: r for r in result["rows"]}
+    adapted = next(r for name, r in rows.items() if name.startswith("adapted"))
+    default = next(r for name, r in rows.items() if name.startswith("default"))
+    ratio = adapted["images_per_s_median"] / default["images_per_s_median"]
+    return (
+        f"Speed of an adapted model (`python benchmarks/embed_speed.py --model "
+        f"{adapted['model']}=/tmp/reid-search-adapt-bench/cuhk03/adapted.keras --out "
+        "benchmarks/results/adapt_speed.json`: the whole `index` command on 7,239 crops, alternating): "
+        f"{adapted['images_per_s_median']:.0f} images/s against the default's "
+        f"{default['images_per_s_median']:.0f} in the same runs ({ratio:.2f}x): `adapt` writes its "
+        "LiteRT file too, so it embeds at the default's speed."
+    )
+
+
 def adapt_summary(result: dict) -> str:
     from adapt import summary
 
@@ -424,6 +440,7 @@ TABLES = {
     "journeys": ("journeys.json", journeys_table),
     "journeys-scale": ("journeys.json", journeys_scale),
     "adapt-open-set": ("adapt_open_set.json", adapt_open_set_line),
+    "adapt-speed": ("adapt_speed.json", adapt_speed_line),
     "serve-abuse": ("serve_abuse.json", serve_abuse_table),
     "levers": ("levers.json", levers_table),
     "cross-domain": ("cross_domain.json", cross_domain_table),
