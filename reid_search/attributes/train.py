@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 
@@ -161,7 +162,7 @@ def train_attribute_head(
     metrics = score_head(head, vectors[test], labels.matrix[test])
     log(f"held-out people: mA {metrics['mA']:.3f}, instance F1 {metrics['instance']['f1']:.3f}")
     head.card = {
-        "name": config.out.rsplit("/", 1)[-1].removesuffix(".attributes.npz"),
+        "name": Path(config.out).name.removesuffix(".attributes.npz"),
         "route": "embedding: a linear layer over the model's stored unit embeddings",
         "model_sha256": embedder.model_sha256,
         "model": str(embedder.model.path.name),

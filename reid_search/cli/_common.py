@@ -54,6 +54,11 @@ NamePatternOpt = Annotated[
 ]
 
 
+def fits_line(attributes: list[dict]) -> str:
+    """An answer's description terms as the CLI shows them: ``red top 93%, no hat 88%``."""
+    return ", ".join(f"{a['words']} {100 * a['probability']:.0f}%" for a in attributes)
+
+
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)

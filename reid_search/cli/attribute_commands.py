@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..attributes.train import AttributeTrainConfig
-from ._common import IndexesOpt, ModelOpt, app, friendly_errors
+from ._common import IndexesOpt, ModelOpt, app, fits_line, friendly_errors
 
 _DEFAULT = {f.name: f.default for f in fields(AttributeTrainConfig)}  # one home for the defaults
 
@@ -50,15 +50,12 @@ def find(
     jeans, black trousers), short/long sleeves, shorts, skirt, backpack, messenger bag, plastic
     bag, bag, hat, long/short hair; 'no' or 'without' negates (no bag).
     """
-    from ..data.metadata import parse_time
     from ..gallery import EntryFilter, Gallery
     from ..search.find import FindOptions, find_by_description
 
-    where = EntryFilter(
-        tuple(camera or ()), tuple(exclude_camera or ()),
-        parse_time(after) if after else None, parse_time(before) if before else None,
-    )  # fmt: skip
-    options = FindOptions(top_k, matches, where, by)
+    options = FindOptions(
+        top_k, matches, EntryFilter.parse(camera or (), exclude_camera or (), after, before), by
+    )
     with Gallery.open(index_name, indexes_dir) as gallery:
         result = find_by_description(gallery, description, options)
     if as_json:
@@ -70,7 +67,7 @@ def find(
         typer.echo("filter: " + ", ".join(f"{k} {v}" for k, v in result.filter.items()))
     for hit in result.identities:
         who = hit.key.replace(":", " ", 1).removeprefix("person ")
-        fits = ", ".join(f"{a['words']} {100 * a['probability']:.0f}%" for a in hit.attributes or [])
+        fits = fits_line(hit.attributes or [])
         best = hit.matches[0]
         where_seen = "c-" if best.camera is None else f"c{best.camera}"
         typer.echo(f"{hit.rank:>4}  {who:<14} {100 * hit.score:3.0f}%  ({fits})  {where_seen}  {best.path}")

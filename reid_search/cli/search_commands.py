@@ -20,6 +20,7 @@ from ._common import (
     _fresh_folder,
     _make_embedder,
     app,
+    fits_line,
     friendly_errors,
 )
 
@@ -132,8 +133,7 @@ def query(
                 where = f"{Path(m.extra['video']).name} frame {m.extra.get('frame')} box {box}"
             typer.echo(f"{head}  {m.similarity:.3f}  {camera}  {when}  {where}")
         if hit.attributes:
-            fits = ", ".join(f"{a['words']} {100 * a['probability']:.0f}%" for a in hit.attributes)
-            typer.echo(f"{'':36}  fits: {fits}")
+            typer.echo(f"{'':36}  fits: {fits_line(hit.attributes)}")
         if hit.cluster:
             cams = ",".join(map(str, hit.cluster["cameras"])) or "-"
             typer.echo(f"{'':36}  cluster of {hit.cluster['size']} entries, cameras {cams}")

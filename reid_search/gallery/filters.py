@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+INT64_MAX = 2**63 - 1
 EXACT_FILTER_LIMIT = 50_000  # passing entries up to which filtered search reads vectors and is exact
 
 
@@ -33,6 +34,21 @@ class EntryFilter:
     before: str | None = None
     description: Any = None  # a parsed description entries must fit (query --where)
     min_probability: float = 0.5  # ... with at least this probability
+
+    @classmethod
+    def parse(cls, cameras=(), exclude_cameras=(), after: str | None = None, before: str | None = None):
+        """A filter from a request's raw values, each checked once (camera numbers in range,
+        times read as ISO 8601): one clear error before any work."""
+        from ..data.metadata import parse_time
+        from .folder import GalleryError
+
+        for value in (*cameras, *exclude_cameras):
+            if not 0 <= value <= INT64_MAX:
+                raise GalleryError(f"camera {str(value)[:24]} is not a camera number (0 to 2^63-1)")
+        return cls(
+            tuple(cameras), tuple(exclude_cameras),
+            parse_time(after) if after else None, parse_time(before) if before else None,
+        )  # fmt: skip
 
     @property
     def active(self) -> bool:

@@ -126,6 +126,13 @@ class RowStore:
             return False
         return self.con.execute("select 1 from identities limit 1").fetchone() is not None
 
+    def identity_members(self, identity: int) -> list[int]:
+        """The entries of one stored identity, in id order ([] when there is none)."""
+        if not self.has_identities():
+            return []
+        sql = "select faiss_id from identities where identity = ? order by faiss_id"
+        return [r[0] for r in self.con.execute(sql, (int(identity),))]
+
     def identity_of(self, ids: Sequence[int]) -> dict[int, int]:
         """id -> stored identity (``reid-search identities``) of the given entries that have one."""
         if not self.has_identities():

@@ -119,7 +119,7 @@ def trace_vector(
 def trace_identity(gallery: Gallery, identity: int, gap_seconds: float = 10.0) -> Journey:
     """The visits of one stored identity (``reid-search identities``), in time order: no query
     image, every sighting the identity links (its similarity: cosine to the identity's mean)."""
-    ids = [i for i, n in gallery.identity_of(gallery.ids().tolist()).items() if n == int(identity)]
+    ids = gallery.identity_members(identity)
     if not ids:
         known = (
             "run `reid-search identities` first"

@@ -25,7 +25,7 @@ from ..attributes.vocabulary import Description, parse_description
 from ..gallery import EntryFilter, Gallery, GalleryError
 from ..gallery.attribute_rows import description_sql, term_sql
 from .query import MAX_MATCHES, MAX_TOP_K
-from .results import GalleryMatch, IdentityHit, QueryResult
+from .results import GalleryMatch, IdentityHit, QueryResult, term_fits
 
 FIND_BY = ("auto", "entry", "identity")
 ACCEPT = 0.5  # an answer "matches" when it fits the description more likely than not
@@ -83,10 +83,7 @@ def find_by_description(
         matches = [GalleryMatch.from_row(rows[i], score) for i, score in best[key]]
         hit = IdentityHit(rank, matches[0].person, float(fit), matches, fit >= ACCEPT, float(fit))
         hit.grouped_as = key
-        hit.attributes = [
-            {"words": t.words, "means": t.show(), "probability": round(float(v), 3)}
-            for t, v in zip(parsed.terms, terms, strict=True)
-        ]
+        hit.attributes = term_fits(parsed.terms, terms)
         hits.append(hit)
     return QueryResult(
         gallery.name, gallery.model_sha256, [], hits, filter=options.where.to_dict(), threshold=ACCEPT,

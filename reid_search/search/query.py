@@ -38,10 +38,10 @@ from .results import (  # noqa: F401  (re-exported: the shapes every search answ
     IdentityHit,
     QueryResult,
     sighting,
+    term_fits,
 )
 
 RERANK_SHORTLIST_MAX = 2000
-INT64_MAX = 2**63 - 1
 MAX_TOP_K = 1000
 MAX_MATCHES = 100  # entries re-ranked per query: memory about 12 x this^2 bytes
 BACKGROUND_FETCH_MAX = 4096  # entries fetched at most to find the sightings of the query's background
@@ -66,7 +66,6 @@ class QueryOptions:
 
     def __post_init__(self) -> None:
         from ..attributes.vocabulary import parse_description
-        from ..data.metadata import parse_time
 
         if isinstance(self.where, str):
             object.__setattr__(self, "where", parse_description(self.where))
@@ -79,14 +78,12 @@ class QueryOptions:
             raise GalleryError(f"top_k must be from 1 to {MAX_TOP_K}, not {self.top_k}")
         if not 1 <= self.matches <= MAX_MATCHES:
             raise GalleryError(f"matches must be from 1 to {MAX_MATCHES}, not {self.matches}")
-        for value in (*self.camera, *self.exclude_camera):
-            if not 0 <= value <= INT64_MAX:
-                raise GalleryError(f"camera {str(value)[:24]} is not a camera number (0 to 2^63-1)")
         if self.min_score is not None and not (math.isfinite(self.min_score) and -1 <= self.min_score <= 1):
             raise GalleryError(f"min_score must be a number from -1 to 1, not {self.min_score}")
-        # times are read once, here: a bad one is one clear error before any work
-        object.__setattr__(self, "after", parse_time(self.after) if self.after else None)
-        object.__setattr__(self, "before", parse_time(self.before) if self.before else None)
+        # cameras and times are read once, here: a bad one is one clear error before any work
+        checked = EntryFilter.parse(self.camera, self.exclude_camera, self.after, self.before)
+        object.__setattr__(self, "after", checked.after)
+        object.__setattr__(self, "before", checked.before)
 
     def entry_filter(self) -> EntryFilter:
         return EntryFilter(
@@ -191,11 +188,7 @@ def describe_hits(gallery: Gallery, hits: list[IdentityHit], description) -> Non
     """Each answer's terms of ``description`` with their probabilities (of its best entry)."""
     found = gallery.term_probabilities([h.matches[0].faiss_id for h in hits], description)
     for hit in hits:
-        values = found.get(hit.matches[0].faiss_id, [])
-        hit.attributes = [
-            {"words": t.words, "means": t.show(), "probability": round(v, 3)}
-            for t, v in zip(description.terms, values, strict=True)
-        ]
+        hit.attributes = term_fits(description.terms, found[hit.matches[0].faiss_id])
 
 
 def open_set_rule_for(card, background: Background) -> tuple[OpenSetRule | None, float, str]:

@@ -162,3 +162,11 @@ class QueryResult:
                 for h in self.identities
             ],
         }
+
+
+def term_fits(terms, probabilities) -> list[dict[str, Any]]:
+    """A description's terms with an answer's probability of each (``results[].attributes``)."""
+    return [
+        {"words": t.words, "means": t.show(), "probability": round(float(p), 3)}
+        for t, p in zip(terms, probabilities, strict=True)
+    ]

@@ -42,7 +42,7 @@ from .. import __version__
 from ..attributes.vocabulary import parse_description
 from ..embedding.embedder import pool_tracklet
 from ..errors import ReidSearchError
-from ..gallery import read_manifest
+from ..gallery import EntryFilter, read_manifest
 from ..gallery.entry_files import EntryFile, EntryUnavailable, entry_image
 from ..journeys.trace import camera_pair, trace_vector
 from ..search.compare import Comparison
@@ -242,8 +242,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         by: Annotated[str, Form(max_length=16)] = "auto",
     ) -> dict[str, Any]:
         """People fitting a description, no image (``reid-search find``; ``query``'s JSON shape)."""
-        where = QueryOptions(1, 1, tuple(camera or ()), tuple(exclude_camera or ()), after, before)
-        options = FindOptions(top_k, matches, where.entry_filter(), by)
+        where = EntryFilter.parse(camera or (), exclude_camera or (), after, before)
+        options = FindOptions(top_k, matches, where, by)
         parse_description(description)  # a bad description is refused before any gallery is opened
         handle = await run_in_threadpool(pool.handle, gallery)
 
