@@ -19,6 +19,14 @@ trained on). Measured, all through the project's own code:
 
     python benchmarks/attributes.py [--tower]
     python benchmarks/attributes.py --candidate attr-e30=runs/attr-e30/model.keras   # another model
+    python benchmarks/attributes.py --ceiling   # other inputs to the same recipe (only these run)
+
+``--ceiling`` asks whether the embedding route's limit is our model or the labels: the same
+recipe (linear layer, Platt, same people split) over the vectors of a strong public re-ID
+model (Intel's retail-0277, the teacher whose embeddings ship with extra-crops), and over the
+default's vectors joined with clothing colour histograms read from the pixels
+(:mod:`reid_search.calibration.lookalikes`); description search precision@10 is ranked offline
+from the held-out probabilities, as ``find`` ranks (product of the asked terms' probabilities).
 """
 
 from __future__ import annotations
@@ -36,7 +44,12 @@ from _common import DATA, DEFAULT_MODEL, MODELS, REPO, read_result, write_result
 
 from reid_search.attributes.head import AttributeHead
 from reid_search.attributes.labels import read_labels
-from reid_search.attributes.train import AttributeTrainConfig, score_head, train_attribute_head
+from reid_search.attributes.train import (
+    AttributeTrainConfig,
+    fit_calibrated_head,
+    score_head,
+    train_attribute_head,
+)
 from reid_search.attributes.vocabulary import DescriptionError, parse_description
 from reid_search.embedding.embedder import Embedder
 from reid_search.gallery import Gallery
@@ -227,16 +240,73 @@ def candidate_row(name: str, model: Path, labels, test: np.ndarray) -> dict:
     }
 
 
+def offline_precision(probabilities: np.ndarray, labels) -> dict[str, float]:
+    """precision@10 of the description queries over ``labels``' crops, ranked by the product of
+    the asked terms' probabilities (``find``'s order) from ``probabilities`` (one row per crop)."""
+    names, out = labels.names, {}
+    everyone = np.ones(len(labels.paths), bool)
+    for terms in (2, 3, 4):
+        precisions = []
+        for q in description_queries(labels, everyone, terms):
+            fits, score = np.ones(len(labels.paths), bool), np.zeros(len(labels.paths))
+            for a, _, want in q["asked"]:
+                j = names.index(a)
+                fits &= (labels.matrix[:, j] > 0.5) == want
+                score += np.log(np.clip(probabilities[:, j] if want else 1 - probabilities[:, j], 1e-6, 1))
+            precisions.append(float(fits[np.argsort(-score, kind="stable")[:10]].mean()))
+        out[f"{terms}_terms"] = round(float(np.mean(precisions)), 4)
+    return out
+
+
+def ceiling_rows(labels, test: np.ndarray) -> list[dict]:
+    """The shipped recipe over other inputs (see ``--ceiling`` in the module docstring)."""
+    from reid_search.calibration.lookalikes import clothing_descriptors
+
+    ours, used, _ = Embedder(DEFAULT_MODEL).embed_files(labels.paths)
+    colours, seen = clothing_descriptors(labels.paths)
+    if len(used) != len(labels.paths) or len(seen) != len(labels.paths):
+        raise SystemExit("an extra-crops image could not be read")
+    teacher = np.load(LABELLED / "teacher-omz0277.npz")
+    row_of = {str(p): i for i, p in enumerate(teacher["paths"])}
+    root = LABELLED.resolve()
+    rows = [row_of[p.resolve().relative_to(root).as_posix()] for p in labels.paths]
+    strong = teacher["embeddings"][rows].astype(np.float32)
+    strong /= np.linalg.norm(strong, axis=1, keepdims=True)
+    inputs = {
+        "default model's embedding (the shipped recipe, refitted)": ours,
+        "retail-0277's embedding (a strong public re-ID model)": strong,
+        "both embeddings joined": np.concatenate([ours, strong], axis=1),
+        "default embedding + clothing colour histograms (pixels)": np.concatenate([ours, colours], axis=1),
+    }
+    config = AttributeTrainConfig([str(LABELLED)], "unused.attributes.npz")
+    out = []
+    for name, vectors in inputs.items():
+        head, metrics = fit_calibrated_head(vectors, labels, test, config)
+        precision = offline_precision(head.probabilities(vectors[test]), labels.subset(test))
+        out.append({"input": name, "dim": int(vectors.shape[1]), "mA": metrics["mA"],
+                    "instance_f1": metrics["instance"]["f1"], "precision_at_10": precision})  # fmt: skip
+        print(out[-1], flush=True)
+    truth = labels.subset(test)
+    out.append({"input": "the labels themselves (answers ranked by truth: what the queries allow)",
+                "precision_at_10": offline_precision(truth.matrix.astype(np.float32), truth)})  # fmt: skip
+    print(out[-1], flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tower", action="store_true", help="also measure the fine-tuned tower route")
     parser.add_argument("--candidate", action="append", default=[],
                         help="NAME=MODEL: a head trained on it, the same search; only these run")  # fmt: skip
+    parser.add_argument("--ceiling", action="store_true", help="the recipe over other inputs; only these run")
     args = parser.parse_args()
     head = AttributeHead.load(HEAD)
     labels = read_labels(LABELLED)
     test = labels.mask(set(head.card["training"]["test_people"]))
     previous = read_result("attributes", {}) or {}
+    if args.ceiling:
+        write_result("attributes", {**previous, "ceiling": ceiling_rows(labels, test)})
+        return
     if args.candidate:
         rows = {r["model"]: r for r in previous.get("candidates", [])}
         for name, path in (c.split("=", 1) for c in args.candidate):
@@ -256,6 +326,7 @@ def main() -> None:
     else:
         result["accuracy"] += [r for r in previous.get("accuracy", []) if r["route"].startswith("tower")]
     result["candidates"] = previous.get("candidates", [])
+    result["ceiling"] = previous.get("ceiling", [])
     write_result("attributes", result)
     print(json.dumps({k: v for k, v in result.items() if k != "accuracy"}, indent=1))
     for row in result["accuracy"]:

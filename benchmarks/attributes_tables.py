@@ -72,6 +72,15 @@ def attributes_table(result: dict) -> str:
         for r in result["candidates"]:
             p10 = " / ".join(f"{r['search'][f'{n}_terms']['precision_at_10']:.2f}" for n in (2, 3, 4))
             lines.append(f"| {r['model']} | {100 * r['mA']:.1f}% | {r['instance']['f1']:.3f} | {p10} |")
+    if result.get("ceiling"):
+        header = "| the same recipe over (`--ceiling`) | mA | instance F1 | precision@10, 2 / 3 / 4 terms |"
+        lines += ["", header]
+        lines.append("|---|---|---|---|")
+        for r in result["ceiling"]:
+            p10 = " / ".join(f"{r['precision_at_10'][f'{n}_terms']:.2f}" for n in (2, 3, 4))
+            ma = f"{100 * r['mA']:.1f}%" if "mA" in r else "-"
+            f1 = f"{r['instance_f1']:.3f}" if "instance_f1" in r else "-"
+            lines.append(f"| {r['input']} | {ma} | {f1} | {p10} |")
     c = result["cost"]
     rates, q = c["index_images_per_second"], c["query_ms_median"]
     change = 100 * (rates["with"] / rates["without"] - 1)

@@ -136,6 +136,23 @@ def score_head(head: AttributeHead, vectors: np.ndarray, truth: np.ndarray) -> d
     }
 
 
+def fit_calibrated_head(
+    vectors: np.ndarray, labels: AttributeLabels, test: np.ndarray, config: AttributeTrainConfig
+) -> tuple[AttributeHead, dict]:
+    """Steps 3-5 of the module on any vectors (one row per labelled crop): the head trained and
+    calibrated on the rows not in ``test``, and its scores on the ``test`` rows.
+
+    >>> # head, metrics = fit_calibrated_head(vectors, labels, labels.mask(test_people), config)
+    """
+    train = labels.subset(~test)
+    weights, bias = fit_layer(vectors[~test], train.matrix, config)
+    oof = out_of_fold_logits(vectors[~test], train, config)
+    calibration = [fit_platt(oof[:, j], train.matrix[:, j]) for j in range(len(labels.names))]
+    scale, shift = (np.array(c, np.float32) for c in zip(*calibration, strict=True))
+    head = AttributeHead(labels.names, weights, bias, scale, shift)
+    return head, score_head(head, vectors[test], labels.matrix[test])
+
+
 def train_attribute_head(
     config: AttributeTrainConfig, log: Callable[[str], None] = lambda line: None
 ) -> AttributeHead:
@@ -154,12 +171,7 @@ def train_attribute_head(
     test = labels.mask(test_people)
     train = labels.subset(~test)
     log(f"{len(train.paths)} training images of {len(set(train.persons))} people; {int(test.sum())} held out")
-    weights, bias = fit_layer(vectors[~test], train.matrix, config)
-    oof = out_of_fold_logits(vectors[~test], train, config)
-    calibration = [fit_platt(oof[:, j], train.matrix[:, j]) for j in range(len(labels.names))]
-    scale, shift = (np.array(c, np.float32) for c in zip(*calibration, strict=True))
-    head = AttributeHead(labels.names, weights, bias, scale, shift)
-    metrics = score_head(head, vectors[test], labels.matrix[test])
+    head, metrics = fit_calibrated_head(vectors, labels, test, config)
     log(f"held-out people: mA {metrics['mA']:.3f}, instance F1 {metrics['instance']['f1']:.3f}")
     head.card = {
         "name": Path(config.out).name.removesuffix(".attributes.npz"),
