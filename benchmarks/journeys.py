@@ -16,15 +16,24 @@ Every person seen on two or more cameras is a query: a crop of their first visit
 A visit found counts as right when most of its crops are that person's; visit recall is the
 share of the person's visits found right, precision the share of found visits that are right,
 each averaged over the queries, with and without the physical constraints and the query
-expansion. trace's expansion (two rounds, the query plus each kept visit's mean) was chosen
-among twelve variants (rounds 1-2; the crops' mean, the visits' mean or their sum; all
-visits or the confident ones) by the best min(precision, recall) on the market world.
+expansion, and by the query's identity (``trace --by identity`` after ``identities``: the
+sightings the gallery-wide linking gave the query's best match). trace's expansion (two
+rounds, the query plus each kept visit's mean) was chosen among twelve variants (rounds 1-2;
+the crops' mean, the visits' mean or their sum; all visits or the confident ones) by the best
+min(precision, recall) on the market world.
 
 Worlds: ``market`` (the market1501-train split's 100 test people, 6 cameras; NOT the published
 Market-1501 protocol), ``conreid`` (131 people, 6 cameras; test only, inference only),
 ``cuhk03`` (cuhk03-mars ``bbox_test``, 100 people, 2 cameras).
 
     python benchmarks/journeys.py [--world market ...]
+    python benchmarks/journeys.py --calibrate   # choose identities' link settings (below)
+
+``--calibrate`` chooses :class:`LinkSettings` (k-reciprocal neighbours, the cosine's weight,
+the agreement two groups need) without any test world: the same generator walks the people
+the default model held out of its own training data (``train``'s identity split of each of
+its datasets, the people its card's threshold was fitted on) into calibration worlds, and
+the setting with the best mean IDF1 over them is the product's default.
 
 Writes ``benchmarks/results/journeys.json``.
 """
@@ -40,16 +49,17 @@ import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, DEFAULT_MODEL, read_result, write_result
+from _common import DATA, DEFAULT_MODEL, REPO, read_result, write_result
 
 from reid_search.embedding.embedder import Embedder
 from reid_search.gallery import build_gallery
 from reid_search.journeys import trace_vector
-from reid_search.journeys.identities import link_identities, stored_identities
+from reid_search.journeys.identities import LinkSettings, link_identities, stored_identities
 
 WORLDS = {
     "market": DATA / "market1501-train" / "bounding_box_test",
@@ -66,6 +76,7 @@ VARIANTS = {  # trace's settings measured; the first is the default
     "without constraints": {"constraints": False},
     "one expansion round": {"expand": 1},
     "no expansion": {"expand": 0},
+    "by the query's identity": {"by": "identity"},  # after `identities` with its defaults
 }
 
 
@@ -148,6 +159,8 @@ def run_world(world: str, embedder: Embedder) -> dict:
     by_name = {Path(r["path"]).name: r["faiss_id"] for r in gallery.rows().values()}
     results = {}
     started = time.perf_counter()
+    with gallery.writing():
+        link_identities(gallery, rebuild=True)  # what trace --by identity reads
     for label, settings in VARIANTS.items():
         scores = []
         for person, crop in truth["queries"]:
@@ -160,12 +173,13 @@ def run_world(world: str, embedder: Embedder) -> dict:
             "visit_recall": round(float(recall), 4),
         }
     identities = {}
-    for label, constraints in (
-        ("identities with constraints", True),
-        ("identities without constraints", False),
+    for label, constraints, settings in (
+        ("identities with constraints", True, LinkSettings()),
+        ("identities without constraints", False, LinkSettings()),
+        ("identities by cosine only", True, LinkSettings(neighbours=0)),
     ):
         with gallery.writing():
-            report = link_identities(gallery, constraints=constraints, rebuild=True)
+            report = link_identities(gallery, settings=settings, constraints=constraints, rebuild=True)
         identities[label] = {
             "idf1": idf1(gallery, truth), "found": report.identities, "seconds": round(report.seconds, 1),
             "refused_merges": report.constraint_refusals,
@@ -227,6 +241,68 @@ def scale_run(crops: int, seed: int = 0) -> dict:
     return row
 
 
+CALIBRATION_GRID = {
+    "neighbours": (0, 3, 4, 5, 6),
+    "cosine_weight": (0.3, 0.5),
+    "agreement": (0.3, 0.35, 0.4, 0.45, 0.5),
+}
+
+
+def calibration_world(embedder: Embedder, data: str) -> tuple[dict, object]:
+    """(truth, gallery) of a world walked by the people ``embedder``'s model held out of ``data``."""
+    from reid_search.calibration.fit import held_out_split
+    from reid_search.data.layouts import scan_dataset
+    from reid_search.data.records import split_identities
+
+    fraction, seed = held_out_split(embedder.card, [data])
+    scan = scan_dataset(data)
+    records = scan.people_records(scan.train_records(), purpose="calibration")
+    _, held_out = split_identities([r.person for r in records], fraction, seed)
+    held = set(held_out)
+    folder = WORK / f"calibration-{Path(data).name}"
+    source = folder.with_name(folder.name + "-people")
+    if source.exists():
+        shutil.rmtree(source)
+    source.mkdir(parents=True)
+    for r in records:
+        if r.person in held:
+            os.symlink(Path(r.path).resolve(), source / Path(r.path).name)
+    truth = make_world(source, folder)
+    gallery, _ = build_gallery(folder / "crops", "world", embedder, layout="unlabelled",
+                               metadata=folder / "world.csv", indexes_dir=folder / "indexes", progress=False,
+                               rebuild=True)  # fmt: skip
+    return truth, gallery
+
+
+def calibrate(embedder: Embedder) -> dict:
+    """Every setting of ``CALIBRATION_GRID`` on every calibration world; the best mean IDF1."""
+    import itertools
+
+    data = [str((REPO / d).resolve()) if not Path(d).is_absolute() else d
+            for d in embedder.card.training["config"]["data"]]  # fmt: skip
+    worlds = {Path(d).name: calibration_world(embedder, d) for d in data}
+    rows = []
+    for values in itertools.product(*CALIBRATION_GRID.values()):
+        settings = LinkSettings(**dict(zip(CALIBRATION_GRID, values, strict=True)))
+        if settings.neighbours == 0 and values[1:] != (0.3, 0.3):
+            continue  # cosine only: the other knobs do nothing
+        scores = {}
+        for name, (truth, gallery) in worlds.items():
+            with gallery.writing():
+                report = link_identities(gallery, settings=settings, rebuild=True)
+            scores[name] = {"idf1": idf1(gallery, truth), "found": report.identities,
+                            "people": len({p for p, _, _ in truth["visits"]})}  # fmt: skip
+        mean = round(float(np.mean([v["idf1"] for v in scores.values()])), 4)
+        rows.append({"settings": asdict(settings), "worlds": scores, "mean_idf1": mean})
+        print(rows[-1], flush=True)
+    for _, gallery in worlds.values():
+        gallery.close()
+    best = max(rows, key=lambda r: r["mean_idf1"])
+    return {"worlds": {n: {"people": len({p for p, _, _ in t["visits"]}), "visits": len(t["visits"])}
+                       for n, (t, _) in worlds.items()},
+            "grid": rows, "best": best, "default": asdict(LinkSettings())}  # fmt: skip
+
+
 def idf1(gallery, truth: dict) -> float:
     """IDF1 of the stored identities against the true people, over crops: the best one-to-one
     matching of identities to people (Hungarian), 2 IDTP / (predicted + true crops)."""
@@ -256,13 +332,34 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {r['world']} | {r['people']} | {r['visits']} | {r['queries']} | " + " | ".join(cells) + " |"
         )
-    lines += ["", "| world | people | identities: IDF1 (found) | without constraints (found) | seconds |"]
-    lines.append("|---|---|---|---|---|")
+    lines += ["", "| world | people | identities: IDF1 (found) | without constraints (found) | "
+              "by cosine only (found) | seconds |", "|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
-        w, wo = r.get("identities with constraints"), r.get("identities without constraints")
-        if w and wo:
-            lines.append(f"| {r['world']} | {r['people']} | {w['idf1']:.3f} ({w['found']}) | "
-                         f"{wo['idf1']:.3f} ({wo['found']}) | {w['seconds']:.1f} |")  # fmt: skip
+        kinds = ("with constraints", "without constraints", "by cosine only")
+        cells = [r.get(f"identities {v}") for v in kinds]
+        if all(cells):
+            found = " | ".join(f"{c['idf1']:.3f} ({c['found']})" for c in cells)
+            lines.append(f"| {r['world']} | {r['people']} | {found} | {cells[0]['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def calibration_markdown(calibration: dict) -> str:
+    """The link settings ``--calibrate`` chose, against cosine-only linking, per calibration world."""
+    cosine = next(r for r in calibration["grid"] if r["settings"]["neighbours"] == 0)
+    best = calibration["best"]
+    names = list(calibration["worlds"])
+    header = (
+        "| calibration world (held-out training people) | people | visits | "
+        "IDF1, chosen settings (found) | IDF1, cosine only (found) |"
+    )
+    lines = [header, "|---|---|---|---|---|"]
+    for name in names:
+        w, b, c = calibration["worlds"][name], best["worlds"][name], cosine["worlds"][name]
+        lines.append(f"| {name} | {w['people']} | {w['visits']} | {b['idf1']:.3f} ({b['found']}) | "
+                     f"{c['idf1']:.3f} ({c['found']}) |")  # fmt: skip
+    lines.append(f"| mean | | | {best['mean_idf1']:.3f} | {cosine['mean_idf1']:.3f} |")
+    chosen = ", ".join(f"{k} {v}" for k, v in best["settings"].items())
+    lines += ["", f"Chosen among {len(calibration['grid'])} settings: {chosen}."]
     return "\n".join(lines)
 
 
@@ -270,7 +367,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", action="append", choices=list(WORLDS), help="default: all")
     parser.add_argument("--scale", type=int, help="only time identities on a gallery of this many crops")
+    parser.add_argument("--calibrate", action="store_true", help="only choose the link settings (see above)")
     args = parser.parse_args()
+    if args.calibrate:
+        result = read_result("journeys", {"rows": []})
+        result["calibration"] = calibrate(Embedder(DEFAULT_MODEL))
+        write_result("journeys", result)
+        print("best:", result["calibration"]["best"])
+        return
     if args.scale:
         result = read_result("journeys", {"rows": []})
         result["scale"] = scale_run(args.scale)

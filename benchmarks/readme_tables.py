@@ -368,6 +368,14 @@ def journeys_table(result: dict) -> str:
     return markdown(result["rows"])
 
 
+def journeys_calibration(result: dict) -> str:
+    from journeys import calibration_markdown
+
+    if "calibration" not in result:
+        return "(not measured yet: `python benchmarks/journeys.py --calibrate`)"
+    return calibration_markdown(result["calibration"])
+
+
 def journeys_scale(result: dict) -> str:
     r = result.get("scale")
     if not r:
@@ -439,6 +447,7 @@ TABLES = {
     "training-table": ("training_table.json", training_table),
     "journeys": ("journeys.json", journeys_table),
     "journeys-scale": ("journeys.json", journeys_scale),
+    "journeys-calibration": ("journeys.json", journeys_calibration),
     "adapt-open-set": ("adapt_open_set.json", adapt_open_set_line),
     "adapt-speed": ("adapt_speed.json", adapt_speed_line),
     "serve-abuse": ("serve_abuse.json", serve_abuse_table),

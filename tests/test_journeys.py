@@ -250,17 +250,29 @@ def test_query_and_trace_answer_by_identity(world):
     assert journey.exit_code == 0, journey.output
     visits = json.loads(journey.stdout)["visits"]
     assert [v["camera"] for v in visits] == [1, 2, 3]
+    by_identity = runner.invoke(app, ["trace", str(query), "--by", "identity", "--index", "world", *base,
+                                      "--json"])  # fmt: skip
+    assert by_identity.exit_code == 0, by_identity.output
+    traced = json.loads(by_identity.stdout)
+    assert traced["settings"]["by"] == "identity" and traced["settings"]["identity"] == int(number)
+    assert [v["camera"] for v in traced["visits"]] == [1, 2, 3]
+    assert {Path(e["path"]).name[:4] for v in traced["visits"] for e in v["entries"]} == {"0004"}
     unknown = runner.invoke(app, ["trace", "--identity", "999", "--index", "world", *base])
     assert unknown.exit_code == 2 and "has no identity 999" in unknown.output
     both = runner.invoke(app, ["trace", str(query), "--identity", number, "--index", "world", *base])
     assert both.exit_code == 2 and "not both" in both.output
 
 
-def test_identities_summary_before_any_run_says_how_to_make_them(synth_root, tmp_path):
+def test_identities_summary_and_trace_by_identity_before_any_run_say_how_to_make_them(synth_root, tmp_path):
     indexes = tmp_path / "indexes"
     index_with_cli(synth_root / "bbox_test", indexes, "fresh")
     said = runner.invoke(app, ["identities", "fresh", "--indexes-dir", str(indexes), "--summary"])
     assert said.exit_code == 2 and "no identities yet: run reid-search identities fresh" in said.stderr
+    query = str(next((synth_root / "bbox_test").rglob("*.jpg")))
+    traced = runner.invoke(app, ["trace", query, "--by", "identity", "--index", "fresh", "--indexes-dir",
+                                 str(indexes)])  # fmt: skip
+    assert traced.exit_code == 2
+    assert "no identities to trace by: run reid-search identities fresh" in traced.stderr
 
 
 def test_identities_grow_with_new_sightings_and_keep_the_old_ones(synth_root, tmp_path):

@@ -38,6 +38,13 @@ def trace(
         float | None,
         typer.Option(help="Accept sightings by this cosine instead of the card's open-set rule."),
     ] = None,
+    by: Annotated[
+        str,
+        typer.Option(
+            help="query: the sightings the query itself accepts; identity: the stored identity "
+            "(`reid-search identities`) of its best match."
+        ),
+    ] = "query",
     as_json: Annotated[bool, typer.Option("--json", help="The journey as JSON (docs/querying.md).")] = False,
     bundle: Annotated[
         Path | None,
@@ -72,7 +79,7 @@ def trace(
             journey = trace_identity(gallery, identity, gap_seconds)
         else:
             embedder = embedder_for_gallery(gallery, model)
-            journey = run_trace(gallery, embedder, images, pairs, gap_seconds, min_score)
+            journey = run_trace(gallery, embedder, images, pairs, gap_seconds, min_score, by=by)
     if plot is not None and journey.visits:
         from ..journeys.timeline import plot_journey
 

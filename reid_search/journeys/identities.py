@@ -1,11 +1,17 @@
 """Who is who across a whole gallery: its tracklets and crops linked into global identities.
 
-Units are the gallery's sightings (a tracklet's mean vector, else a crop). Units whose
-vectors are each among the other's nearest are candidate links; groups merge by **average
-linkage** (the mean cosine over all their members, highest first) while it reaches the
-threshold (the model card's same-person threshold unless given) — and only when the merged
-group stays physically possible: never two crops of one frame, never on two cameras at once
-(unless ``overlapping`` says those cameras see one place). The result is stored in the
+Units are the gallery's sightings (a tracklet's mean vector, else a crop). Two units are
+candidates when their **k-reciprocal neighbourhoods** overlap (Zhong et al.'s encoding, as in
+re-ranking and in :mod:`reid_search.adaptation.clustering`): a pair scores
+``(1 - w) * (1 - Jaccard distance) + w * cosine``, so two sightings are close when the same
+other sightings surround them, not only when their vectors meet (a site where everyone
+wears the same vest makes every cosine high; the neighbourhoods still tell people apart).
+Groups merge by **average linkage** (the mean score over all their members, highest first)
+while it reaches ``agreement`` and their mean cosine reaches the threshold (the model card's
+same-person threshold unless given), and only when the merged group stays physically
+possible: never two crops of one frame, never on two cameras at once (unless ``overlapping``
+says those cameras see one place). :class:`LinkSettings` holds the knobs; ``neighbours=0``
+is plain cosine average linkage over each unit's nearest units. The result is stored in the
 gallery's SQLite (``identities``: entry -> identity; ``identity_runs``: the model, settings
 and time that made them) and replaces the previous run.
 
@@ -35,9 +41,27 @@ from ..gallery import Gallery, GalleryError
 from ..gallery.clusters import card_threshold
 from .visits import conflict
 
-DEFAULT_K = 10
+COSINE_CANDIDATES = 10  # nearest units each unit is paired with when linking by cosine only
 MIN_PROVEN = 100  # proven-different pairs a gallery needs before its own threshold is used
 PROVEN_FAR = 0.001  # share of proven-different pairs the gallery's threshold may still link
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """How sightings are linked (see the module). The defaults were chosen by
+    ``python benchmarks/journeys.py --calibrate``: the best mean IDF1 over worlds made of the
+    default model's held-out training people (never a test world); docs/journeys.md."""
+
+    neighbours: int = 4  # k1 of the k-reciprocal encoding (0: cosine only); about one person's sightings
+    expansion: int = 3  # k2: each code averaged over its nearest reciprocal neighbours
+    cosine_weight: float = 0.5  # share of the cosine in a pair's score (the rest: 1 - Jaccard)
+    agreement: float = 0.5  # mean pair score two groups need to merge (k-reciprocal linking)
+
+    def check(self) -> None:
+        if self.neighbours < 0 or self.neighbours == 1 or self.expansion < 1:
+            raise GalleryError("link settings: neighbours must be 0 (cosine only) or 2+, expansion 1+")
+        if not 0 <= self.cosine_weight <= 1:
+            raise GalleryError(f"link settings: cosine_weight must be in [0, 1], not {self.cosine_weight}")
 
 
 @dataclass
@@ -46,7 +70,7 @@ class IdentitiesReport:
     identities: int
     threshold: float
     threshold_source: str
-    k: int
+    neighbours: int  # k-reciprocal neighbours used (0: cosine only)
     constraint_refusals: int  # merges the constraints refused
     seconds: float
     linked: int = 0  # sightings linked by this run (the new ones, when incremental)
@@ -94,7 +118,7 @@ def _compatible(a: list[_Unit], b: list[_Unit], overlapping: set[frozenset[int]]
 def link_identities(
     gallery: Gallery,
     threshold: float | None = None,
-    k: int = DEFAULT_K,
+    settings: LinkSettings = LinkSettings(),
     overlapping: list[tuple[int, int]] | tuple = (),
     constraints: bool = True,
     rebuild: bool = False,
@@ -102,98 +126,161 @@ def link_identities(
     """Link the sightings of ``gallery`` into identities and store them (see the module).
 
     Incremental unless ``rebuild``: when the gallery already holds identities made by the
-    same model, they are kept as they are (never split, their numbers kept) and only the new
-    sightings are linked, to them or among themselves, at the last run's threshold."""
-    import faiss
-
+    same model and settings, they are kept as they are (never split, their numbers kept) and
+    only the new sightings are linked, to them or among themselves, at the last run's threshold."""
     started = time.perf_counter()
+    settings.check()
     if gallery.size == 0:
         raise GalleryError(f"gallery {gallery.name} is empty: nothing to link")
     ids, facts, vectors = _units(gallery)
     n = len(ids)
     stored, last = ({}, None) if rebuild else (stored_identities(gallery), _last_run(gallery))
-    if last is None or last[0] != gallery.model_sha256 or threshold not in (None, last[1]["threshold"]):
-        stored = {}  # a first run, another model or another threshold: everything again
+    same_run = last is not None and (last[0], last[1].get("link")) == (gallery.model_sha256, asdict(settings))
+    if not same_run or threshold not in (None, last[1]["threshold"]):
+        stored = {}  # a first run, another model, other settings or another threshold: everything again
     old = {u for u, group in enumerate(ids) if all(e in stored for e in group)}
     if stored:
         threshold, source = float(last[1]["threshold"]), "the last run's (incremental)"
     else:
         threshold, source = _threshold(threshold, gallery, facts, vectors, overlapping)
     new_units = [u for u in range(n) if u not in old]
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    queries = new_units if stored else list(range(n))
-    sims, nbrs = (
-        index.search(vectors[queries], min(n, k + 1)) if queries else (np.zeros((0, 1)), np.zeros((0, 1)))
-    )
-    pairs = {}
-    for row, i in enumerate(queries):
-        for s, j in zip(sims[row], nbrs[row], strict=True):
-            if j >= 0 and j != i and s >= threshold:
-                pairs[(min(i, int(j)), max(i, int(j)))] = float(s)
-    parent = list(range(n))
-    sums = {i: vectors[i].astype(np.float64) for i in range(n)}
-    sizes = {i: 1 for i in range(n)}
-    units = {i: [facts[i]] for i in range(n)}
-    pairs_overlap = {frozenset(p) for p in overlapping}
-    refusals = 0
-
-    def root(u: int) -> int:
-        while parent[u] != u:
-            parent[u] = parent[parent[u]]
-            u = parent[u]
-        return u
-
-    first_of: dict[int, int] = {}
-    for u in sorted(old):  # the stored identities, as they were
-        identity = stored[ids[u][0]]
-        if identity in first_of:
-            ra, rb = first_of[identity], u
-            parent[rb] = ra
-            sums[ra] += sums.pop(rb)
-            sizes[ra] += sizes.pop(rb)
-            units[ra] += units.pop(rb)
-        else:
-            first_of[identity] = u
-    heap = [(-s, root(a), root(b), sizes[root(a)], sizes[root(b)]) for (a, b), s in pairs.items()]
-    heapq.heapify(heap)
-
-    while heap:
-        neg, a, b, size_a, size_b = heapq.heappop(heap)
-        ra, rb = root(a), root(b)
-        if ra == rb:
-            continue
-        if (sizes[ra], sizes[rb]) != (size_a, size_b):  # stale: re-score with today's groups
-            mean = float(sums[ra] @ sums[rb]) / (sizes[ra] * sizes[rb])
-            if mean >= threshold:
-                heapq.heappush(heap, (-mean, ra, rb, sizes[ra], sizes[rb]))
-            continue
-        if constraints and not _compatible(units[ra], units[rb], pairs_overlap):
-            refusals += 1
-            continue
-        parent[rb] = ra
-        sums[ra] += sums.pop(rb)
-        sizes[ra] += sizes.pop(rb)
-        units[ra] += units.pop(rb)
-    labels = _numbered([root(i) for i in range(n)], ids, stored)
-    overlapping_list = sorted(sorted(p) for p in pairs_overlap)
-    settings = {
+    linker = _Linker(vectors, facts, settings, threshold, {frozenset(p) for p in overlapping}, constraints)
+    for identity_units in _stored_groups(old, ids, stored).values():
+        linker.join_stored(identity_units)
+    linker.run(set(new_units) if stored else set(range(n)))
+    labels = _numbered(linker.roots(), ids, stored)
+    run_settings = {
         "threshold": threshold,
-        "k": k,
-        "overlapping_cameras": overlapping_list,
+        "link": asdict(settings),
+        "overlapping_cameras": sorted(sorted(p) for p in linker.overlapping),
         "constraints": constraints,
     }
-    _store(gallery, {entry: int(labels[u]) for u, group in enumerate(ids) for entry in group}, settings)
+    _store(gallery, {entry: int(labels[u]) for u, group in enumerate(ids) for entry in group}, run_settings)
     return IdentitiesReport(
-        n,
-        len(set(labels.tolist())),
-        threshold,
-        source,
-        k,
-        refusals,
-        time.perf_counter() - started,
-        len(new_units) if stored else n,
-    )
+        n, len(set(labels.tolist())), threshold, source, settings.neighbours, linker.refusals,
+        time.perf_counter() - started, len(new_units) if stored else n,
+    )  # fmt: skip
+
+
+def _stored_groups(old: set[int], ids: list[list[int]], stored: dict[int, int]) -> dict[int, list[int]]:
+    """Stored identity -> its units (the units whose entries all carry it)."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for u in sorted(old):
+        groups[stored[ids[u][0]]].append(u)
+    return groups
+
+
+class _Linker:
+    """Average linkage over sparse pair scores with the physical constraints (see the module).
+
+    A group's score with another is ``(w * sum_a . sum_b + extra[a][b]) / (|a| |b|)``: the cosine
+    part from the groups' vector sums, the k-reciprocal part (``(1 - w)(1 - Jaccard)`` of each
+    overlapping pair) kept sparse per pair of groups and added up as groups merge."""
+
+    def __init__(self, vectors, facts, settings: LinkSettings, threshold: float, overlapping, constraints):
+        self.vectors, self.settings, self.threshold = vectors, settings, threshold
+        self.overlapping, self.constraints = overlapping, constraints
+        n = len(vectors)
+        self.parent = list(range(n))
+        self.sums = {i: vectors[i].astype(np.float64) for i in range(n)}
+        self.sizes = {i: 1 for i in range(n)}
+        self.units = {i: [facts[i]] for i in range(n)}
+        self.new = {i: False for i in range(n)}
+        self.extra: dict[int, dict[int, float]] = {i: {} for i in range(n)}
+        self.refusals = 0
+
+    def root(self, u: int) -> int:
+        while self.parent[u] != u:
+            self.parent[u] = self.parent[self.parent[u]]
+            u = self.parent[u]
+        return u
+
+    def roots(self) -> list[int]:
+        return [self.root(i) for i in range(len(self.parent))]
+
+    def join_stored(self, units: list[int]) -> None:
+        """A stored identity's units, joined as they were (no test)."""
+        for u in units[1:]:
+            self._merge(self.root(units[0]), self.root(u))
+
+    def _pairs(self) -> dict[tuple[int, int], float]:
+        """Candidate unit pairs and their sparse extra score (0 when linking by cosine only)."""
+        s = self.settings
+        if s.neighbours == 0 or len(self.vectors) < 3:
+            import faiss
+
+            index = faiss.IndexFlatIP(self.vectors.shape[1])
+            index.add(self.vectors)
+            k = min(len(self.vectors), COSINE_CANDIDATES + 1)
+            _, nbrs = index.search(self.vectors, k)
+            pairs = ((i, int(j)) for i, row in enumerate(nbrs) for j in row if 0 <= j != i)
+            return {(min(p), max(p)): 0.0 for p in pairs}
+        from ..adaptation.clustering import ClusterSettings, jaccard_neighbours
+
+        rows, cols, dist = jaccard_neighbours(self.vectors, ClusterSettings(k1=s.neighbours, k2=s.expansion))
+        keep = rows < cols
+        weight = 1.0 - s.cosine_weight
+        found = zip(rows[keep], cols[keep], dist[keep], strict=True)
+        return {(int(i), int(j)): weight * (1.0 - float(d)) for i, j, d in found}
+
+    def _score(self, a: int, b: int) -> tuple[float, float]:
+        """(mean pair score, mean cosine) of groups ``a`` and ``b``."""
+        pairs = self.sizes[a] * self.sizes[b]
+        cosine = float(self.sums[a] @ self.sums[b]) / pairs
+        if self.settings.neighbours == 0:
+            return cosine, cosine
+        w = self.settings.cosine_weight
+        return (w * cosine * pairs + self.extra[a].get(b, 0.0)) / pairs, cosine
+
+    def _passes(self, a: int, b: int) -> float | None:
+        score, cosine = self._score(a, b)
+        needed = self.threshold if self.settings.neighbours == 0 else self.settings.agreement
+        return score if score >= needed and cosine >= self.threshold else None
+
+    def run(self, linkable: set[int]) -> None:
+        """Merge while a pair with a ``linkable`` (new) unit on one side passes, best first."""
+        for u in linkable:
+            self.new[self.root(u)] = True
+        heap = []
+        for (i, j), extra in self._pairs().items():
+            a, b = self.root(i), self.root(j)
+            if a == b or not (self.new[a] or self.new[b]):
+                continue
+            self.extra[a][b] = self.extra[a].get(b, 0.0) + extra
+            self.extra[b][a] = self.extra[b].get(a, 0.0) + extra
+        for a, partners in self.extra.items():
+            for b in partners:
+                if a < b and (score := self._passes(a, b)) is not None:
+                    heap.append((-score, a, b, self.sizes[a], self.sizes[b]))
+        heapq.heapify(heap)
+        while heap:
+            _, a, b, size_a, size_b = heapq.heappop(heap)
+            ra, rb = self.root(a), self.root(b)
+            if ra == rb or (self.sizes[ra], self.sizes[rb]) != (size_a, size_b):
+                if ra != rb and (score := self._passes(ra, rb)) is not None:  # stale: today's groups
+                    heapq.heappush(heap, (-score, ra, rb, self.sizes[ra], self.sizes[rb]))
+                continue
+            if self.constraints and not _compatible(self.units[ra], self.units[rb], self.overlapping):
+                self.refusals += 1
+                continue
+            self._merge(ra, rb)
+            for other in self.extra[ra]:
+                if (score := self._passes(ra, other)) is not None:
+                    heapq.heappush(heap, (-score, ra, other, self.sizes[ra], self.sizes[other]))
+
+    def _merge(self, ra: int, rb: int) -> None:
+        self.parent[rb] = ra
+        self.sums[ra] += self.sums.pop(rb)
+        self.sizes[ra] += self.sizes.pop(rb)
+        self.units[ra] += self.units.pop(rb)
+        self.new[ra] = self.new[ra] or self.new.pop(rb)
+        moved = self.extra.pop(rb)
+        moved.pop(ra, None)
+        self.extra[ra].pop(rb, None)
+        for other, value in moved.items():
+            self.extra[ra][other] = self.extra[ra].get(other, 0.0) + value
+            partner = self.extra[other]
+            partner[ra] = partner.get(ra, 0.0) + partner.pop(rb)
 
 
 def _threshold(given, gallery, facts, vectors, overlapping) -> tuple[float, str]:

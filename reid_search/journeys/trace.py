@@ -34,6 +34,7 @@ from .visits import Seen, Visit, group_visits, resolve, transitions
 
 TRACE_SCHEMA = "reid-search/trace/v1"
 MAX_ENTRIES = 4096  # entries fetched at most around the query (its nearest sightings)
+TRACE_BY = ("query", "identity")  # what decides a journey's sightings (see trace_vector)
 
 
 @dataclass
@@ -66,12 +67,14 @@ def trace(
     overlapping: Sequence[tuple[int, int]] = (),
     gap_seconds: float = 10.0,
     min_score: float | None = None,
+    by: str = "query",
 ) -> Journey:
-    """The query person's journey through ``gallery`` (see the module docstring)."""
+    """The query person's journey through ``gallery`` (see the module docstring; ``by``: see
+    :func:`trace_vector`)."""
     gallery.check_model(embedder.model_sha256, embedder.model.path)
     query, used, _ = embed_query(embedder, images)
     return trace_vector(gallery, query, [str(p) for p in used], embedder.card, overlapping, gap_seconds,
-                        min_score)  # fmt: skip
+                        min_score, by=by)  # fmt: skip
 
 
 def trace_vector(
@@ -84,13 +87,18 @@ def trace_vector(
     min_score: float | None = None,
     constraints: bool = True,
     expand: int = 2,
+    by: str = "query",
 ) -> Journey:
     """:func:`trace` for an already embedded (pooled, unit) query vector; ``card`` is the model
     card of the model that embedded it (its open-set rule). The server answers through here.
     ``constraints=False`` keeps every accepted visit (to measure what the constraints add).
     ``expand`` rounds of query expansion: the query plus the (unit) mean vector of each visit
     kept so far (a person seen from more angles finds the visits those angles resemble; the
-    setting was chosen on the market world, see benchmarks/journeys.py)."""
+    setting was chosen on the market world, see benchmarks/journeys.py).
+
+    ``by="identity"``: the journey of the stored identity (``reid-search identities``) that
+    holds the query's most confident accepted sighting: the gallery-wide linking decides which
+    sightings are the person, the query only which person (empty when nobody is accepted)."""
     cameras = set(gallery.cameras())
     pairs = {frozenset(p) for p in overlapping}
     unknown = sorted({c for p in overlapping for c in p} - cameras)
@@ -99,6 +107,10 @@ def trace_vector(
             f"--overlapping-cameras names camera {', '.join(map(str, unknown))}, which gallery "
             f"{gallery.name} does not have (its cameras: {', '.join(map(str, sorted(cameras))) or 'none'})"
         )
+    if by not in TRACE_BY:
+        raise GalleryError(f"trace by {by!r}: expected one of {', '.join(TRACE_BY)}")
+    if by == "identity":
+        return _trace_query_identity(gallery, query, images, card, min_score, gap_seconds)
     kept, set_aside = _visits(gallery, query, card, min_score, gap_seconds, pairs, constraints)
     for _ in range(expand):
         if not kept:
@@ -141,6 +153,30 @@ def trace_identity(gallery: Gallery, identity: int, gap_seconds: float = 10.0) -
     visits = sorted(group_visits(seen, gap_seconds), key=lambda v: (v.first, v.camera))
     settings = {"identity": int(identity), "gap_seconds": gap_seconds, "model_sha256": gallery.model_sha256}
     return Journey(gallery.name, [], visits, transitions(visits), [], settings)
+
+
+def _trace_query_identity(gallery, query, images, card, min_score, gap_seconds) -> Journey:
+    """``trace_vector(by="identity")``: the stored identity of the query's best accepted sighting."""
+    if not gallery.has_identities():
+        raise GalleryError(
+            f"gallery {gallery.name} has no identities to trace by: run reid-search identities {gallery.name}"
+        )
+    seen = accepted_sightings(gallery, query, card, min_score)
+    settings = {"by": "identity", "gap_seconds": gap_seconds, "min_score": min_score,
+                "model_sha256": gallery.model_sha256}  # fmt: skip
+    if not seen:
+        return Journey(gallery.name, list(images), [], [], [], settings)
+    best = max(seen, key=lambda s: (s.confidence, s.similarity))
+    identity = gallery.identity_of([best.faiss_id]).get(best.faiss_id)
+    if identity is None:  # indexed after the last identities run
+        raise GalleryError(
+            f"gallery {gallery.name}: the query's best match {best.path} has no identity yet "
+            f"(indexed since the last run): run reid-search identities {gallery.name}"
+        )
+    journey = trace_identity(gallery, identity, gap_seconds)
+    journey.images = list(images)
+    journey.settings = {**settings, "identity": int(identity), "matched": best.path}
+    return journey
 
 
 def camera_pair(text: str) -> tuple[int, int]:
