@@ -28,6 +28,7 @@ Market-1501 protocol), ``conreid`` (131 people, 6 cameras; test only, inference 
 
     python benchmarks/journeys.py [--world market ...]
     python benchmarks/journeys.py --calibrate   # choose identities' link settings (below)
+    python benchmarks/journeys.py --intel       # the Intel sample video: identities, before and after adapt
 
 ``--calibrate`` chooses :class:`LinkSettings` (k-reciprocal neighbours, the cosine's weight,
 the agreement two groups need) without any test world: the same generator walks the people
@@ -43,6 +44,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -70,6 +72,9 @@ MARKET_NAME = re.compile(r"^(\d+)_c(\d+)s\d+_\d+_\d+\.jpg$")
 MARS_NAME = re.compile(r"^(\d{4})C(\d)T\d{4}F\d{3}\.jpg$")
 MAX_CROPS, DWELL, WINDOW, TRAVEL, DISTRACTORS = 12, 2.0, 3600.0, (60.0, 600.0), 0.2
 START = datetime(2026, 11, 25, 9, 0, 0)
+INTEL_VIDEO = DATA.parent / "video" / "intel-sample" / "one-by-one-person-detection.mp4"
+INTEL_PEOPLE = 6  # one after another, one tracklet each (docs/indexing.md; tests/test_video.py checks it)
+DETECTOR = REPO / "benchmarks" / "detectors" / "person-detection-0202.card.json"
 WORK = Path(tempfile.gettempdir()) / "reid-search-journeys-bench"
 VARIANTS = {  # trace's settings measured; the first is the default
     "with constraints": {},
@@ -303,6 +308,48 @@ def calibrate(embedder: Embedder) -> dict:
             "grid": rows, "best": best, "default": asdict(LinkSettings())}  # fmt: skip
 
 
+def intel_gallery(name: str, embedder: Embedder):
+    """The Intel sample video indexed as tests/test_video.py does (every 2nd frame, camera 3)."""
+    from reid_search.gallery.from_video import build_video_gallery
+    from reid_search.video.ingest import VideoOptions
+
+    options = VideoOptions(str(DETECTOR), detect_every=2, camera=3, start_time="2026-11-25T14:00:00")
+    indexes = WORK / "intel" / "indexes"
+    gallery, _, _ = build_video_gallery([INTEL_VIDEO], name, embedder, options, indexes_dir=indexes,
+                                        progress=False, rebuild=True)  # fmt: skip
+    return gallery
+
+
+def intel_row() -> dict:
+    """Identities of the Intel sample video with the default model, then after the flow a user
+    follows when the model confuses their people: ``adapt`` on the video's own gallery (its
+    tracklets and camera, no labels; a benchmark-only model, never shipped), index again with
+    it, ``identities`` again."""
+    from reid_search.adaptation import AdaptConfig, adapt
+
+    found = {}
+    gallery = intel_gallery("intel", Embedder(DEFAULT_MODEL))
+    tracklets = len({r["tracklet"] for r in gallery.rows().values()})
+    with gallery.writing():
+        found["default"] = link_identities(gallery, rebuild=True).identities
+    gallery.close()
+    out = WORK / "intel" / "adapted.keras"
+    target = WORK / "intel" / "indexes" / "intel"
+    config = AdaptConfig(target=[str(target)], out=str(out), model=str(DEFAULT_MODEL))
+    resume = (out.parent / "adapted.keras.adapt" / "config.json").is_file()
+    result = adapt(config, resume=resume, log=lambda line: print(f"  [intel] {line}", flush=True))
+    adapted = intel_gallery("intel-adapted", Embedder(result.model_path))
+    with adapted.writing():
+        found["after adapt"] = link_identities(adapted, rebuild=True).identities
+    adapted.close()
+    card = json.loads(Path(result.model_path).with_suffix(".card.json").read_text())
+    row = {"video": INTEL_VIDEO.name, "people": INTEL_PEOPLE, "tracklets": tracklets, "identities": found,
+           "adapt_minutes": round(result.seconds / 60, 1),
+           "adapt_command": card["training"]["adaptation"]["command"]}  # fmt: skip
+    print(row, flush=True)
+    return row
+
+
 def idf1(gallery, truth: dict) -> float:
     """IDF1 of the stored identities against the true people, over crops: the best one-to-one
     matching of identities to people (Hungarian), 2 IDTP / (predicted + true crops)."""
@@ -320,7 +367,7 @@ def idf1(gallery, truth: dict) -> float:
     return round(float(2 * table[r, c].sum() / (2 * len(pairs))), 4)
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], intel: dict | None = None) -> str:
     lines = [
         "| world | people | visits | queries | "
         + " | ".join(f"{v}: precision / recall" for v in VARIANTS)
@@ -340,6 +387,15 @@ def markdown(rows: list[dict]) -> str:
         if all(cells):
             found = " | ".join(f"{c['idf1']:.3f} ({c['found']})" for c in cells)
             lines.append(f"| {r['world']} | {r['people']} | {found} | {cells[0]['seconds']:.1f} |")
+    if intel:
+        i = intel["identities"]
+        lines += [
+            "",
+            f"The Intel sample video ({intel['people']} people one after another, "
+            f"{intel['tracklets']} tracklets; `--intel`): {i['default']} identities with the "
+            f"default model (it sees some of them as alike), {i['after adapt']} after `adapt` on "
+            f"the video's own gallery ({intel['adapt_minutes']:.1f} min) and indexing it again.",
+        ]
     return "\n".join(lines)
 
 
@@ -368,7 +424,13 @@ def main() -> None:
     parser.add_argument("--world", action="append", choices=list(WORLDS), help="default: all")
     parser.add_argument("--scale", type=int, help="only time identities on a gallery of this many crops")
     parser.add_argument("--calibrate", action="store_true", help="only choose the link settings (see above)")
+    parser.add_argument("--intel", action="store_true", help="only the Intel sample video's identities")
     args = parser.parse_args()
+    if args.intel:
+        result = read_result("journeys", {"rows": []})
+        result["intel"] = intel_row()
+        write_result("journeys", result)
+        return
     if args.calibrate:
         result = read_result("journeys", {"rows": []})
         result["calibration"] = calibrate(Embedder(DEFAULT_MODEL))

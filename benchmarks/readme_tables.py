@@ -365,7 +365,7 @@ def training_table(result: dict) -> str:
 def journeys_table(result: dict) -> str:
     from journeys import markdown
 
-    return markdown(result["rows"])
+    return markdown(result["rows"], result.get("intel"))
 
 
 def journeys_calibration(result: dict) -> str:
