@@ -22,38 +22,48 @@ PEOPLE, CAMERAS, CROPS = 12, 4, 3
 T0 = datetime(2026, 11, 25, 8, 0, 0)
 
 
-@pytest.fixture(scope="module")
-def alike_site(tmp_path_factory) -> tuple[object, dict[str, int]]:
-    """(gallery, person of each file): every pair of people at cosine ~0.8, the same person's
-    sightings at ~0.9; a person an hour apart from the next, ten minutes between cameras."""
-    rng = np.random.default_rng(3)
-    folder = tmp_path_factory.mktemp("alike")
-    (folder / "crops").mkdir()
-    shared = rng.normal(size=64)
-    shared /= np.linalg.norm(shared)
-    names, vectors, rows, person_of = [], [], [], {}
-    for person in range(PEOPLE):
-        own = rng.normal(size=64)
-        own /= np.linalg.norm(own)
-        for camera in range(1, CAMERAS + 1):
-            for k in range(CROPS):
-                name = f"p{person:02d}-c{camera}-{k}.jpg"
-                (folder / "crops" / name).write_bytes(b"\xff\xd8")  # never decoded: the vectors stand in
-                noise = rng.normal(size=64)
-                vectors.append(2.0 * shared + 1.0 * own + 0.25 * noise / np.linalg.norm(noise))
-                moment = T0 + timedelta(hours=person, minutes=10 * camera, seconds=k)
-                rows.append((name, camera, moment.isoformat(), 100 * person + camera))
-                names.append(name)
-                person_of[name] = person
+def vector_gallery(folder: Path, name: str, sightings: list[tuple[str, int, int, np.ndarray]]):
+    """A gallery of precomputed vectors: (file name, camera, tracklet, vector) each, the
+    tracklet's crops a second apart, tracklets ten minutes apart in the given order."""
+    (folder / "crops").mkdir(parents=True)
+    rows, names = [], []
+    for n, (file, camera, tracklet, _) in enumerate(sightings):
+        (folder / "crops" / file).write_bytes(b"\xff\xd8")  # never decoded: the vectors stand in
+        moment = T0 + timedelta(minutes=10 * (n // CROPS), seconds=n % CROPS)
+        rows.append((file, camera, moment.isoformat(), tracklet))
+        names.append(file)
     with open(folder / "world.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([("path", "camera", "time", "tracklet"), *rows])
-    table = np.array(vectors, np.float32)
+    table = np.array([v for *_, v in sightings], np.float32)
     table /= np.linalg.norm(table, axis=1, keepdims=True)
     vectors_file = VectorsFile(names, table, "synthetic", "0" * 64)
     gallery, _ = build_gallery(
-        folder / "crops", "alike", None, layout="unlabelled", metadata=folder / "world.csv",
+        folder / "crops", name, None, layout="unlabelled", metadata=folder / "world.csv",
         indexes_dir=folder / "indexes", progress=False, vectors=vectors_file,
     )  # fmt: skip
+    return gallery
+
+
+def unit(rng, size: int = 64) -> np.ndarray:
+    v = rng.normal(size=size)
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture(scope="module")
+def alike_site(tmp_path_factory) -> tuple[object, dict[str, int]]:
+    """(gallery, person of each file): every pair of people at cosine ~0.8, the same person's
+    sightings at ~0.99; each person on four cameras, one tracklet of three crops on each."""
+    rng = np.random.default_rng(3)
+    shared = unit(rng)
+    sightings, person_of = [], {}
+    for person in range(PEOPLE):
+        own = unit(rng)
+        for camera in range(1, CAMERAS + 1):
+            for k in range(CROPS):
+                name = f"p{person:02d}-c{camera}-{k}.jpg"
+                sightings.append((name, camera, 100 * person + camera, 2.0 * shared + own + 0.25 * unit(rng)))
+                person_of[name] = person
+    gallery = vector_gallery(tmp_path_factory.mktemp("alike"), "alike", sightings)
     yield gallery, person_of
     gallery.close()
 
@@ -109,3 +119,24 @@ def test_the_default_link_settings_are_the_ones_the_calibration_chose():
 
     calibration = json.loads((REPO / "benchmarks" / "results" / "journeys.json").read_text())["calibration"]
     assert calibration["best"]["settings"] == asdict(LinkSettings())
+
+
+def test_a_sighting_its_neighbours_missed_still_joins_its_person(tmp_path):
+    """A poor crop of person 0 on a fifth camera: alike enough to person 0's sightings (mean
+    cosine above the threshold) but never among their nearest, so no neighbourhood links it;
+    the last step attaches it, and without that step it would count as a person of its own."""
+    rng = np.random.default_rng(5)
+    people = [unit(rng) for _ in range(6)]
+    sightings = [(f"p{p}-c{c}-{k}.jpg", c, 10 * p + c, people[p] + 0.1 * unit(rng))
+                 for p in range(6) for c in range(1, 5) for k in range(CROPS)]  # fmt: skip
+    poor = people[0] + 0.9 * unit(rng)
+    sightings += [(f"p0-c5-{k}.jpg", 5, 5, poor + 0.05 * unit(rng)) for k in range(CROPS)]
+    gallery = vector_gallery(tmp_path, "poor", sightings)
+    person_of = {name: int(name[1]) for name, *_ in sightings}
+    with gallery.writing():
+        report = link_identities(gallery, threshold=0.5, rebuild=True)
+    assert report.identities == 6 and all(len(g) == 1 for g in people_per_identity(gallery, person_of))
+    with gallery.writing():
+        alone = link_identities(gallery, threshold=0.5, settings=LinkSettings(attach=False), rebuild=True)
+    assert alone.identities == 7
+    gallery.close()

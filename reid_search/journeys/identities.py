@@ -50,12 +50,13 @@ PROVEN_FAR = 0.001  # share of proven-different pairs the gallery's threshold ma
 class LinkSettings:
     """How sightings are linked (see the module). The defaults were chosen by
     ``python benchmarks/journeys.py --calibrate``: the best mean IDF1 over worlds made of the
-    default model's held-out training people (never a test world); docs/journeys.md."""
+    default model's held-out training people (never a test world); docs/querying.md."""
 
-    neighbours: int = 4  # k1 of the k-reciprocal encoding (0: cosine only); about one person's sightings
+    neighbours: int = 3  # k1 of the k-reciprocal encoding (0: cosine only); about one person's sightings
     expansion: int = 3  # k2: each code averaged over its nearest reciprocal neighbours
     cosine_weight: float = 0.5  # share of the cosine in a pair's score (the rest: 1 - Jaccard)
     agreement: float = 0.5  # mean pair score two groups need to merge (k-reciprocal linking)
+    attach: bool = True  # then a sighting left alone joins its most alike identity (mean cosine >= threshold)
 
     def check(self) -> None:
         if self.neighbours < 0 or self.neighbours == 1 or self.expansion < 1:
@@ -148,6 +149,8 @@ def link_identities(
     for identity_units in _stored_groups(old, ids, stored).values():
         linker.join_stored(identity_units)
     linker.run(set(new_units) if stored else set(range(n)))
+    if settings.attach:
+        linker.attach_alone()
     labels = _numbered(linker.roots(), ids, stored)
     run_settings = {
         "threshold": threshold,
@@ -267,6 +270,32 @@ class _Linker:
             for other in self.extra[ra]:
                 if (score := self._passes(ra, other)) is not None:
                     heapq.heappush(heap, (-score, ra, other, self.sizes[ra], self.sizes[other]))
+
+    def attach_alone(self, candidates: int = 10) -> None:
+        """Each new sighting still alone joins the identity (2+ sightings) whose sightings its
+        mean cosine reaches best, at the threshold at least and when the constraints allow;
+        the most alike first. The identities' means are those before any attachment."""
+        import faiss
+
+        groups = [r for r, size in self.sizes.items() if size > 1]
+        alone = [r for r, size in self.sizes.items() if size == 1 and self.new[r]]
+        if not groups or not alone:
+            return
+        means = np.stack([self.sums[g] / self.sizes[g] for g in groups]).astype(np.float32)
+        index = faiss.IndexFlatIP(means.shape[1])
+        index.add(means)
+        sims, nearest = index.search(self.vectors[alone], min(candidates, len(groups)))
+        order = sorted(range(len(alone)), key=lambda i: -sims[i, 0])
+        for i in order:
+            for sim, g in zip(sims[i], nearest[i], strict=True):
+                if g < 0 or sim < self.threshold:
+                    break
+                target = self.root(groups[g])
+                fits = _compatible(self.units[target], self.units[alone[i]], self.overlapping)
+                if fits or not self.constraints:
+                    self._merge(target, alone[i])
+                    break
+                self.refusals += 1
 
     def _merge(self, ra: int, rb: int) -> None:
         self.parent[rb] = ra
