@@ -76,12 +76,12 @@ INTEL_VIDEO = DATA.parent / "video" / "intel-sample" / "one-by-one-person-detect
 INTEL_PEOPLE = 6  # one after another, one tracklet each (docs/indexing.md; tests/test_video.py checks it)
 DETECTOR = REPO / "benchmarks" / "detectors" / "person-detection-0202.card.json"
 WORK = Path(tempfile.gettempdir()) / "reid-search-journeys-bench"
-VARIANTS = {  # trace's settings measured; the first is the default
-    "with constraints": {},
-    "without constraints": {"constraints": False},
-    "one expansion round": {"expand": 1},
-    "no expansion": {"expand": 0},
-    "by the query's identity": {"by": "identity"},  # after `identities` with its defaults
+VARIANTS = {  # trace's settings measured (after `identities` with its defaults)
+    "by the query": {"by": "query"},
+    "by the query, no constraints": {"by": "query", "constraints": False},
+    "by the query, one expansion round": {"by": "query", "expand": 1},
+    "by the query, no expansion": {"by": "query", "expand": 0},
+    "by the query's identity (the default)": {"by": "identity"},  # what by="auto" does here
 }
 
 
@@ -161,22 +161,13 @@ def run_world(world: str, embedder: Embedder) -> dict:
                                metadata=folder / "world.csv", indexes_dir=folder / "indexes", progress=False,
                                rebuild=True)  # fmt: skip
     index_seconds = time.perf_counter() - started
-    by_name = {Path(r["path"]).name: r["faiss_id"] for r in gallery.rows().values()}
     results = {}
     started = time.perf_counter()
     with gallery.writing():
         link_identities(gallery, rebuild=True)  # what trace --by identity reads
     for label, settings in VARIANTS.items():
-        scores = []
-        for person, crop in truth["queries"]:
-            query = gallery.vectors_for([by_name[crop]])[0]
-            journey = trace_vector(gallery, query, [crop], embedder.card, **settings)
-            scores.append(score(journey, person, truth))
-        precision, recall = np.mean(scores, axis=0)
-        results[label] = {
-            "visit_precision": round(float(precision), 4),
-            "visit_recall": round(float(recall), 4),
-        }
+        precision, recall = trace_scores(gallery, truth, embedder.card, settings)
+        results[label] = {"visit_precision": round(precision, 4), "visit_recall": round(recall, 4)}
     identities = {}
     for label, constraints, settings in (
         ("identities with constraints", True, LinkSettings()),
@@ -282,6 +273,32 @@ def calibration_world(embedder: Embedder, data: str, seed: int) -> tuple[dict, o
     return truth, gallery
 
 
+def trace_scores(gallery, truth: dict, card, settings: dict) -> tuple[float, float]:
+    """(visit precision, visit recall) of ``trace`` with ``settings``, averaged over the world's queries."""
+    by_name = {Path(r["path"]).name: r["faiss_id"] for r in gallery.rows().values()}
+    scores = []
+    for person, crop in truth["queries"]:
+        journey = trace_vector(gallery, gallery.vectors_for([by_name[crop]])[0], [crop], card, **settings)
+        scores.append(score(journey, person, truth))
+    precision, recall = np.mean(scores, axis=0)
+    return float(precision), float(recall)
+
+
+def calibrate_trace(worlds: dict, embedder: Embedder) -> dict:
+    """Each trace variant on the calibration worlds (identities linked with the defaults):
+    mean precision, recall and min(precision, recall) over the worlds."""
+    per: dict[str, list] = defaultdict(list)
+    for truth, gallery in worlds.values():
+        with gallery.writing():
+            link_identities(gallery, rebuild=True)
+        for label, settings in VARIANTS.items():
+            per[label].append(trace_scores(gallery, truth, embedder.card, settings))
+    return {label: {"precision": round(float(np.mean([p for p, _ in v])), 4),
+                    "recall": round(float(np.mean([r for _, r in v])), 4),
+                    "min_pr": round(float(np.mean([min(p, r) for p, r in v])), 4)}
+            for label, v in per.items()}  # fmt: skip
+
+
 def calibrate(embedder: Embedder) -> dict:
     """Every setting of ``CALIBRATION_GRID`` on every calibration world; the best mean IDF1."""
     import itertools
@@ -304,10 +321,12 @@ def calibrate(embedder: Embedder) -> dict:
         mean = round(float(np.mean([v["idf1"] for v in scores.values()])), 4)
         rows.append({"settings": asdict(settings), "worlds": scores, "mean_idf1": mean})
         print(rows[-1], flush=True)
+    best = max(rows, key=lambda r: r["mean_idf1"])
+    trace_rows = calibrate_trace(worlds, embedder)
     for _, gallery in worlds.values():
         gallery.close()
-    best = max(rows, key=lambda r: r["mean_idf1"])
-    return {"worlds": {n: {"people": len({p for p, _, _ in t["visits"]}), "visits": len(t["visits"])}
+    return {"trace": trace_rows, "trace_best": max(trace_rows, key=lambda v: trace_rows[v]["min_pr"]),
+            "worlds": {n: {"people": len({p for p, _, _ in t["visits"]}), "visits": len(t["visits"])}
                        for n, (t, _) in worlds.items()},
             "grid": rows, "best": best, "default": asdict(LinkSettings())}  # fmt: skip
 
@@ -422,6 +441,11 @@ def calibration_markdown(calibration: dict) -> str:
     lines.append(f"| mean | | | {best['mean_idf1']:.3f} | {cosine['mean_idf1']:.3f} |")
     chosen = ", ".join(f"{k} {v}" for k, v in best["settings"].items())
     lines += ["", f"Chosen among {len(calibration['grid'])} settings: {chosen}."]
+    if "trace" in calibration:
+        lines += ["", "| trace on the calibration worlds | precision | recall | mean min(P, R) |"]
+        lines.append("|---|---|---|---|")
+        for label, t in calibration["trace"].items():
+            lines.append(f"| {label} | {t['precision']:.3f} | {t['recall']:.3f} | {t['min_pr']:.3f} |")
     return "\n".join(lines)
 
 

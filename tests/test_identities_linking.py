@@ -140,3 +140,17 @@ def test_a_sighting_its_neighbours_missed_still_joins_its_person(tmp_path):
         alone = link_identities(gallery, threshold=0.5, settings=LinkSettings(attach=False), rebuild=True)
     assert alone.identities == 7
     gallery.close()
+
+
+def test_trace_answers_by_identity_by_default_because_the_calibration_measured_it_better():
+    """trace's ``by="auto"`` prefers the identity route; the calibration worlds must say so."""
+    import inspect
+    import json
+
+    from reid_search.journeys.trace import trace_vector
+
+    from .conftest import REPO
+
+    calibration = json.loads((REPO / "benchmarks" / "results" / "journeys.json").read_text())["calibration"]
+    assert calibration["trace_best"].startswith("by the query's identity")
+    assert inspect.signature(trace_vector).parameters["by"].default == "auto"

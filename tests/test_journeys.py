@@ -85,6 +85,7 @@ def test_trace_follows_a_person_through_three_cameras_in_time_order(world):
     assert result.exit_code == 0, result.output
     journey = json.loads(result.stdout)
     assert journey["schema"] == "reid-search/trace/v1"
+    assert journey["settings"]["by"] == "query"  # no identities yet: the query decides
     visits = journey["visits"]
     assert [v["camera"] for v in visits] == [1, 2, 3]
     assert all(e["path"].split("/")[-1].startswith("0004") for v in visits for e in v["entries"])
@@ -250,13 +251,15 @@ def test_query_and_trace_answer_by_identity(world):
     assert journey.exit_code == 0, journey.output
     visits = json.loads(journey.stdout)["visits"]
     assert [v["camera"] for v in visits] == [1, 2, 3]
-    by_identity = runner.invoke(app, ["trace", str(query), "--by", "identity", "--index", "world", *base,
-                                      "--json"])  # fmt: skip
-    assert by_identity.exit_code == 0, by_identity.output
-    traced = json.loads(by_identity.stdout)
-    assert traced["settings"]["by"] == "identity" and traced["settings"]["identity"] == int(number)
-    assert [v["camera"] for v in traced["visits"]] == [1, 2, 3]
-    assert {Path(e["path"]).name[:4] for v in traced["visits"] for e in v["entries"]} == {"0004"}
+    for by in (["--by", "identity"], []):  # asked, and by default once the identities are current
+        by_identity = runner.invoke(app, ["trace", str(query), *by, "--index", "world", *base, "--json"])
+        assert by_identity.exit_code == 0, by_identity.output
+        traced = json.loads(by_identity.stdout)
+        assert traced["settings"]["by"] == "identity" and traced["settings"]["identity"] == int(number)
+        assert [v["camera"] for v in traced["visits"]] == [1, 2, 3]
+        assert {Path(e["path"]).name[:4] for v in traced["visits"] for e in v["entries"]} == {"0004"}
+    by_query = runner.invoke(app, ["trace", str(query), "--by", "query", "--index", "world", *base, "--json"])
+    assert json.loads(by_query.stdout)["settings"]["by"] == "query"
     unknown = runner.invoke(app, ["trace", "--identity", "999", "--index", "world", *base])
     assert unknown.exit_code == 2 and "has no identity 999" in unknown.output
     both = runner.invoke(app, ["trace", str(query), "--identity", number, "--index", "world", *base])

@@ -42,9 +42,10 @@ def trace(
         str,
         typer.Option(
             help="query: the sightings the query itself accepts; identity: the stored identity "
-            "(`reid-search identities`) of its best match."
+            "(`reid-search identities`) of its best match; auto: identity when the gallery's "
+            "identities are current, else query."
         ),
-    ] = "query",
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="The journey as JSON (docs/querying.md).")] = False,
     bundle: Annotated[
         Path | None,

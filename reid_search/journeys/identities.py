@@ -362,6 +362,12 @@ def _numbered(roots: list[int], ids: list[list[int]], stored: dict[int, int]) ->
     return np.array(out)
 
 
+def identities_are_current(gallery: Gallery) -> bool:
+    """Whether the gallery holds identities made with the model that embedded it."""
+    last = _last_run(gallery)
+    return last is not None and last[0] == gallery.model_sha256 and gallery.has_identities()
+
+
 def _last_run(gallery: Gallery) -> tuple[str, dict] | None:
     """(model_sha256, settings) of the gallery's last identities run, or None."""
     try:

@@ -30,11 +30,12 @@ from ..calibration.open_set import background_similarity
 from ..errors import InputError
 from ..gallery import Gallery, GalleryError
 from ..search.query import Background, GalleryMatch, embed_query, open_set_rule_for, sighting
+from .identities import identities_are_current
 from .visits import Seen, Visit, group_visits, resolve, transitions
 
 TRACE_SCHEMA = "reid-search/trace/v1"
 MAX_ENTRIES = 4096  # entries fetched at most around the query (its nearest sightings)
-TRACE_BY = ("query", "identity")  # what decides a journey's sightings (see trace_vector)
+TRACE_BY = ("auto", "query", "identity")  # what decides a journey's sightings (see trace_vector)
 
 
 @dataclass
@@ -67,7 +68,7 @@ def trace(
     overlapping: Sequence[tuple[int, int]] = (),
     gap_seconds: float = 10.0,
     min_score: float | None = None,
-    by: str = "query",
+    by: str = "auto",
 ) -> Journey:
     """The query person's journey through ``gallery`` (see the module docstring; ``by``: see
     :func:`trace_vector`)."""
@@ -87,18 +88,22 @@ def trace_vector(
     min_score: float | None = None,
     constraints: bool = True,
     expand: int = 2,
-    by: str = "query",
+    by: str = "auto",
 ) -> Journey:
     """:func:`trace` for an already embedded (pooled, unit) query vector; ``card`` is the model
     card of the model that embedded it (its open-set rule). The server answers through here.
     ``constraints=False`` keeps every accepted visit (to measure what the constraints add).
     ``expand`` rounds of query expansion: the query plus the (unit) mean vector of each visit
     kept so far (a person seen from more angles finds the visits those angles resemble; the
-    setting was chosen on the market world, see benchmarks/journeys.py).
+    setting was chosen on the market world and holds on the calibration worlds of
+    ``benchmarks/journeys.py --calibrate``).
 
     ``by="identity"``: the journey of the stored identity (``reid-search identities``) that
     holds the query's most confident accepted sighting: the gallery-wide linking decides which
-    sightings are the person, the query only which person (empty when nobody is accepted)."""
+    sightings are the person, the query only which person (empty when nobody is accepted).
+    ``by="auto"`` (the default): by identity when the gallery's identities were made with its
+    current model and hold the query's best match, else by the query (``--calibrate`` measured
+    the identity route better on every calibration world: docs/querying.md)."""
     cameras = set(gallery.cameras())
     pairs = {frozenset(p) for p in overlapping}
     unknown = sorted({c for p in overlapping for c in p} - cameras)
@@ -109,8 +114,11 @@ def trace_vector(
         )
     if by not in TRACE_BY:
         raise GalleryError(f"trace by {by!r}: expected one of {', '.join(TRACE_BY)}")
-    if by == "identity":
-        return _trace_query_identity(gallery, query, images, card, min_score, gap_seconds)
+    if by != "query" and (by == "identity" or identities_are_current(gallery)):
+        strict = by == "identity"
+        journey = _trace_query_identity(gallery, query, images, card, min_score, gap_seconds, strict)
+        if journey is not None:
+            return journey
     kept, set_aside = _visits(gallery, query, card, min_score, gap_seconds, pairs, constraints)
     for _ in range(expand):
         if not kept:
@@ -121,7 +129,7 @@ def trace_vector(
         expanded = _unit(expanded)
         kept, set_aside = _visits(gallery, expanded, card, min_score, gap_seconds, pairs, constraints)
     settings = {
-        "overlapping_cameras": sorted(sorted(p) for p in pairs), "gap_seconds": gap_seconds,
+        "by": "query", "overlapping_cameras": sorted(sorted(p) for p in pairs), "gap_seconds": gap_seconds,
         "min_score": min_score, "constraints": constraints, "expand": expand,
         "model_sha256": gallery.model_sha256,
     }  # fmt: skip
@@ -155,8 +163,11 @@ def trace_identity(gallery: Gallery, identity: int, gap_seconds: float = 10.0) -
     return Journey(gallery.name, [], visits, transitions(visits), [], settings)
 
 
-def _trace_query_identity(gallery, query, images, card, min_score, gap_seconds) -> Journey:
-    """``trace_vector(by="identity")``: the stored identity of the query's best accepted sighting."""
+def _trace_query_identity(
+    gallery, query, images, card, min_score, gap_seconds, strict: bool
+) -> Journey | None:
+    """``trace_vector(by="identity")``: the stored identity of the query's best accepted sighting
+    (None, unless ``strict``, when that sighting was indexed after the last identities run)."""
     if not gallery.has_identities():
         raise GalleryError(
             f"gallery {gallery.name} has no identities to trace by: run reid-search identities {gallery.name}"
@@ -168,6 +179,8 @@ def _trace_query_identity(gallery, query, images, card, min_score, gap_seconds) 
         return Journey(gallery.name, list(images), [], [], [], settings)
     best = max(seen, key=lambda s: (s.confidence, s.similarity))
     identity = gallery.identity_of([best.faiss_id]).get(best.faiss_id)
+    if identity is None and not strict:
+        return None
     if identity is None:  # indexed after the last identities run
         raise GalleryError(
             f"gallery {gallery.name}: the query's best match {best.path} has no identity yet "

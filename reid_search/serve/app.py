@@ -187,7 +187,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
         return (await run_in_threadpool(search)).to_dict()
 
-    async def journey_of(images, gallery, overlapping_cameras, gap_seconds, min_score, by="query"):
+    async def journey_of(images, gallery, overlapping_cameras, gap_seconds, min_score, by="auto"):
         """The traced journey of uploaded crops (``reid-search trace``) and the uploads."""
         pairs = [camera_pair(text) for text in overlapping_cameras or []]
         uploads = await _read_uploads(images, budget)
@@ -210,7 +210,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         overlapping_cameras: Overlapping = None,
         gap_seconds: GapSeconds = 10.0,
         min_score: MinScore = None,
-        by: Annotated[str, Form(max_length=16, description="query, or identity")] = "query",
+        by: Annotated[str, Form(max_length=16, description="auto, query or identity")] = "auto",
     ) -> dict[str, Any]:
         """The person's visits across the gallery's cameras in time order (``reid-search trace``)."""
         journey, _ = await journey_of(images, gallery, overlapping_cameras, gap_seconds, min_score, by)
