@@ -258,6 +258,8 @@ def test_query_and_trace_answer_by_identity(world):
         assert traced["settings"]["by"] == "identity" and traced["settings"]["identity"] == int(number)
         assert [v["camera"] for v in traced["visits"]] == [1, 2, 3]
         assert {Path(e["path"]).name[:4] for v in traced["visits"] for e in v["entries"]} == {"0004"}
+        best = max((e for v in traced["visits"] for e in v["entries"]), key=lambda e: e["similarity"])
+        assert Path(best["path"]).name == query.name  # similarities are to the query, not the identity
     by_query = runner.invoke(app, ["trace", str(query), "--by", "query", "--index", "world", *base, "--json"])
     assert json.loads(by_query.stdout)["settings"]["by"] == "query"
     unknown = runner.invoke(app, ["trace", "--identity", "999", "--index", "world", *base])

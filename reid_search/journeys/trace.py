@@ -187,6 +187,10 @@ def _trace_query_identity(
             f"(indexed since the last run): run reid-search identities {gallery.name}"
         )
     journey = trace_identity(gallery, identity, gap_seconds)
+    for visit in journey.visits:  # as alike as the query finds them; as sure as its match
+        sims = gallery.vectors_for([e.faiss_id for e in visit.entries]) @ query
+        for entry, sim in zip(visit.entries, sims.tolist(), strict=True):
+            entry.similarity, entry.confidence = float(sim), best.confidence
     journey.images = list(images)
     journey.settings = {**settings, "identity": int(identity), "matched": best.path}
     return journey
