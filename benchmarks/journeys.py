@@ -246,9 +246,8 @@ CALIBRATION_GRID = {
 CALIBRATION_SEEDS = (0, 1, 2)  # three walks of each dataset's people: a choice less at the mercy of one
 
 
-def calibration_world(embedder: Embedder, data: str, seed: int) -> tuple[dict, object]:
-    """(truth, gallery) of a world walked by the people ``embedder``'s model held out of ``data``
-    (``seed``: the walk's; the people are the same in every seed)."""
+def held_out_people(embedder: Embedder, data: str) -> Path:
+    """A folder of links to the crops of the people ``embedder``'s model held out of ``data``."""
     from reid_search.calibration.fit import held_out_split
     from reid_search.data.layouts import scan_dataset
     from reid_search.data.records import split_identities
@@ -258,7 +257,6 @@ def calibration_world(embedder: Embedder, data: str, seed: int) -> tuple[dict, o
     records = scan.people_records(scan.train_records(), purpose="calibration")
     _, held_out = split_identities([r.person for r in records], fraction, split_seed)
     held = set(held_out)
-    folder = WORK / f"calibration-{Path(data).name}-{seed}"
     source = WORK / f"calibration-{Path(data).name}-people"
     if source.exists():
         shutil.rmtree(source)
@@ -266,6 +264,12 @@ def calibration_world(embedder: Embedder, data: str, seed: int) -> tuple[dict, o
     for r in records:
         if r.person in held:
             os.symlink(Path(r.path).resolve(), source / Path(r.path).name)
+    return source
+
+
+def calibration_world(embedder: Embedder, source: Path, seed: int) -> tuple[dict, object]:
+    """(truth, gallery) of a world walked by the people of ``source`` (``seed``: the walk's)."""
+    folder = WORK / f"{source.name.removesuffix('-people')}-{seed}"
     truth = make_world(source, folder, seed)
     gallery, _ = build_gallery(folder / "crops", "world", embedder, layout="unlabelled",
                                metadata=folder / "world.csv", indexes_dir=folder / "indexes", progress=False,
@@ -305,8 +309,9 @@ def calibrate(embedder: Embedder) -> dict:
 
     data = [str((REPO / d).resolve()) if not Path(d).is_absolute() else d
             for d in embedder.card.training["config"]["data"]]  # fmt: skip
-    worlds = {f"{Path(d).name} (walk {seed})": calibration_world(embedder, d, seed)
-              for d in data for seed in CALIBRATION_SEEDS}  # fmt: skip
+    sources = {Path(d).name: held_out_people(embedder, d) for d in data}
+    worlds = {f"{name} (walk {seed})": calibration_world(embedder, source, seed)
+              for name, source in sources.items() for seed in CALIBRATION_SEEDS}  # fmt: skip
     rows = []
     for values in itertools.product(*CALIBRATION_GRID.values()):
         settings = LinkSettings(**dict(zip(CALIBRATION_GRID, values, strict=True)))

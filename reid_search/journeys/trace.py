@@ -136,9 +136,16 @@ def trace_vector(
     return Journey(gallery.name, list(images), kept, transitions(kept), set_aside, settings)
 
 
-def trace_identity(gallery: Gallery, identity: int, gap_seconds: float = 10.0) -> Journey:
-    """The visits of one stored identity (``reid-search identities``), in time order: no query
-    image, every sighting the identity links (its similarity: cosine to the identity's mean)."""
+def trace_identity(
+    gallery: Gallery,
+    identity: int,
+    gap_seconds: float = 10.0,
+    like: np.ndarray | None = None,
+    confidence: float = 1.0,
+) -> Journey:
+    """The visits of one stored identity (``reid-search identities``), in time order: every
+    sighting the identity links, each with its cosine to ``like`` (a query vector; default:
+    the identity's mean) and ``confidence``."""
     ids = gallery.identity_members(identity)
     if not ids:
         known = (
@@ -148,7 +155,7 @@ def trace_identity(gallery: Gallery, identity: int, gap_seconds: float = 10.0) -
         )
         raise GalleryError(f"gallery {gallery.name} has no identity {identity} ({known})")
     vectors = gallery.vectors_for(ids)
-    sims = vectors @ _unit(vectors.mean(axis=0))
+    sims = vectors @ (_unit(vectors.mean(axis=0)) if like is None else like)
     rows = gallery.rows(ids)
     seen = []
     for faiss_id, sim in zip(ids, sims.tolist(), strict=True):
@@ -157,7 +164,7 @@ def trace_identity(gallery: Gallery, identity: int, gap_seconds: float = 10.0) -
             raise GalleryError(f"gallery {gallery.name}: entry {row['path']} has no camera or time")
         extra = GalleryMatch.from_row(row, sim).extra
         seen.append(Seen(faiss_id, row["path"], row["camera"], row["tracklet"], row["frame"],
-                         datetime.fromisoformat(row["time"]), sim, 1.0, extra))  # fmt: skip
+                         datetime.fromisoformat(row["time"]), sim, confidence, extra))  # fmt: skip
     visits = sorted(group_visits(seen, gap_seconds), key=lambda v: (v.first, v.camera))
     settings = {"identity": int(identity), "gap_seconds": gap_seconds, "model_sha256": gallery.model_sha256}
     return Journey(gallery.name, [], visits, transitions(visits), [], settings)
@@ -186,11 +193,8 @@ def _trace_query_identity(
             f"gallery {gallery.name}: the query's best match {best.path} has no identity yet "
             f"(indexed since the last run): run reid-search identities {gallery.name}"
         )
-    journey = trace_identity(gallery, identity, gap_seconds)
-    for visit in journey.visits:  # as alike as the query finds them; as sure as its match
-        sims = gallery.vectors_for([e.faiss_id for e in visit.entries]) @ query
-        for entry, sim in zip(visit.entries, sims.tolist(), strict=True):
-            entry.similarity, entry.confidence = float(sim), best.confidence
+    # as alike as the query finds them; as sure as its match
+    journey = trace_identity(gallery, identity, gap_seconds, like=query, confidence=best.confidence)
     journey.images = list(images)
     journey.settings = {**settings, "identity": int(identity), "matched": best.path}
     return journey
