@@ -29,6 +29,7 @@ Market-1501 protocol), ``conreid`` (131 people, 6 cameras; test only, inference 
     python benchmarks/journeys.py [--world market ...]
     python benchmarks/journeys.py --calibrate   # choose identities' link settings (below)
     python benchmarks/journeys.py --intel       # the Intel sample video: identities, before and after adapt
+    python benchmarks/journeys.py --ceiling     # what the linking threshold alone can reach (an oracle sweep)
 
 ``--calibrate`` chooses :class:`LinkSettings` (k-reciprocal neighbours, the cosine's weight,
 the agreement two groups need) without any test world: the same generator walks the people
@@ -153,13 +154,19 @@ def score(journey, person: str, truth: dict) -> tuple[float, float]:
     return precision, len(right) / len(true_visits)
 
 
-def run_world(world: str, embedder: Embedder) -> dict:
+def world_gallery(world: str, embedder: Embedder) -> tuple[dict, object]:
+    """(truth, gallery) of a test world, written and indexed afresh."""
     folder = WORK / world
     truth = make_world(WORLDS[world], folder)
-    started = time.perf_counter()
     gallery, _ = build_gallery(folder / "crops", "world", embedder, layout="unlabelled",
                                metadata=folder / "world.csv", indexes_dir=folder / "indexes", progress=False,
                                rebuild=True)  # fmt: skip
+    return truth, gallery
+
+
+def run_world(world: str, embedder: Embedder) -> dict:
+    started = time.perf_counter()
+    truth, gallery = world_gallery(world, embedder)
     index_seconds = time.perf_counter() - started
     results = {}
     started = time.perf_counter()
@@ -303,15 +310,21 @@ def calibrate_trace(worlds: dict, embedder: Embedder) -> dict:
             for label, v in per.items()}  # fmt: skip
 
 
+def calibration_worlds(embedder: Embedder) -> dict[str, tuple[dict, object]]:
+    """Name -> (truth, gallery) of every calibration world: each dataset the model trained
+    on, its held-out people walked ``CALIBRATION_SEEDS``."""
+    data = [str((REPO / d).resolve()) if not Path(d).is_absolute() else d
+            for d in embedder.card.training["config"]["data"]]  # fmt: skip
+    sources = {Path(d).name: held_out_people(embedder, d) for d in data}
+    return {f"{name} (walk {seed})": calibration_world(embedder, source, seed)
+            for name, source in sources.items() for seed in CALIBRATION_SEEDS}  # fmt: skip
+
+
 def calibrate(embedder: Embedder) -> dict:
     """Every setting of ``CALIBRATION_GRID`` on every calibration world; the best mean IDF1."""
     import itertools
 
-    data = [str((REPO / d).resolve()) if not Path(d).is_absolute() else d
-            for d in embedder.card.training["config"]["data"]]  # fmt: skip
-    sources = {Path(d).name: held_out_people(embedder, d) for d in data}
-    worlds = {f"{name} (walk {seed})": calibration_world(embedder, source, seed)
-              for name, source in sources.items() for seed in CALIBRATION_SEEDS}  # fmt: skip
+    worlds = calibration_worlds(embedder)
     rows = []
     for values in itertools.product(*CALIBRATION_GRID.values()):
         settings = LinkSettings(**dict(zip(CALIBRATION_GRID, values, strict=True)))
@@ -336,6 +349,64 @@ def calibrate(embedder: Embedder) -> dict:
             "grid": rows, "best": best, "default": asdict(LinkSettings())}  # fmt: skip
 
 
+CEILING_THRESHOLDS = (0.45, 0.50, 0.55, 0.60, 0.65, 0.70)
+QUERY_CUTOFFS = (0.55, 0.60, 0.65, 0.70, 0.75, 0.80)  # trace by the query: accept a sighting at this cosine
+
+
+def ceiling(embedder: Embedder, intel: dict | None) -> dict:
+    """What the linking threshold alone can reach: every calibration and test world linked with
+    the default settings at each of ``CEILING_THRESHOLDS`` (plus the product's own threshold,
+    the card's or the one the gallery fits, and the lowest that keeps the Intel video's six
+    people apart), scored against the truth: IDF1, identities found, trace by identity. A
+    threshold picked on a test world's own truth is an oracle no user has: it bounds what any
+    threshold rule could do with this embedding."""
+    thresholds: list[float | None] = [None, *CEILING_THRESHOLDS]
+    if intel and "closest_pair_cosine" in intel:
+        thresholds.append(round(intel["closest_pair_cosine"] + 1e-4, 4))
+    worlds = {**calibration_worlds(embedder), **{w: world_gallery(w, embedder) for w in WORLDS}}
+    rows = []
+    for threshold in thresholds:
+        per = {}
+        for name, (truth, gallery) in worlds.items():
+            with gallery.writing():
+                report = link_identities(gallery, threshold=threshold, rebuild=True)
+            precision, recall = trace_scores(gallery, truth, embedder.card, {"by": "identity"})
+            per[name] = {"threshold": round(report.threshold, 4), "idf1": idf1(gallery, truth),
+                         "found": report.identities, "people": len({p for p, _, _ in truth["visits"]}),
+                         "trace_precision": round(precision, 4),
+                         "trace_recall": round(recall, 4)}  # fmt: skip
+        calibration = [v for n, v in per.items() if n not in WORLDS]
+        rows.append({
+            "threshold": threshold, "worlds": per,
+            "calibration_idf1": round(float(np.mean([v["idf1"] for v in calibration])), 4),
+            "calibration_trace": [round(float(np.mean([v[k] for v in calibration])), 4)
+                                  for k in ("trace_precision", "trace_recall")],
+        })  # fmt: skip
+        print({k: v for k, v in rows[-1].items() if k != "worlds"}, {w: per[w] for w in WORLDS}, flush=True)
+    cutoffs = {}  # trace by the query, every sighting at a cosine >= the cutoff (not the open-set rule)
+    for world in WORLDS:
+        truth, gallery = worlds[world]
+        cutoffs[world] = {str(c): trace_scores(gallery, truth, embedder.card, {"by": "query", "min_score": c})
+                          for c in QUERY_CUTOFFS}  # fmt: skip
+        print(world, cutoffs[world], flush=True)
+    for _, gallery in worlds.values():
+        gallery.close()
+    split = thresholds[-1] if len(thresholds) > 1 + len(CEILING_THRESHOLDS) else None
+    return {"rows": rows, "intel_split": split, "query_cutoffs": cutoffs}
+
+
+def closest_tracklets(gallery) -> float:
+    """The highest cosine between two tracklets' mean vectors (each the unit mean of its crops)."""
+    rows = gallery.rows()
+    ids, vectors = gallery.vectors()
+    tracklet = np.array([rows[int(i)]["tracklet"] for i in ids])
+    means = np.stack([vectors[tracklet == t].mean(axis=0) for t in sorted(set(tracklet.tolist()))])
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    sims = means @ means.T
+    np.fill_diagonal(sims, -1.0)
+    return round(float(sims.max()), 4)
+
+
 def intel_gallery(name: str, embedder: Embedder):
     """The Intel sample video indexed as tests/test_video.py does (every 2nd frame, camera 3)."""
     from reid_search.gallery.from_video import build_video_gallery
@@ -358,10 +429,12 @@ def intel_row() -> dict:
     from reid_search.adaptation import AdaptConfig, adapt
 
     found = {}
-    gallery = intel_gallery("intel", Embedder(DEFAULT_MODEL))
+    default = Embedder(DEFAULT_MODEL)
+    gallery = intel_gallery("intel", default)
     tracklets = len({r["tracklet"] for r in gallery.rows().values()})
     with gallery.writing():
         found["default"] = link_identities(gallery, rebuild=True).identities
+    closest = closest_tracklets(gallery)  # one person per tracklet here: the two most alike people
     gallery.close()
     out = WORK / "intel" / "adapted.keras"
     target = WORK / "intel" / "indexes" / "intel"
@@ -374,6 +447,7 @@ def intel_row() -> dict:
     adapted.close()
     card = json.loads(Path(result.model_path).with_suffix(".card.json").read_text())
     row = {"video": INTEL_VIDEO.name, "people": INTEL_PEOPLE, "tracklets": tracklets, "identities": found,
+           "closest_pair_cosine": closest, "threshold": default.card.threshold,
            "adapt_minutes": round(result.seconds / 60, 1),
            "adapt_command": card["training"]["adaptation"]["command"]}  # fmt: skip
     print(row, flush=True)
@@ -426,6 +500,13 @@ def markdown(rows: list[dict], intel: dict | None = None) -> str:
             f"default model (it sees some of them as alike), {i['after adapt']} after `adapt` on "
             f"the video's own gallery ({intel['adapt_minutes']:.1f} min) and indexing it again.",
         ]
+        if "closest_pair_cosine" in intel:
+            lines[-1] += (
+                f" With the default model its two most alike people (two men dressed in black) have "
+                f"tracklet cosine {intel['closest_pair_cosine']:.3f}, far above the model's same-person "
+                f"threshold ({intel['threshold']:.3f}): no linking rule keeps them apart without "
+                "splitting most true pairs elsewhere (`--ceiling` below)."
+            )
     return "\n".join(lines)
 
 
@@ -454,13 +535,56 @@ def calibration_markdown(calibration: dict) -> str:
     return "\n".join(lines)
 
 
+def ceiling_markdown(result: dict) -> str:
+    """The threshold sweep of ``--ceiling``: calibration means and each test world, per threshold."""
+    ceiling = result["ceiling"]
+    lines = [
+        "| linking threshold | calibration worlds: mean IDF1 | trace by identity P / R | "
+        + " | ".join(f"{w}: IDF1 (found) | trace P / R" for w in WORLDS) + " |",
+        "|---|---|---|" + "---|---|" * len(WORLDS),
+    ]  # fmt: skip
+    for row in ceiling["rows"]:
+        if row["threshold"] is None:
+            label = "the product's (card's, or fitted on the gallery)"
+        elif row["threshold"] == ceiling.get("intel_split"):
+            label = f"{row['threshold']:.3f} (keeps the Intel video's six people apart)"
+        else:
+            label = f"{row['threshold']:.2f}"
+        cells = []
+        for w in WORLDS:
+            v = row["worlds"][w]
+            cells.append(f"{v['idf1']:.3f} ({v['found']} for {v['people']}) | "
+                         f"{v['trace_precision']:.3f} / {v['trace_recall']:.3f}")  # fmt: skip
+        p, r = row["calibration_trace"]
+        head = f"| {label} | {row['calibration_idf1']:.3f} | {p:.3f} / {r:.3f} | "
+        lines.append(head + " | ".join(cells) + " |")
+    if "query_cutoffs" in ceiling:
+        cut = ceiling["query_cutoffs"]
+        header = "| trace by the query, accepting at cosine | " + " | ".join(f"{w}: P / R" for w in cut)
+        lines += ["", header + " |", "|---|" + "---|" * len(cut)]
+        for c in next(iter(cut.values())):
+            lines.append(
+                f"| {float(c):.2f} | "
+                + " | ".join(f"{cut[w][c][0]:.3f} / {cut[w][c][1]:.3f}" for w in cut)
+                + " |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", action="append", choices=list(WORLDS), help="default: all")
     parser.add_argument("--scale", type=int, help="only time identities on a gallery of this many crops")
     parser.add_argument("--calibrate", action="store_true", help="only choose the link settings (see above)")
     parser.add_argument("--intel", action="store_true", help="only the Intel sample video's identities")
+    parser.add_argument("--ceiling", action="store_true", help="only the threshold sweep (ceiling())")
     args = parser.parse_args()
+    if args.ceiling:
+        result = read_result("journeys", {"rows": []})
+        result["ceiling"] = ceiling(Embedder(DEFAULT_MODEL), result.get("intel"))
+        write_result("journeys", result)
+        print(ceiling_markdown(result))
+        return
     if args.intel:
         result = read_result("journeys", {"rows": []})
         result["intel"] = intel_row()

@@ -376,6 +376,14 @@ def journeys_calibration(result: dict) -> str:
     return calibration_markdown(result["calibration"])
 
 
+def journeys_ceiling(result: dict) -> str:
+    from journeys import ceiling_markdown
+
+    if "ceiling" not in result:
+        return "(not measured yet: `python benchmarks/journeys.py --ceiling`)"
+    return ceiling_markdown(result)
+
+
 def journeys_scale(result: dict) -> str:
     r = result.get("scale")
     if not r:
@@ -448,6 +456,7 @@ TABLES = {
     "journeys": ("journeys.json", journeys_table),
     "journeys-scale": ("journeys.json", journeys_scale),
     "journeys-calibration": ("journeys.json", journeys_calibration),
+    "journeys-ceiling": ("journeys.json", journeys_ceiling),
     "adapt-open-set": ("adapt_open_set.json", adapt_open_set_line),
     "adapt-speed": ("adapt_speed.json", adapt_speed_line),
     "serve-abuse": ("serve_abuse.json", serve_abuse_table),

@@ -262,6 +262,11 @@ def test_query_and_trace_answer_by_identity(world):
         assert Path(best["path"]).name == query.name  # similarities are to the query, not the identity
     by_query = runner.invoke(app, ["trace", str(query), "--by", "query", "--index", "world", *base, "--json"])
     assert json.loads(by_query.stdout)["settings"]["by"] == "query"
+    # the table says how it answered
+    table = runner.invoke(app, ["trace", str(query), "--index", "world", *base]).stdout.splitlines()[0]
+    assert f"by identity {number} (the query matched" in table and "--by query" in table
+    table = runner.invoke(app, ["trace", str(query), "--by", "query", "--index", "world", *base]).stdout
+    assert table.splitlines()[0].endswith("by the query:")
     unknown = runner.invoke(app, ["trace", "--identity", "999", "--index", "world", *base])
     assert unknown.exit_code == 2 and "has no identity 999" in unknown.output
     both = runner.invoke(app, ["trace", str(query), "--identity", number, "--index", "world", *base])

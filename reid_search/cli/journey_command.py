@@ -96,7 +96,8 @@ def trace(
     if not journey.visits:
         typer.echo(f"no visit: nobody in gallery {journey.gallery} is accepted as this person")
         return
-    typer.echo(f"{len(journey.visits)} visit(s) in gallery {journey.gallery}:")
+    how = answered_by(journey.settings)
+    typer.echo(f"{len(journey.visits)} visit(s) in gallery {journey.gallery}, {how}:")
     for n, visit in enumerate(journey.visits, start=1):
         d = visit.to_dict()
         where = (
@@ -113,6 +114,20 @@ def trace(
         typer.echo(f"  set aside: camera {visit.camera} {visit.first.isoformat()} ({why})")
     if plot is not None:
         typer.echo(f"journey drawn: {plot}")
+
+
+def answered_by(settings: dict) -> str:
+    """How a journey was made, for its header line.
+
+    >>> answered_by({"by": "identity", "identity": 7, "matched": "a.jpg"})
+    'by identity 7 (the query matched a.jpg; --by query to trace by the image alone)'
+    >>> answered_by({"identity": 7}), answered_by({"by": "query"})
+    ('identity 7', 'by the query')
+    """
+    if "matched" in settings:
+        return (f"by identity {settings['identity']} (the query matched {settings['matched']}; "
+                "--by query to trace by the image alone)")  # fmt: skip
+    return f"identity {settings['identity']}" if "identity" in settings else "by the query"
 
 
 @app.command("verify-bundle")
