@@ -30,6 +30,7 @@ Market-1501 protocol), ``conreid`` (131 people, 6 cameras; test only, inference 
     python benchmarks/journeys.py --calibrate   # choose identities' link settings (below)
     python benchmarks/journeys.py --intel       # the Intel sample video: identities, before and after adapt
     python benchmarks/journeys.py --ceiling     # what the linking threshold alone can reach (an oracle sweep)
+    python benchmarks/journeys.py --peer retail-0277   # the same code on a stronger public model's embedding
 
 ``--calibrate`` chooses :class:`LinkSettings` (k-reciprocal neighbours, the cosine's weight,
 the agreement two groups need) without any test world: the same generator walks the people
@@ -57,7 +58,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, DEFAULT_MODEL, REPO, read_result, write_result
+from _common import DATA, DEFAULT_MODEL, PEER_CARDS, REPO, read_result, write_json, write_result
 
 from reid_search.embedding.embedder import Embedder
 from reid_search.gallery import build_gallery
@@ -154,9 +155,9 @@ def score(journey, person: str, truth: dict) -> tuple[float, float]:
     return precision, len(right) / len(true_visits)
 
 
-def world_gallery(world: str, embedder: Embedder) -> tuple[dict, object]:
-    """(truth, gallery) of a test world, written and indexed afresh."""
-    folder = WORK / world
+def world_gallery(world: str, embedder: Embedder, tag: str = "") -> tuple[dict, object]:
+    """(truth, gallery) of a test world, written and indexed afresh (in ``WORK/world+tag``)."""
+    folder = WORK / f"{world}{tag}"
     truth = make_world(WORLDS[world], folder)
     gallery, _ = build_gallery(folder / "crops", "world", embedder, layout="unlabelled",
                                metadata=folder / "world.csv", indexes_dir=folder / "indexes", progress=False,
@@ -407,6 +408,61 @@ def closest_tracklets(gallery) -> float:
     return round(float(sims.max()), 4)
 
 
+def peer_card(peer: str) -> Path:
+    """A copy of ``peer``'s card with a same-person threshold fitted as the default model's card
+    was (false-accept rate 0.1% over cross-camera pairs of the held-out people of the default's
+    training datasets), so the product runs on it unchanged: the gallery's own threshold
+    fitting, trace's acceptance, identities."""
+    from reid_search.calibration.fit import calibrate_model
+
+    card = json.loads(PEER_CARDS[peer].read_text())
+    model = (PEER_CARDS[peer].parent / card["model_file"]).resolve()
+    folder = WORK / "peers"
+    out = folder / PEER_CARDS[peer].name  # beside a copy of the model's files, where a gallery looks
+    if out.is_file():
+        return out
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in model.parent.glob(f"{model.stem}.*"):
+        shutil.copyfile(file, folder / file.name)  # a copy: the gallery records the resolved model path
+    card["model_file"] = model.name
+    data = [str((REPO / d).resolve()) for d in Embedder(DEFAULT_MODEL).card.training["config"]["data"]]
+    write_json(out, card)
+    calibration = calibrate_model(Embedder(out), data, far=0.001)
+    write_json(out, {**card, "threshold": calibration.threshold, "threshold_rule": calibration.rule})
+    return out
+
+
+def peer_run(peer: str) -> dict:
+    """The same worlds, linking and trace with ``peer``'s embedding instead of the default
+    model's (a diagnostic: what the journeys code gives with a stronger public model); also
+    the Intel video's identities."""
+    card = peer_card(peer)
+    embedder = Embedder(card)
+    rows = {}
+    for world in WORLDS:
+        truth, gallery = world_gallery(world, embedder, tag=f"-{peer}")
+        with gallery.writing():
+            report = link_identities(gallery, rebuild=True)
+        by_identity = trace_scores(gallery, truth, embedder.card, {"by": "identity"})
+        by_query = trace_scores(gallery, truth, embedder.card, {"by": "query"})
+        rows[world] = {"idf1": idf1(gallery, truth), "found": report.identities,
+                       "people": len({p for p, _, _ in truth["visits"]}),
+                       "threshold": round(report.threshold, 4),
+                       "by_identity": [round(v, 4) for v in by_identity],
+                       "by_query": [round(v, 4) for v in by_query]}  # fmt: skip
+        gallery.close()
+        print(world, rows[world], flush=True)
+    intel = intel_gallery(f"intel-{peer}", embedder)
+    with intel.writing():
+        found = link_identities(intel, rebuild=True).identities
+    tracklets = len({r["tracklet"] for r in intel.rows().values()})
+    intel.close()
+    rule = json.loads(card.read_text())["threshold_rule"]
+    return {"threshold": embedder.card.threshold, "threshold_rule": rule,
+            "trained_on": embedder.card.training.get("data"), "worlds": rows,
+            "intel": {"identities": found, "tracklets": tracklets}}  # fmt: skip
+
+
 def intel_gallery(name: str, embedder: Embedder):
     """The Intel sample video indexed as tests/test_video.py does (every 2nd frame, camera 3)."""
     from reid_search.gallery.from_video import build_video_gallery
@@ -535,6 +591,26 @@ def calibration_markdown(calibration: dict) -> str:
     return "\n".join(lines)
 
 
+def peers_markdown(result: dict) -> str:
+    """The same worlds and code on a peer's embedding (``--peer``) against the default model's."""
+    rows = {r["world"]: r for r in result["rows"]}
+    ours = "by the query's identity (the default)"
+    lines = ["| embedding | " + " | ".join(f"{w}: trace P / R | IDF1 (found)" for w in WORLDS)
+             + " | Intel video: identities for its 6 people |",
+             "|---|" + "---|---|" * len(WORLDS) + "---|"]  # fmt: skip
+    cells = [f"{rows[w][ours]['visit_precision']:.3f} / {rows[w][ours]['visit_recall']:.3f} | "
+             f"{rows[w]['identities with constraints']['idf1']:.3f} "
+             f"({rows[w]['identities with constraints']['found']})" for w in WORLDS]  # fmt: skip
+    intel = result.get("intel", {}).get("identities", {}).get("default", "-")
+    lines.append("| the default model | " + " | ".join(cells) + f" | {intel} |")
+    for peer, run in result.get("peers", {}).items():
+        cells = [f"{v['by_identity'][0]:.3f} / {v['by_identity'][1]:.3f} | {v['idf1']:.3f} ({v['found']})"
+                 for v in (run["worlds"][w] for w in WORLDS)]  # fmt: skip
+        label = f"{peer} (threshold {run['threshold']:.3f}, fitted as the default's)"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {run['intel']['identities']} |")
+    return "\n".join(lines)
+
+
 def ceiling_markdown(result: dict) -> str:
     """The threshold sweep of ``--ceiling``: calibration means and each test world, per threshold."""
     ceiling = result["ceiling"]
@@ -568,6 +644,8 @@ def ceiling_markdown(result: dict) -> str:
                 + " | ".join(f"{cut[w][c][0]:.3f} / {cut[w][c][1]:.3f}" for w in cut)
                 + " |"
             )
+    if result.get("peers"):
+        lines += ["", peers_markdown(result)]
     return "\n".join(lines)
 
 
@@ -578,7 +656,13 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="only choose the link settings (see above)")
     parser.add_argument("--intel", action="store_true", help="only the Intel sample video's identities")
     parser.add_argument("--ceiling", action="store_true", help="only the threshold sweep (ceiling())")
+    parser.add_argument("--peer", choices=list(PEER_CARDS), help="only the worlds with a peer's embedding")
     args = parser.parse_args()
+    if args.peer:
+        result = read_result("journeys", {"rows": []})
+        result.setdefault("peers", {})[args.peer] = peer_run(args.peer)
+        write_result("journeys", result)
+        return
     if args.ceiling:
         result = read_result("journeys", {"rows": []})
         result["ceiling"] = ceiling(Embedder(DEFAULT_MODEL), result.get("intel"))
