@@ -63,7 +63,7 @@ from _common import DATA, DEFAULT_MODEL, PEER_CARDS, REPO, read_result, write_js
 from reid_search.embedding.embedder import Embedder
 from reid_search.gallery import build_gallery
 from reid_search.journeys import trace_vector
-from reid_search.journeys.identities import LinkSettings, link_identities, stored_identities
+from reid_search.journeys.identities import LinkSettings, link_identities, sightings, stored_identities
 
 WORLDS = {
     "market": DATA / "market1501-train" / "bounding_box_test",
@@ -361,9 +361,9 @@ def ceiling(embedder: Embedder, intel: dict | None) -> dict:
     people apart), scored against the truth: IDF1, identities found, trace by identity. A
     threshold picked on a test world's own truth is an oracle no user has: it bounds what any
     threshold rule could do with this embedding."""
-    thresholds: list[float | None] = [None, *CEILING_THRESHOLDS]
-    if intel and "closest_pair_cosine" in intel:
-        thresholds.append(round(intel["closest_pair_cosine"] + 1e-4, 4))
+    closest = (intel or {}).get("closest_pair_cosine")
+    split = round(closest + 1e-4, 4) if closest is not None else None  # keeps the Intel video's people apart
+    thresholds = [None, *CEILING_THRESHOLDS, *([split] if split else [])]
     worlds = {**calibration_worlds(embedder), **{w: world_gallery(w, embedder) for w in WORLDS}}
     rows = []
     for threshold in thresholds:
@@ -392,17 +392,12 @@ def ceiling(embedder: Embedder, intel: dict | None) -> dict:
         print(world, cutoffs[world], flush=True)
     for _, gallery in worlds.values():
         gallery.close()
-    split = thresholds[-1] if len(thresholds) > 1 + len(CEILING_THRESHOLDS) else None
     return {"rows": rows, "intel_split": split, "query_cutoffs": cutoffs}
 
 
 def closest_tracklets(gallery) -> float:
-    """The highest cosine between two tracklets' mean vectors (each the unit mean of its crops)."""
-    rows = gallery.rows()
-    ids, vectors = gallery.vectors()
-    tracklet = np.array([rows[int(i)]["tracklet"] for i in ids])
-    means = np.stack([vectors[tracklet == t].mean(axis=0) for t in sorted(set(tracklet.tolist()))])
-    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    """The highest cosine between two sightings as identities compares them (tracklets' unit means)."""
+    _, _, means = sightings(gallery)
     sims = means @ means.T
     np.fill_diagonal(sims, -1.0)
     return round(float(sims.max()), 4)
@@ -419,8 +414,8 @@ def peer_card(peer: str) -> Path:
     model = (PEER_CARDS[peer].parent / card["model_file"]).resolve()
     folder = WORK / "peers"
     out = folder / PEER_CARDS[peer].name  # beside a copy of the model's files, where a gallery looks
-    if out.is_file():
-        return out
+    if out.is_file() and json.loads(out.read_text()).get("threshold") is not None:
+        return out  # fitted by an earlier run (a run stopped before the fit leaves none: fitted again)
     folder.mkdir(parents=True, exist_ok=True)
     for file in model.parent.glob(f"{model.stem}.*"):
         shutil.copyfile(file, folder / file.name)  # a copy: the gallery records the resolved model path

@@ -88,8 +88,9 @@ class _Unit:
     frames: set
 
 
-def _units(gallery: Gallery) -> tuple[list[list[int]], list[_Unit], np.ndarray]:
-    """(entry ids of each unit, its facts, its unit mean vector)."""
+def sightings(gallery: Gallery) -> tuple[list[list[int]], list[_Unit], np.ndarray]:
+    """The units linking compares: (entry ids of each sighting, its facts, its unit mean vector);
+    a sighting is a tracklet, else a single crop."""
     rows = gallery.rows()
     members: dict[tuple, list[int]] = defaultdict(list)
     for faiss_id, row in rows.items():
@@ -133,7 +134,7 @@ def link_identities(
     settings.check()
     if gallery.size == 0:
         raise GalleryError(f"gallery {gallery.name} is empty: nothing to link")
-    ids, facts, vectors = _units(gallery)
+    ids, facts, vectors = sightings(gallery)
     n = len(ids)
     stored, last = ({}, None) if rebuild else (stored_identities(gallery), _last_run(gallery))
     same_run = last is not None and (last[0], last[1].get("link")) == (gallery.model_sha256, asdict(settings))
